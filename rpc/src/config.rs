@@ -1,0 +1,33 @@
+//! Tunables of the RPC layer, with the defaults documented in `docs/formats.md`.
+
+use std::time::Duration;
+use tessera_proto::FrameLimits;
+
+/// Settings shared by clients and servers.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// Largest body and payload a reader accepts.
+    pub limits: FrameLimits,
+    /// Bytes of requests that may be in flight on one connection (header, body and payload).
+    /// Callers wait for room beyond it; a server stops reading the socket, which pushes
+    /// back on the sender through TCP. One frame larger than this still goes, alone.
+    pub max_inflight_bytes: u32,
+    /// Time allowed for the authentication handshake.
+    pub handshake_timeout: Duration,
+    /// Deadline of calls made without an explicit one.
+    pub default_timeout: Duration,
+    /// Request payloads larger than this use the bulk connection.
+    pub bulk_threshold: usize,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        Self {
+            limits: FrameLimits::default(),
+            max_inflight_bytes: 64 << 20,
+            handshake_timeout: Duration::from_secs(5),
+            default_timeout: Duration::from_secs(30),
+            bulk_threshold: 64 << 10,
+        }
+    }
+}

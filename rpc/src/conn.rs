@@ -1,0 +1,290 @@
+//! One authenticated client connection carrying many calls at once.
+//!
+//! A writer task owns the socket's write half and a reader task its read half. Calls are
+//! matched to replies by request id through the `pending` table, so replies may arrive in
+//! any order. A call that times out or is dropped removes itself from the table and sends a
+//! cancel frame so the server stops working on it.
+
+use crate::auth::client_handshake;
+use crate::config::RpcConfig;
+use crate::error::RpcError;
+use crate::secret::Secret;
+use crate::wire::{Frame, OutFrame, read_frame, write_loop};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tessera_proto::{FrameKind, FrameHeader, HEADER_LEN, Method};
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+
+type Waiter = oneshot::Sender<Result<Frame, RpcError>>;
+
+/// Calls waiting for a reply, or why the connection is gone.
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    closed: Option<RpcError>,
+}
+
+/// A live, authenticated connection to one peer.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    peer: String,
+    out: mpsc::Sender<OutFrame>,
+    pending: Arc<Mutex<Pending>>,
+    next_id: AtomicU64,
+    inflight: Arc<Semaphore>,
+    max_inflight: u32,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("waiters", &self.waiters.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+fn lock(p: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    // A panic while holding this lock leaves the table consistent (single inserts and
+    // removes), so recovering from poisoning is safe.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails every waiting call and refuses new ones.
+fn close_all(pending: &Mutex<Pending>, err: RpcError) {
+    let waiters = {
+        let mut p = lock(pending);
+        if p.closed.is_none() {
+            p.closed = Some(err.clone());
+        }
+        std::mem::take(&mut p.waiters)
+    };
+    for (_, w) in waiters {
+        let _ = w.send(Err(err.clone()));
+    }
+}
+
+impl Connection {
+    /// Connects, authenticates and starts the reader and writer tasks.
+    pub(crate) async fn open(
+        peer: &str,
+        secret: &Secret,
+        config: &RpcConfig,
+        deadline: Instant,
+    ) -> Result<Arc<Self>, RpcError> {
+        let connect_err = |reason: String| RpcError::Connect {
+            peer: peer.to_string(),
+            reason,
+        };
+        let mut stream = match timeout_at(deadline, TcpStream::connect(peer)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(connect_err(e.to_string())),
+            Err(_) => return Err(connect_err("connect timed out".into())),
+        };
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_err(e.to_string()))?;
+        let hs_deadline = deadline.min(Instant::now() + config.handshake_timeout);
+        match timeout_at(hs_deadline, client_handshake(&mut stream, secret, peer)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(crate::error::AuthError::Timeout {
+                    peer: peer.to_string(),
+                    ms: config.handshake_timeout.as_millis() as u64,
+                }
+                .into());
+            }
+        }
+
+        let (rd, wr) = stream.into_split();
+        let (out, rx) = mpsc::channel(256);
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let conn = Arc::new(Self {
+            peer: peer.to_string(),
+            out,
+            pending: pending.clone(),
+            next_id: AtomicU64::new(1),
+            inflight: Arc::new(Semaphore::new(config.max_inflight_bytes as usize)),
+            max_inflight: config.max_inflight_bytes,
+        });
+
+        let writer_pending = pending.clone();
+        let writer_peer = peer.to_string();
+        tokio::spawn(async move {
+            let reason = match write_loop(wr, rx).await {
+                Ok(()) => "connection dropped by this side".to_string(),
+                Err(e) => format!("write failed: {e}"),
+            };
+            close_all(
+                &writer_pending,
+                RpcError::ConnectionClosed {
+                    peer: writer_peer,
+                    reason,
+                },
+            );
+        });
+
+        let limits = config.limits;
+        let reader_peer = peer.to_string();
+        tokio::spawn(async move {
+            let mut rd = BufReader::with_capacity(64 << 10, rd);
+            let err = loop {
+                match read_frame(&mut rd, &limits).await {
+                    Ok(Some(f)) if f.header.kind == FrameKind::Response => {
+                        let waiter = lock(&pending).waiters.remove(&f.header.request_id);
+                        // No waiter: the call timed out or was dropped; its reply is moot.
+                        if let Some(w) = waiter {
+                            let _ = w.send(Ok(f));
+                        }
+                    }
+                    Ok(Some(f)) => {
+                        break RpcError::ConnectionClosed {
+                            peer: reader_peer.clone(),
+                            reason: format!("server sent an unexpected {:?} frame", f.header.kind),
+                        };
+                    }
+                    Ok(None) => {
+                        break RpcError::ConnectionClosed {
+                            peer: reader_peer.clone(),
+                            reason: "closed by the server".into(),
+                        };
+                    }
+                    Err(crate::wire::ReadError::Frame(source)) => {
+                        break RpcError::Frame {
+                            peer: reader_peer.clone(),
+                            source,
+                        };
+                    }
+                    Err(crate::wire::ReadError::Io(e)) => {
+                        break RpcError::ConnectionClosed {
+                            peer: reader_peer.clone(),
+                            reason: e.to_string(),
+                        };
+                    }
+                }
+            };
+            tracing::debug!(peer = %reader_peer, "connection reader stopped: {err}");
+            close_all(&pending, err);
+        });
+        Ok(conn)
+    }
+
+    /// Whether the connection has failed and a new one is needed.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.pending).closed.is_some() || self.out.is_closed()
+    }
+
+    /// Sends a request and waits for its reply until `deadline`.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        body: Bytes,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<Frame, RpcError> {
+        let started = Instant::now();
+        let timeout = || RpcError::Timeout {
+            peer: self.peer.clone(),
+            method,
+            ms: started.elapsed().as_millis() as u64,
+        };
+        // Backpressure: wait for room in this connection's in-flight budget. A frame bigger
+        // than the whole budget takes all of it and goes alone.
+        let size = (HEADER_LEN + body.len() + payload.len()).min(self.max_inflight as usize);
+        let permit = match timeout_at(
+            deadline,
+            self.inflight.clone().acquire_many_owned(size as u32),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(self.closed_error()),
+            Err(_) => return Err(timeout()),
+        };
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if let Some(e) = &p.closed {
+                return Err(e.clone());
+            }
+            p.waiters.insert(id, tx);
+        }
+        let mut guard = CancelOnDrop {
+            conn: self,
+            method,
+            id,
+            armed: true,
+        };
+
+        let remaining_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .clamp(1, u128::from(u32::MAX)) as u32;
+        let frame = OutFrame {
+            header: FrameHeader::request(method, id, remaining_ms),
+            body,
+            payload,
+            permit: None,
+        };
+        match timeout_at(deadline, self.out.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(self.closed_error()),
+            Err(_) => return Err(timeout()),
+        }
+        let result = match timeout_at(deadline, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(self.closed_error()),
+            Err(_) => Err(timeout()),
+        };
+        // The reply has been taken out of the table (or the table was emptied on close), so
+        // there is nothing to cancel unless we timed out.
+        if !matches!(result, Err(RpcError::Timeout { .. })) {
+            guard.armed = false;
+        }
+        drop(permit);
+        result
+    }
+
+    fn closed_error(&self) -> RpcError {
+        lock(&self.pending)
+            .closed
+            .clone()
+            .unwrap_or_else(|| RpcError::ConnectionClosed {
+                peer: self.peer.clone(),
+                reason: "connection closed".into(),
+            })
+    }
+}
+
+/// Withdraws a call that ended without its reply (timeout, or the caller's future dropped)
+/// and tells the server to stop working on it.
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    method: Method,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        lock(&self.conn.pending).waiters.remove(&self.id);
+        // Best effort: if the queue is full the reply is simply discarded on arrival.
+        let _ = self.conn.out.try_send(OutFrame {
+            header: FrameHeader::cancel(self.method, self.id),
+            body: Bytes::new(),
+            payload: Bytes::new(),
+            permit: None,
+        });
+    }
+}
