@@ -85,7 +85,11 @@ fn io_err(peer: &str) -> impl Fn(std::io::Error) -> AuthError + '_ {
 }
 
 /// Runs the client side. On success the stream carries frames from the next byte on.
-pub async fn client_handshake<S>(stream: &mut S, secret: &Secret, peer: &str) -> Result<(), AuthError>
+pub async fn client_handshake<S>(
+    stream: &mut S,
+    secret: &Secret,
+    peer: &str,
+) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -122,7 +126,11 @@ where
 }
 
 /// Runs the server side. Nothing the peer sends reaches a handler unless this returns `Ok`.
-pub async fn server_handshake<S>(stream: &mut S, secret: &Secret, peer: &str) -> Result<(), AuthError>
+pub async fn server_handshake<S>(
+    stream: &mut S,
+    secret: &Secret,
+    peer: &str,
+) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -103,8 +103,14 @@ impl Client {
         let peer = || self.peer.clone();
         match frame.header.status {
             Status::Ok => Ok((frame.body, frame.payload)),
-            Status::UnknownMethod => Err(RpcError::UnknownMethod { peer: peer(), method }),
-            Status::BadRequest => Err(RpcError::BadRequest { peer: peer(), method }),
+            Status::UnknownMethod => Err(RpcError::UnknownMethod {
+                peer: peer(),
+                method,
+            }),
+            Status::BadRequest => Err(RpcError::BadRequest {
+                peer: peer(),
+                method,
+            }),
             // The server's clock for the deadline starts when the request arrives, so this
             // only races the caller's own timer: to the caller both mean "timed out".
             Status::DeadlineExceeded => Err(RpcError::Timeout {
@@ -112,8 +118,14 @@ impl Client {
                 method,
                 ms: timeout.as_millis() as u64,
             }),
-            Status::Unavailable => Err(RpcError::Unavailable { peer: peer(), method }),
-            Status::Internal => Err(RpcError::Internal { peer: peer(), method }),
+            Status::Unavailable => Err(RpcError::Unavailable {
+                peer: peer(),
+                method,
+            }),
+            Status::Internal => Err(RpcError::Internal {
+                peer: peer(),
+                method,
+            }),
         }
     }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tessera_proto::{FrameKind, FrameHeader, HEADER_LEN, Method};
+use tessera_proto::{FrameHeader, FrameKind, HEADER_LEN, Method};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};

@@ -55,12 +55,12 @@ pub enum AuthError {
 #[derive(Debug, Error)]
 pub enum SecretError {
     /// The file could not be read or written.
-    #[error("cluster secret file {path}: {source}")]
+    #[error("cluster secret file {path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (shown in the message, so not repeated as a source).
+        cause: std::io::Error,
     },
     /// The secret is too short to be worth anything.
     #[error("cluster secret in {path} is {len} bytes; at least {min} are required")]

@@ -17,6 +17,7 @@ pub mod config;
 mod conn;
 pub mod error;
 mod log_limit;
+pub mod pool;
 pub mod router;
 pub mod secret;
 pub mod server;

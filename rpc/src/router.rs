@@ -87,8 +87,10 @@ impl Router {
         F: Fn(RawRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<RawReply, Status>> + Send + 'static,
     {
-        self.routes
-            .insert(method, Arc::new(move |req| Box::pin(f(req)) as BoxFuture<_>));
+        self.routes.insert(
+            method,
+            Arc::new(move |req| Box::pin(f(req)) as BoxFuture<_>),
+        );
         self
     }
 

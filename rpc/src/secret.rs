@@ -42,9 +42,9 @@ impl Secret {
     /// Reads the secret from a file.
     pub fn load(path: &Path) -> Result<Self, SecretError> {
         let shown = path.display().to_string();
-        let raw = std::fs::read(path).map_err(|source| SecretError::Io {
+        let raw = std::fs::read(path).map_err(|cause| SecretError::Io {
             path: shown.clone(),
-            source,
+            cause,
         })?;
         Self::from_bytes(&raw, &shown)
     }
@@ -53,9 +53,9 @@ impl Secret {
     /// hex, and returns the secret. Used by dev clusters and `tessera` setup commands.
     pub fn generate_file(path: &Path) -> Result<Self, SecretError> {
         let shown = path.display().to_string();
-        let io_err = |source| SecretError::Io {
+        let io_err = |cause| SecretError::Io {
             path: shown.clone(),
-            source,
+            cause,
         };
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| io_err(std::io::Error::other(e.to_string())))?;

@@ -7,13 +7,13 @@
 //! the sender) instead of growing memory.
 
 use crate::auth::server_handshake;
+use crate::catch_panic::CatchPanic;
 use crate::config::RpcConfig;
 use crate::log_limit::LogLimiter;
 use crate::router::{RawRequest, Router};
 use crate::secret::Secret;
 use crate::stats::ServerStats;
 use crate::wire::{OutFrame, ReadError, read_header, read_rest, write_loop};
-use crate::catch_panic::CatchPanic;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -134,7 +134,9 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
         Ok(Err(e)) => {
             shared.stats.inc(&shared.stats.auth_failures);
             if shared.auth_log.allow(peer.ip()) {
-                tracing::warn!("refused connection: {e} (further failures from this address are not logged for a minute)");
+                tracing::warn!(
+                    "refused connection: {e} (further failures from this address are not logged for a minute)"
+                );
             }
             return;
         }
@@ -181,7 +183,9 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
         }
         // Take budget before reading the body so memory stays bounded; waiting here stops
         // reading the socket and pushes back on the sender.
-        let size = header.wire_len().min(u64::from(shared.config.max_inflight_bytes)) as u32;
+        let size = header
+            .wire_len()
+            .min(u64::from(shared.config.max_inflight_bytes)) as u32;
         let Ok(permit) = inflight.clone().acquire_many_owned(size).await else {
             break None;
         };

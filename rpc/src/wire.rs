@@ -33,7 +33,10 @@ pub enum ReadError {
 }
 
 /// Reads one header; `Ok(None)` on a clean end of stream between frames.
-pub async fn read_header<R>(r: &mut R, limits: &FrameLimits) -> Result<Option<FrameHeader>, ReadError>
+pub async fn read_header<R>(
+    r: &mut R,
+    limits: &FrameLimits,
+) -> Result<Option<FrameHeader>, ReadError>
 where
     R: AsyncRead + Unpin,
 {
@@ -65,15 +68,30 @@ where
     if len == 0 {
         return Ok(Bytes::new());
     }
-    let mut buf = BytesMut::with_capacity(len);
+    if len < crate::pool::POOLED_MIN {
+        let mut buf = BytesMut::with_capacity(len);
+        fill(r, &mut buf, len).await?;
+        return Ok(buf.freeze());
+    }
+    let mut buf = crate::pool::take(len);
+    fill(r, &mut buf, len).await?;
+    Ok(crate::pool::freeze(buf))
+}
+
+/// Reads until `buf` holds `len` bytes, without zero-filling it first.
+async fn fill<R, B>(r: &mut R, buf: &mut B, len: usize) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    B: bytes::BufMut + AsRef<[u8]>,
+{
     // `take` stops `read_buf` at the frame boundary even when the buffer has spare capacity.
-    let mut limited = r.take(len as u64);
-    while buf.len() < len {
-        if limited.read_buf(&mut buf).await? == 0 {
+    let mut limited = r.take((len - buf.as_ref().len()) as u64);
+    while buf.as_ref().len() < len {
+        if limited.read_buf(buf).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
-    Ok(buf.freeze())
+    Ok(())
 }
 
 /// Reads body and payload after a header.

@@ -1,5 +1,7 @@
 //! Authentication on real sockets: nothing from a peer without the secret reaches a handler.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use bytes::Bytes;
@@ -51,9 +53,7 @@ async fn wrong_secret_is_refused_on_both_ends_before_any_handler() {
     let (server, obs) = start(RpcConfig::default()).await;
     let c = client(&server, "a different secret entirely");
     for _ in 0..3 {
-        let r = c
-            .call_with::<Echo>(&echo(5, 0), no_payload(), LONG)
-            .await;
+        let r = c.call_with::<Echo>(&echo(5, 0), no_payload(), LONG).await;
         assert!(
             matches!(r, Err(RpcError::Auth(AuthError::WrongSecret { .. }))),
             "{r:?}"
@@ -76,7 +76,10 @@ async fn frames_without_a_handshake_are_refused_before_any_handler() {
     }
     s.write_all(&frames).await.unwrap();
     let reply = read_to_close(&mut s).await;
-    assert!(reply.is_empty(), "server answered a peer without a handshake");
+    assert!(
+        reply.is_empty(),
+        "server answered a peer without a handshake"
+    );
     assert_eq!(obs.calls.load(Ordering::SeqCst), 0, "a handler ran");
     assert_eq!(wait_for(&server.stats().auth_failures, 1).await, 1);
 }
@@ -96,7 +99,9 @@ async fn a_peer_that_never_finishes_the_handshake_is_dropped() {
 }
 
 /// Forwards one connection to `target`, recording every byte the client sent.
-async fn recording_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
+async fn recording_proxy(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let recorded = Arc::new(Mutex::new(Vec::new()));
@@ -151,6 +156,10 @@ async fn a_replayed_handshake_is_refused() {
     // The server answered the hello with a challenge (72 bytes), then refused (1).
     assert_eq!(reply.len(), 73, "{reply:?}");
     assert_eq!(reply[72], 1, "server accepted a replayed proof");
-    assert_eq!(obs.calls.load(Ordering::SeqCst), 1, "the replayed request ran");
+    assert_eq!(
+        obs.calls.load(Ordering::SeqCst),
+        1,
+        "the replayed request ran"
+    );
     assert_eq!(wait_for(&server.stats().auth_failures, 1).await, 1);
 }

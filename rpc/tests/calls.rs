@@ -1,6 +1,8 @@
 //! RPC behaviour on real TCP sockets on 127.0.0.1: multiplexing, deadlines, dead peers,
 //! large payloads, backpressure and error statuses.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use bytes::Bytes;
@@ -174,10 +176,7 @@ async fn dead_peer_gives_connection_error_within_the_deadline() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.shutdown();
     let r = inflight.await.unwrap();
-    assert!(
-        matches!(r, Err(RpcError::ConnectionClosed { .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(RpcError::ConnectionClosed { .. })), "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
