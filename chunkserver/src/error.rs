@@ -100,6 +100,47 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// The data directory's `FORMAT` marker is not one this binary writes or reads.
+    #[error(
+        "data directory {path} has format marker {found:?}, but this binary reads only {expected:?}; \
+         it was written by a newer tessera or another program: upgrade, or choose another --data"
+    )]
+    UnknownDataFormat {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+
+    /// The directory holds files that are not ours and has no `FORMAT` marker.
+    #[error(
+        "{path} is not a tessera chunk data directory: it holds {entry:?} and no FORMAT marker; \
+         choose an empty or new directory for --data"
+    )]
+    NotDataDir { path: PathBuf, entry: String },
+
+    /// The chunkserver id file is damaged or from a newer version.
+    #[error(
+        "chunkserver id file {path}: {reason}; restore it from a backup (deleting it would make \
+         this disk a new, empty server to the cluster)"
+    )]
+    Identity { path: PathBuf, reason: String },
+
+    /// A startup setting is unusable.
+    #[error("{0}")]
+    Config(String),
+
+    /// The cluster secret could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] tessera_rpc::SecretError),
+
+    /// The chunk service could not listen on its address.
+    #[error("cannot listen on {addr}: {source}; is another process using the port?")]
+    Listen {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Result alias for the crate.

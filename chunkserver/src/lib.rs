@@ -1,17 +1,31 @@
-//! Tessera chunkserver: stores, verifies, serves, scrubs and deletes content-addressed shards.
+//! Tessera chunkserver: stores, verifies, serves, scrubs and deletes content-addressed shards,
+//! and reports its space and damaged shards to the metadata leader.
 //!
 //! - [`store`]: the shard store trait and its backends (files on a local disk; a
 //!   fault-injecting wrapper for tests).
 //! - [`scrub`]: the background re-hash of every stored shard.
+//! - [`service`]: the RPC handlers of the chunk service.
+//! - [`heartbeat`]: registration and heartbeats to the metadata leader.
+//! - [`health`], [`space`]: what the heartbeats report.
+//! - [`identity`]: the persistent chunkserver id.
+//! - [`run`](run()): the process, as `tessera chunk` starts it.
 //! - [`error`]: the crate's one error type.
-//!
-//! The RPC service and the heartbeats to the metadata leader will wrap these.
 
+pub mod config;
 pub mod error;
+pub mod health;
+pub mod heartbeat;
+pub mod identity;
+mod run;
 pub mod scrub;
+pub mod service;
+pub mod space;
 pub mod store;
 
 #[cfg(test)]
 mod testutil;
 
+pub use config::ChunkConfig;
 pub use error::{Damage, Error, Result};
+pub use run::{run, run_until};
+pub use tessera_proto::ShardId;

@@ -5,13 +5,18 @@
 //! `docs/formats.md`.
 
 pub mod body;
+pub mod chunk;
+pub mod cluster;
 pub mod frame;
 pub mod fs;
+pub mod meta;
 pub mod method;
+pub mod shard;
 pub mod status;
 pub mod system;
 
 pub use body::{BodyError, Rpc, decode_body, encode_body};
 pub use frame::{FrameError, FrameHeader, FrameKind, FrameLimits, HEADER_LEN};
 pub use method::Method;
+pub use shard::ShardId;
 pub use status::Status;

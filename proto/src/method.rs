@@ -13,10 +13,62 @@ impl Method {
     /// Liveness and identity check answered by every Tessera server.
     pub const PING: Method = Method(0x0001);
 
+    /// Store a shard on a chunkserver; the shard bytes are the payload.
+    pub const PUT_SHARD: Method = Method(0x0201);
+    /// Read a whole shard or a byte range of it; the bytes are the reply payload.
+    pub const GET_SHARD: Method = Method(0x0202);
+    /// Remove a shard from a chunkserver.
+    pub const DELETE_SHARD: Method = Method(0x0203);
+    /// Length and age of one stored shard.
+    pub const STAT_SHARD: Method = Method(0x0204);
+    /// One page of a chunkserver's shard inventory (optionally only shards older than a grace).
+    pub const LIST_SHARDS: Method = Method(0x0205);
+
+    /// Propose a namespace change (metadata leader).
+    pub const META_WRITE: Method = Method(0x0101);
+    /// Linearizable namespace read (metadata leader).
+    pub const META_READ: Method = Method(0x0102);
+    /// Role, term and log position of one metaserver.
+    pub const META_STATUS: Method = Method(0x0103);
+    /// Digest of one metaserver's namespace state.
+    pub const META_DIGEST: Method = Method(0x0104);
+
+    /// Raft AppendEntries between metaservers (body: openraft types, postcard).
+    pub const RAFT_APPEND: Method = Method(0x0301);
+    /// Raft RequestVote.
+    pub const RAFT_VOTE: Method = Method(0x0302);
+    /// Raft pre-vote (a vote that changes no term, so a flapping node cannot inflate terms).
+    pub const RAFT_PRE_VOTE: Method = Method(0x0303);
+    /// Raft snapshot installation; the snapshot image is the payload.
+    pub const RAFT_SNAPSHOT: Method = Method(0x0304);
+    /// Raft leadership transfer notice.
+    pub const RAFT_TRANSFER_LEADER: Method = Method(0x0305);
+
+    /// A chunkserver announces itself (id, address, space) to the metadata leader.
+    pub const REGISTER_CHUNKSERVER: Method = Method(0x0401);
+    /// A chunkserver's periodic report (space, health, damaged shards) to the metadata leader.
+    pub const CHUNK_HEARTBEAT: Method = Method(0x0402);
+
     /// Human-readable name for logs; unknown numbers print as hex.
     pub fn name(self) -> Option<&'static str> {
         Some(match self {
             Self::PING => "ping",
+            Self::PUT_SHARD => "put-shard",
+            Self::GET_SHARD => "get-shard",
+            Self::DELETE_SHARD => "delete-shard",
+            Self::STAT_SHARD => "stat-shard",
+            Self::LIST_SHARDS => "list-shards",
+            Self::META_WRITE => "meta-write",
+            Self::META_READ => "meta-read",
+            Self::META_STATUS => "meta-status",
+            Self::META_DIGEST => "meta-digest",
+            Self::RAFT_APPEND => "raft-append",
+            Self::RAFT_VOTE => "raft-vote",
+            Self::RAFT_PRE_VOTE => "raft-pre-vote",
+            Self::RAFT_SNAPSHOT => "raft-snapshot",
+            Self::RAFT_TRANSFER_LEADER => "raft-transfer-leader",
+            Self::REGISTER_CHUNKSERVER => "register-chunkserver",
+            Self::CHUNK_HEARTBEAT => "chunk-heartbeat",
             _ => return None,
         })
     }

@@ -18,6 +18,9 @@ pub struct RpcConfig {
     pub default_timeout: Duration,
     /// Request payloads larger than this use the bulk connection.
     pub bulk_threshold: usize,
+    /// Local address outgoing connections are made from (`None`: the system's choice).
+    /// Servers set it to their listen address so peers see one address per server.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for RpcConfig {
@@ -28,6 +31,7 @@ impl Default for RpcConfig {
             handshake_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(30),
             bulk_threshold: 64 << 10,
+            source_ip: None,
         }
     }
 }

@@ -81,7 +81,7 @@ impl Connection {
             peer: peer.to_string(),
             reason,
         };
-        let mut stream = match timeout_at(deadline, TcpStream::connect(peer)).await {
+        let mut stream = match timeout_at(deadline, connect(peer, config.source_ip)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_err(e.to_string())),
             Err(_) => return Err(connect_err("connect timed out".into())),
@@ -262,6 +262,30 @@ impl Connection {
                 reason: "connection closed".into(),
             })
     }
+}
+
+/// Connects to `peer`, from `source` when given (so traffic between servers can be told
+/// apart by address, for example by a firewall rule that partitions one of them).
+async fn connect(peer: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(peer).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host(peer).await? {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        if let Err(e) = socket.bind(std::net::SocketAddr::new(source, 0)) {
+            last = Some(e);
+            continue;
+        }
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{peer} resolves to no address"))))
 }
 
 /// Withdraws a call that ended without its reply (timeout, or the caller's future dropped)

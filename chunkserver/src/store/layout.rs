@@ -1,6 +1,7 @@
 //! Where things live in a data directory, and the startup pass over it.
 //!
 //! ```text
+//! DIR/FORMAT                `tessera-chunk-data 1`: the layout version (see `marker.rs`)
 //! DIR/LOCK                  held with an exclusive file lock while a store has DIR open
 //! DIR/shards/ab/cd/<hex>    a shard, fanned out by the first two id bytes
 //! DIR/tmp/<hex>.<n>.tmp     puts in progress; all of it is deleted at startup
@@ -17,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::ShardId;
+use super::{ShardId, marker};
 use crate::error::{Error, Result};
 
 /// The paths of one data directory.
@@ -59,6 +60,22 @@ impl Layout {
             .map_or(0, |d| d.as_nanos());
         self.quarantine.join(format!("{id}.{nanos}"))
     }
+}
+
+/// Where the file of shard `id` lives in the data directory `root` (for tools and tests that
+/// look at the disk without opening the store).
+pub fn shard_file(root: &Path, id: &ShardId) -> PathBuf {
+    Layout::new(root).shard_path(id)
+}
+
+/// The directory of puts in progress in the data directory `root`.
+pub fn temp_dir(root: &Path) -> PathBuf {
+    Layout::new(root).tmp
+}
+
+/// The directory of quarantined shards in the data directory `root`.
+pub fn quarantine_dir(root: &Path) -> PathBuf {
+    Layout::new(root).quarantine
 }
 
 /// fsyncs a directory, making the entries created or renamed in it durable.
@@ -141,12 +158,10 @@ pub(super) struct Opened {
 /// but had not yet made durable are durable before anything new is acknowledged.
 pub(super) fn open_dir(root: &Path) -> Result<Opened> {
     let layout = Layout::new(root);
-    for d in [
-        &layout.root,
-        &layout.shards,
-        &layout.tmp,
-        &layout.quarantine,
-    ] {
+    fs::create_dir_all(&layout.root).map_err(io("create directory", &layout.root))?;
+    // Before anything is created or deleted inside: refuse a directory we do not understand.
+    marker::check_or_create(&layout.root)?;
+    for d in [&layout.shards, &layout.tmp, &layout.quarantine] {
         fs::create_dir_all(d).map_err(io("create directory", d))?;
     }
     sync_dir(&layout.root).map_err(io("fsync", &layout.root))?;

@@ -17,14 +17,17 @@ use crate::error::Result;
 pub mod faulty;
 pub mod file;
 mod format;
-mod id;
 mod layout;
 mod list;
+pub mod marker;
 mod verify;
 
 pub use faulty::{Fault, FaultyStore, Op, TornWrite};
 pub use file::{FileStore, FileStoreConfig};
-pub use id::{ParseShardIdError, ShardId};
+pub use layout::{quarantine_dir, shard_file, temp_dir};
+// The id is a wire type (clients and the metadata service name shards too); re-exported here
+// so store code and its users keep naming it `store::ShardId`.
+pub use tessera_proto::shard::{ParseShardIdError, ShardId};
 pub use verify::BLOCK_LEN;
 
 /// Largest shard a put accepts. Stripes are 4 MiB by default, so real shards are far smaller;

@@ -1,7 +1,8 @@
-//! `ShardId`: the BLAKE3 hash of a shard's bytes, which is also its name everywhere.
+//! `ShardId`: the BLAKE3 hash of a shard's bytes, which is also its name everywhere: in RPCs,
+//! in stripe layouts, in the chunkserver's file names and in logs.
 //!
-//! This type will move to the wire crate once the RPC layer needs it, so it depends on nothing
-//! else in this crate: only `blake3` and `serde`.
+//! It lives in the wire crate because every process names shards the same way; it depends
+//! only on `blake3` (to compute an id) and `serde` (to send one, as 32 raw bytes).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,202 @@
+//! The chunk service's RPC handlers: each decodes nothing itself (the router does), runs one
+//! whole store operation on the blocking pool, and turns store errors into wire errors.
+//!
+//! A put's payload moves into the blocking closure and is dropped as soon as the store has
+//! written it; a get's bytes move straight into the reply payload. Neither is copied here.
+//! If the caller gives up, the handler future is dropped but the store operation finishes:
+//! a put is never abandoned half-way, so the store's own crash safety is all that matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tessera_proto::ShardId;
+use tessera_proto::chunk::{
+    ByteRange, ChunkError, DeleteOutcome, DeleteShard, GetShard, ListShards, ListedShard,
+    MAX_LIST_PAGE, PutOutcome, PutShard, ShardPage, ShardStat, StatShard,
+};
+use tessera_rpc::{Call, Router};
+
+use crate::error::Error;
+use crate::health::Health;
+use crate::store::{self, ShardStore};
+
+/// The chunk service: a store plus the health record its errors feed.
+#[derive(Clone)]
+pub struct ChunkService {
+    store: Arc<dyn ShardStore>,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for ChunkService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkService").finish_non_exhaustive()
+    }
+}
+
+impl ChunkService {
+    pub fn new(store: Arc<dyn ShardStore>, health: Arc<Health>) -> ChunkService {
+        ChunkService { store, health }
+    }
+
+    /// A router answering every chunk service method (and ping, as role "chunk").
+    pub fn router(self) -> Router {
+        let (s1, s2, s3, s4, s5) = (self.clone(), self.clone(), self.clone(), self.clone(), self);
+        Router::new("chunk")
+            .route::<PutShard, _, _>(move |call| {
+                let s = s1.clone();
+                async move { (s.put(call).await, Bytes::new()) }
+            })
+            .route::<GetShard, _, _>(move |call| {
+                let s = s2.clone();
+                async move {
+                    match s.get(call).await {
+                        Ok(bytes) => (Ok(()), bytes),
+                        Err(e) => (Err(e), Bytes::new()),
+                    }
+                }
+            })
+            .route::<DeleteShard, _, _>(move |call| {
+                let s = s3.clone();
+                async move { (s.delete(call.req.id).await, Bytes::new()) }
+            })
+            .route::<StatShard, _, _>(move |call| {
+                let s = s4.clone();
+                async move { (s.stat(call.req.id).await, Bytes::new()) }
+            })
+            .route::<ListShards, _, _>(move |call| {
+                let s = s5.clone();
+                async move { (s.list(call.req).await, Bytes::new()) }
+            })
+    }
+
+    async fn put(
+        &self,
+        call: Call<tessera_proto::chunk::PutShardRequest>,
+    ) -> Result<PutOutcome, ChunkError> {
+        let id = call.req.id;
+        let payload = call.payload;
+        let outcome = self.blocking(move |s| s.put(&id, payload)).await?;
+        // Space is back (or was never short): stop reporting the server as full.
+        self.health.set_out_of_space(false);
+        Ok(match outcome {
+            store::PutOutcome::Stored => PutOutcome::Stored,
+            store::PutOutcome::AlreadyPresent => PutOutcome::AlreadyPresent,
+        })
+    }
+
+    async fn get(
+        &self,
+        call: Call<tessera_proto::chunk::GetShardRequest>,
+    ) -> Result<Bytes, ChunkError> {
+        let id = call.req.id;
+        let range = call.req.range.map(|ByteRange { start, end }| start..end);
+        self.blocking(move |s| s.get(&id, range)).await
+    }
+
+    async fn delete(&self, id: ShardId) -> Result<DeleteOutcome, ChunkError> {
+        let existed = self.blocking(move |s| s.delete(&id)).await?;
+        if existed {
+            self.health.set_out_of_space(false);
+            Ok(DeleteOutcome::Deleted)
+        } else {
+            Ok(DeleteOutcome::NotPresent)
+        }
+    }
+
+    async fn stat(&self, id: ShardId) -> Result<Option<ShardStat>, ChunkError> {
+        let stat = self.blocking(move |s| s.stat(&id)).await?;
+        Ok(stat.map(|st| ShardStat {
+            len: st.len,
+            age_ms: millis(st.age),
+        }))
+    }
+
+    async fn list(
+        &self,
+        req: tessera_proto::chunk::ListShardsRequest,
+    ) -> Result<ShardPage, ChunkError> {
+        let limit = req.limit.clamp(1, MAX_LIST_PAGE) as usize;
+        let after = req.after;
+        let page = self
+            .blocking(move |s| match req.older_than_ms {
+                Some(ms) => s.list_older_than(Duration::from_millis(ms), after.as_ref(), limit),
+                None => s.list(after.as_ref(), limit),
+            })
+            .await?;
+        Ok(ShardPage {
+            shards: page
+                .shards
+                .iter()
+                .map(|sh| ListedShard {
+                    id: sh.id,
+                    age_ms: millis(sh.age),
+                })
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    /// Runs one store operation on the blocking pool and maps its error for the wire.
+    async fn blocking<T, F>(&self, op: F) -> Result<T, ChunkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn ShardStore) -> crate::Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || op(store.as_ref())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.to_wire(e)),
+            Err(join) => {
+                tracing::error!(error = %join, "store operation panicked");
+                Err(ChunkError::Io {
+                    message: "internal error in the chunkserver; see its log".into(),
+                })
+            }
+        }
+    }
+
+    /// The one place store errors become wire errors, and the place findings are recorded.
+    fn to_wire(&self, e: Error) -> ChunkError {
+        match e {
+            Error::Corrupt { id, damage } => {
+                self.health.corrupt(id);
+                ChunkError::Corrupt {
+                    id,
+                    reason: damage.to_string(),
+                }
+            }
+            Error::NotFound { id } => ChunkError::NotFound { id },
+            Error::NoSpace { id, needed } => {
+                self.health.set_out_of_space(true);
+                ChunkError::NoSpace { id, needed }
+            }
+            Error::WrongHash { expected, actual } => ChunkError::WrongHash { expected, actual },
+            Error::TooLarge { id, len, max } => ChunkError::TooLarge { id, len, max },
+            Error::BadRange {
+                id,
+                start,
+                end,
+                len,
+            } => ChunkError::BadRange {
+                id,
+                start,
+                end,
+                len,
+            },
+            Error::UnsupportedFormat { id, version } => {
+                ChunkError::UnsupportedFormat { id, version }
+            }
+            other => {
+                tracing::warn!(error = %other, "chunk service call failed");
+                ChunkError::Io {
+                    message: other.to_string(),
+                }
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

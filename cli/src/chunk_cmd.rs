@@ -1,0 +1,125 @@
+//! `tessera chunk`: runs a chunkserver.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tessera_chunk::ChunkConfig;
+use tessera_chunk::scrub::ScrubConfig;
+
+/// Flags of `tessera chunk`.
+#[derive(Debug, Args)]
+pub struct ChunkArgs {
+    /// Address to serve the chunk service on, HOST:PORT (required). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+
+    /// Address clients and the metadata leader use to reach this server
+    /// [default: the --listen address, which must then not be a wildcard like 0.0.0.0].
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<String>,
+
+    /// Data directory holding the shards, the chunkserver id and the format marker
+    /// (required). Created if missing; a directory holding anything else is refused.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+
+    /// Metadata servers, comma-separated HOST:PORT list (required). Any member will do: the
+    /// leader is found from there and followed when it changes.
+    #[arg(
+        long,
+        value_name = "ADDRS",
+        env = "TESSERA_META",
+        value_delimiter = ',',
+        required = true
+    )]
+    meta: Vec<String>,
+
+    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
+    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
+    secret_file: PathBuf,
+
+    /// Most bytes of shard files to store, e.g. 500G. Suffixes K, M, G, T are powers of 1024
+    /// [default: no limit but the disk's free space].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    capacity: Option<u64>,
+
+    /// Read rate of the background scrubber in bytes per second (suffixes as for
+    /// --capacity); 0 means unthrottled.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value = "32M", value_parser = parse_size)]
+    scrub_rate: u64,
+
+    /// Pause between the end of one scrub pass and the start of the next, in milliseconds
+    /// (86400000 = one day). A pass also starts at every startup.
+    #[arg(long, value_name = "N", default_value_t = 86_400_000)]
+    scrub_interval_ms: u64,
+
+    /// Time between heartbeats to the metadata leader, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    heartbeat_ms: u64,
+}
+
+pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
+    let mut config = ChunkConfig::new(args.listen, args.data, args.meta, args.secret_file);
+    config.advertise = args.advertise;
+    config.capacity = args.capacity;
+    config.scrub = ScrubConfig {
+        bytes_per_sec: args.scrub_rate,
+        pass_interval: Duration::from_millis(args.scrub_interval_ms),
+        ..ScrubConfig::default()
+    };
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-chunk")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(tessera_chunk::run(config))?;
+    Ok(())
+}
+
+/// Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024; an
+/// optional trailing "i", "B" or "iB" is accepted, so "4MiB" and "4M" agree).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix('B').unwrap_or(t);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown size suffix in {s:?}: use K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 512M, 2T)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! `tessera meta`: runs a metadata server (one member of the Raft group).
+
+use anyhow::{Context, bail};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tessera_meta::MetaConfig;
+use tessera_meta::raft::node::RaftTuning;
+use tessera_rpc::RpcConfig;
+
+/// Flags of `tessera meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// This member's node id, a positive integer. Bound to --data on first start and never
+    /// reused for another node (required).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+
+    /// Address to listen on, HOST:PORT (required); other members, chunkservers and clients
+    /// reach this member at the address given for it in --peers.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+
+    /// Data directory: Raft log, namespace database and node id file (required). Created if
+    /// missing. A restart on the same directory resumes with all state.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+
+    /// Every member of the group as ID=HOST:PORT, comma-separated, including this one
+    /// (required), e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000,3=10.0.0.3:7000.
+    #[arg(long, value_name = "PEERS", value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+
+    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
+    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
+    secret_file: PathBuf,
+
+    /// Form the group from --peers. Give it to ONE member, once, when the cluster is new;
+    /// a member that already belongs to a group ignores it.
+    #[arg(long)]
+    init: bool,
+
+    /// Leader heartbeat period in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 150)]
+    heartbeat_ms: u64,
+
+    /// Minimum election timeout in milliseconds (the maximum is twice this). A new leader is
+    /// elected roughly this long after the old one stops answering.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    election_ms: u64,
+
+    /// Take a snapshot (and let the Raft log be compacted behind it) every N log entries.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    snapshot_every: u64,
+
+    /// Log entries kept behind the last snapshot for followers that are only a little behind.
+    #[arg(long, value_name = "N", default_value_t = 5_000)]
+    keep_logs: u64,
+}
+
+fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in items {
+        let Some((id, addr)) = item.split_once('=') else {
+            bail!("--peers entry {item:?} is not ID=HOST:PORT");
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry {item:?}: {id:?} is not a node id"))?;
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers names node {id} twice");
+        }
+    }
+    Ok(peers)
+}
+
+pub fn run(args: MetaArgs) -> anyhow::Result<()> {
+    let config = MetaConfig {
+        id: args.id,
+        listen: args.listen,
+        data: args.data,
+        peers: parse_peers(&args.peers)?,
+        secret_file: args.secret_file,
+        init: args.init,
+        tuning: RaftTuning {
+            heartbeat: Duration::from_millis(args.heartbeat_ms),
+            election_min: Duration::from_millis(args.election_ms),
+            election_max: Duration::from_millis(args.election_ms * 2),
+            snapshot_every: args.snapshot_every,
+            keep_after_snapshot: args.keep_logs,
+        },
+        rpc: RpcConfig::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-meta")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(tessera_meta::run(config))?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! What a metaserver needs to start.
+
+use crate::raft::node::RaftTuning;
+use crate::raft::types::NodeId;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tessera_rpc::RpcConfig;
+
+/// Configuration of one metaserver process (built by `tessera meta` from its flags).
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    /// This member's node id; never reused for another node.
+    pub id: NodeId,
+    /// Address to listen on for clients, chunkservers and other members.
+    pub listen: String,
+    /// Directory holding the Raft log, the namespace and the node id file.
+    pub data: PathBuf,
+    /// Every member of the group (including this one), by node id.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The cluster secret file.
+    pub secret_file: PathBuf,
+    /// Form the group with `peers` as voters if this node has never been initialized.
+    pub init: bool,
+    /// Raft timing and compaction.
+    pub tuning: RaftTuning,
+    /// RPC limits and timeouts.
+    pub rpc: RpcConfig,
+}

@@ -1,0 +1,121 @@
+//! The metaserver process: data directory, Raft node, RPC service, leader duties.
+
+use crate::config::MetaConfig;
+use crate::leader::run_leader_duties;
+use crate::node_id;
+use crate::raft::node::{self, Node};
+use crate::service::MetaService;
+use std::time::Duration;
+use tessera_rpc::{Router, Secret};
+
+/// Why a metaserver could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory is unusable.
+    #[error("data directory {dir}: {reason}")]
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The node id file refused this start.
+    #[error(transparent)]
+    NodeId(#[from] node_id::NodeIdError),
+    /// The cluster secret could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] tessera_rpc::SecretError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Raft failed to start or to form the group.
+    #[error("raft: {0}")]
+    Raft(std::io::Error),
+    /// `--peers` does not name this node.
+    #[error("--peers must include this node's own id {0} and address")]
+    SelfNotInPeers(u64),
+}
+
+/// Runs a metaserver until SIGINT or SIGTERM.
+pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
+    if !config.peers.contains_key(&config.id) {
+        return Err(ServerError::SelfNotInPeers(config.id));
+    }
+    std::fs::create_dir_all(&config.data).map_err(|e| ServerError::DataDir {
+        dir: config.data.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    node_id::claim(&config.data, config.id)?;
+    let secret = Secret::load(&config.secret_file)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+
+    // Raft traffic leaves from the listen address, so each member is one address on the
+    // network (what a firewall rule or a partition test sees).
+    let mut raft_rpc = config.rpc.clone();
+    raft_rpc.source_ip = listener
+        .local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let Node { raft, store } = node::start(
+        config.id,
+        &config.data,
+        secret.clone(),
+        raft_rpc,
+        &config.tuning,
+    )
+    .await
+    .map_err(ServerError::Raft)?;
+
+    let service = MetaService::new(config.id, raft.clone(), store);
+    let router = crate::raft::server::routes(Router::new("meta"), raft.clone());
+    let router = service.clone().routes(router);
+    let server = tessera_rpc::serve_listener(listener, secret, router, config.rpc.clone());
+    tracing::info!(
+        id = config.id,
+        listen = %server.local_addr(),
+        data = %config.data.display(),
+        "metaserver started"
+    );
+
+    if config.init {
+        match node::initialize(&raft, &config.peers).await {
+            Ok(true) => tracing::info!(members = ?config.peers, "formed the metadata group"),
+            Ok(false) => tracing::info!("already part of a group; --init ignored"),
+            Err(e) => return Err(ServerError::Raft(e)),
+        }
+    }
+    let duties = tokio::spawn(run_leader_duties(raft.clone(), service));
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down");
+    duties.abort();
+    server.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! RPC handlers of the metadata service: namespace writes through Raft, linearizable reads,
+//! and the status and digest every member answers.
+
+use crate::namespace::{Command, RedbStore, query};
+use crate::raft::types::{NodeId, Raft};
+use crate::read_gate::ReadGate;
+use bytes::Bytes;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_proto::meta::{
+    DigestReply, MetaRead, MetaStatus, MetaStatusReply, MetaWrite, ReadRequest, Reply,
+    ServiceError, StateDigest, WriteRequest,
+};
+use tessera_rpc::Router;
+
+/// The metadata service of one member.
+#[derive(Debug, Clone)]
+pub struct MetaService {
+    id: NodeId,
+    raft: Raft,
+    store: Arc<RedbStore>,
+    reads: ReadGate,
+}
+
+/// Wall-clock time for the leader to stamp into a command.
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unavailable {
+        reason: e.to_string(),
+    }
+}
+
+impl MetaService {
+    /// A service answering for member `id`.
+    pub fn new(id: NodeId, raft: Raft, store: Arc<RedbStore>) -> Self {
+        Self {
+            id,
+            raft,
+            store,
+            reads: ReadGate::default(),
+        }
+    }
+
+    /// Proposes a change and waits until it is committed and applied.
+    pub async fn write(&self, req: WriteRequest) -> Result<Reply, ServiceError> {
+        let cmd = Command {
+            session: req.session,
+            seq: req.seq,
+            seq_floor: req.seq_floor,
+            now_ns: now_ns(),
+            op: req.op,
+        };
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(match e.forward_to_leader() {
+                Some(f) => ServiceError::NotLeader {
+                    leader: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                },
+                None => unavailable(e),
+            }),
+        }
+    }
+
+    /// Reads after confirming leadership (shared with other reads queued at the same time).
+    pub async fn read(&self, req: ReadRequest) -> Result<Reply, ServiceError> {
+        self.reads.confirm(&self.raft).await?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let view = store.read_view().map_err(unavailable)?;
+            query(&view, &req.query).map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// This member's view of the group.
+    pub fn status(&self) -> MetaStatusReply {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let members: Vec<(u64, String)> = m
+            .membership_config
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let leader = m.current_leader.and_then(|l| {
+            members
+                .iter()
+                .find(|(id, _)| *id == l)
+                .map(|(id, a)| (*id, a.clone()))
+        });
+        MetaStatusReply {
+            id: self.id,
+            role: role.into(),
+            term: m.current_term,
+            leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+        }
+    }
+
+    /// Digest of this member's state and the index it reflects.
+    pub async fn digest(&self) -> Result<DigestReply, ServiceError> {
+        let store = self.store.clone();
+        let (pos, digest) = tokio::task::spawn_blocking(move || store.digest_at())
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(DigestReply {
+            applied_index: pos.map_or(0, |p| p.index),
+            digest,
+        })
+    }
+
+    /// Adds the service's methods to a router.
+    pub fn routes(self, router: Router) -> Router {
+        let (w, r, s, d) = (self.clone(), self.clone(), self.clone(), self);
+        router
+            .route::<MetaWrite, _, _>(move |call| {
+                let svc = w.clone();
+                async move { (svc.write(call.req).await, Bytes::new()) }
+            })
+            .route::<MetaRead, _, _>(move |call| {
+                let svc = r.clone();
+                async move { (svc.read(call.req).await, Bytes::new()) }
+            })
+            .route::<MetaStatus, _, _>(move |_call| {
+                let svc = s.clone();
+                async move { (svc.status(), Bytes::new()) }
+            })
+            .route::<StateDigest, _, _>(move |_call| {
+                let svc = d.clone();
+                async move { (svc.digest().await, Bytes::new()) }
+            })
+    }
+}

@@ -1,0 +1,527 @@
+//! The model's mutations: one match arm per command, plus the longer operations.
+
+use super::*;
+use std::collections::btree_map::Entry;
+use tessera_meta::namespace::{Op, Response};
+
+impl Model {
+    pub(super) fn exec(&mut self, cmd: &Command) -> Reply {
+        let now = cmd.now_ns;
+        match &cmd.op {
+            Op::Format { uid, gid, perm } => {
+                if self.nodes.contains_key(&ROOT_INO) {
+                    return Err(FsError::Exists);
+                }
+                self.next_ino = ROOT_INO;
+                self.next_session = 1;
+                let (ino, mut n) = self.new_node(FileKind::Directory, *perm, *uid, *gid, now);
+                n.parent = ino;
+                self.nodes.insert(ino, n);
+                Ok(Response::Attr(self.attr(ino)))
+            }
+            Op::Mknod {
+                parent,
+                name,
+                kind,
+                perm,
+                uid,
+                gid,
+                rdev,
+                open,
+            } => {
+                if matches!(kind, FileKind::Directory | FileKind::Symlink) {
+                    return Err(FsError::Invalid);
+                }
+                let session = if *open {
+                    Some(Self::session_of(cmd)?)
+                } else {
+                    None
+                };
+                name_ok(name)?;
+                self.live_dir(*parent)?;
+                if self.entry(*parent, name).is_some() {
+                    return Err(FsError::Exists);
+                }
+                let (ino, mut n) = self.new_node(*kind, *perm, *uid, *gid, now);
+                if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+                    n.rdev = *rdev;
+                }
+                self.nodes.insert(ino, n);
+                self.link_in(*parent, name, ino, now);
+                if let Some(s) = session {
+                    *self
+                        .sessions
+                        .get_mut(&s)
+                        .expect("session")
+                        .opens
+                        .entry(ino)
+                        .or_default() += 1;
+                }
+                Ok(Response::Attr(self.attr(ino)))
+            }
+            Op::Mkdir {
+                parent,
+                name,
+                perm,
+                uid,
+                gid,
+            } => {
+                name_ok(name)?;
+                self.live_dir(*parent)?;
+                if self.entry(*parent, name).is_some() {
+                    return Err(FsError::Exists);
+                }
+                let (ino, mut n) = self.new_node(FileKind::Directory, *perm, *uid, *gid, now);
+                n.parent = *parent;
+                self.nodes.insert(ino, n);
+                self.link_in(*parent, name, ino, now);
+                Ok(Response::Attr(self.attr(ino)))
+            }
+            Op::Symlink {
+                parent,
+                name,
+                target,
+                uid,
+                gid,
+            } => {
+                name_ok(name)?;
+                if target.is_empty() {
+                    return Err(FsError::NotFound);
+                }
+                if target.contains(&0) {
+                    return Err(FsError::Invalid);
+                }
+                if target.len() > 4095 {
+                    return Err(FsError::NameTooLong);
+                }
+                self.live_dir(*parent)?;
+                if self.entry(*parent, name).is_some() {
+                    return Err(FsError::Exists);
+                }
+                let (ino, mut n) = self.new_node(FileKind::Symlink, 0o777, *uid, *gid, now);
+                n.target = target.clone();
+                self.nodes.insert(ino, n);
+                self.link_in(*parent, name, ino, now);
+                Ok(Response::Attr(self.attr(ino)))
+            }
+            Op::Link {
+                ino,
+                new_parent,
+                new_name,
+            } => {
+                name_ok(new_name)?;
+                self.node(*ino)?;
+                if self.nlink(*ino) == 0 {
+                    return Err(FsError::NotFound);
+                }
+                if self.nodes[ino].kind == FileKind::Directory {
+                    return Err(FsError::NotPermitted);
+                }
+                self.live_dir(*new_parent)?;
+                if self.entry(*new_parent, new_name).is_some() {
+                    return Err(FsError::Exists);
+                }
+                self.link_in(*new_parent, new_name, *ino, now);
+                self.nodes.get_mut(ino).expect("node").ctime = now;
+                Ok(Response::Attr(self.attr(*ino)))
+            }
+            Op::Unlink { parent, name } => {
+                name_ok(name)?;
+                self.dir(*parent)?;
+                let (child, _) = self.entry(*parent, name).ok_or(FsError::NotFound)?;
+                if self.nodes[&child].kind == FileKind::Directory {
+                    return Err(FsError::IsDir);
+                }
+                self.unlink_from(*parent, name, now);
+                self.lost_name(child, now);
+                Ok(Response::Done)
+            }
+            Op::Rmdir { parent, name } => {
+                name_ok(name)?;
+                self.dir(*parent)?;
+                let (child, _) = self.entry(*parent, name).ok_or(FsError::NotFound)?;
+                if self.nodes[&child].kind != FileKind::Directory {
+                    return Err(FsError::NotDir);
+                }
+                if !self.nodes[&child].entries.is_empty() {
+                    return Err(FsError::NotEmpty);
+                }
+                self.unlink_from(*parent, name, now);
+                self.lost_name(child, now);
+                Ok(Response::Done)
+            }
+            Op::Rename {
+                parent,
+                name,
+                new_parent,
+                new_name,
+                mode,
+            } => self.rename(*parent, name, *new_parent, new_name, *mode, now),
+            Op::SetAttr { ino, set } => self.setattr(*ino, set, now),
+            Op::SetXattr {
+                ino,
+                name,
+                value,
+                mode,
+            } => {
+                xname_ok(name)?;
+                if value.len() > 65536 {
+                    return Err(FsError::TooBig);
+                }
+                self.node(*ino)?;
+                let n = self.nodes.get_mut(ino).expect("node");
+                let exists = n.xattrs.contains_key(name);
+                match mode {
+                    XattrMode::Create if exists => return Err(FsError::Exists),
+                    XattrMode::Replace if !exists => return Err(FsError::NoData),
+                    _ => {}
+                }
+                n.xattrs.insert(name.clone(), value.clone());
+                n.ctime = now;
+                Ok(Response::Done)
+            }
+            Op::RemoveXattr { ino, name } => {
+                xname_ok(name)?;
+                self.node(*ino)?;
+                let n = self.nodes.get_mut(ino).expect("node");
+                if n.xattrs.remove(name).is_none() {
+                    return Err(FsError::NoData);
+                }
+                n.ctime = now;
+                Ok(Response::Done)
+            }
+            Op::Open { ino } => {
+                let s = Self::session_of(cmd)?;
+                self.node(*ino)?;
+                if self.nlink(*ino) == 0 {
+                    return Err(FsError::NotFound);
+                }
+                *self
+                    .sessions
+                    .get_mut(&s)
+                    .expect("session")
+                    .opens
+                    .entry(*ino)
+                    .or_default() += 1;
+                Ok(Response::Attr(self.attr(*ino)))
+            }
+            Op::Release { ino } => {
+                let s = Self::session_of(cmd)?;
+                let sess = self.sessions.get_mut(&s).expect("session");
+                let count = sess.opens.get_mut(ino).ok_or(FsError::BadHandle)?;
+                *count -= 1;
+                if *count == 0 {
+                    sess.opens.remove(ino);
+                    self.locks
+                        .retain(|(i, _, ls, _), _| !(*i == *ino && *ls == s));
+                }
+                self.maybe_free(*ino, now);
+                Ok(Response::Done)
+            }
+            Op::CommitSlice {
+                ino,
+                slices,
+                stripes,
+            } => self.commit(*ino, slices, stripes, now),
+            Op::SetLock {
+                ino,
+                owner,
+                flavor,
+                kind,
+                start,
+                end,
+                pid: _,
+            } => {
+                let s = Self::session_of(cmd)?;
+                self.set_lock(s, *ino, *owner, *flavor, *kind, *start, *end)
+            }
+            Op::OpenSession {
+                client: _,
+                lease_ns,
+            } => {
+                let id = self.next_session.max(1);
+                self.next_session = id + 1;
+                let lease_until = now.saturating_add(*lease_ns);
+                self.sessions.insert(
+                    id,
+                    Sess {
+                        lease_until,
+                        opens: BTreeMap::new(),
+                        replies: BTreeMap::new(),
+                    },
+                );
+                Ok(Response::Session { id, lease_until })
+            }
+            Op::RenewSession { lease_ns } => {
+                let s = Self::session_of(cmd)?;
+                let sess = self.sessions.get_mut(&s).expect("session");
+                sess.lease_until = sess.lease_until.max(now.saturating_add(*lease_ns));
+                Ok(Response::Session {
+                    id: s,
+                    lease_until: sess.lease_until,
+                })
+            }
+            Op::CloseSession => {
+                let s = Self::session_of(cmd)?;
+                self.end_session(s, now);
+                Ok(Response::Done)
+            }
+            Op::ExpireSession { session } => {
+                let sess = self.sessions.get(session).ok_or(FsError::NotFound)?;
+                if sess.lease_until > now {
+                    return Err(FsError::Busy);
+                }
+                self.end_session(*session, now);
+                Ok(Response::Done)
+            }
+            Op::GcClaim { stripe } => {
+                let st = self.stripes.get_mut(stripe).ok_or(FsError::NotFound)?;
+                if st.refs > 0 {
+                    return Err(FsError::Busy);
+                }
+                st.claimed = true;
+                Ok(Response::Done)
+            }
+            Op::GcDone { stripe } => {
+                let st = self.stripes.get(stripe).ok_or(FsError::NotFound)?;
+                if !st.claimed {
+                    return Err(FsError::Invalid);
+                }
+                self.stripes.remove(stripe);
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    fn end_session(&mut self, s: u64, now: i64) {
+        let sess = self.sessions.remove(&s).expect("session");
+        self.locks.retain(|(_, _, ls, _), _| *ls != s);
+        for ino in sess.opens.keys() {
+            self.maybe_free(*ino, now);
+        }
+    }
+
+    fn rename(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        mode: RenameMode,
+        now: i64,
+    ) -> Reply {
+        name_ok(name)?;
+        name_ok(new_name)?;
+        self.dir(parent)?;
+        self.live_dir(new_parent)?;
+        let (src, src_cookie) = self.entry(parent, name).ok_or(FsError::NotFound)?;
+        let dst = self.entry(new_parent, new_name);
+        match (mode, dst) {
+            (RenameMode::Exchange, None) => return Err(FsError::NotFound),
+            (RenameMode::NoReplace, Some(_)) => return Err(FsError::Exists),
+            _ => {}
+        }
+        let is_dir = |m: &Model, i: Ino| m.nodes[&i].kind == FileKind::Directory;
+        if is_dir(self, src) && self.within(src, new_parent) {
+            return Err(FsError::Invalid);
+        }
+        if let Some((d, _)) = dst
+            && is_dir(self, d)
+            && self.within(d, parent)
+        {
+            return Err(if mode == RenameMode::Exchange {
+                FsError::Invalid
+            } else {
+                FsError::NotEmpty
+            });
+        }
+        if dst.is_some_and(|(d, _)| d == src) {
+            return Ok(Response::Done);
+        }
+        if mode == RenameMode::Exchange {
+            let (d, dst_cookie) = dst.expect("checked");
+            self.nodes
+                .get_mut(&parent)
+                .expect("dir")
+                .entries
+                .insert(name.to_vec(), (d, src_cookie));
+            self.nodes
+                .get_mut(&new_parent)
+                .expect("dir")
+                .entries
+                .insert(new_name.to_vec(), (src, dst_cookie));
+            for dir in [parent, new_parent] {
+                let n = self.nodes.get_mut(&dir).expect("dir");
+                n.mtime = now;
+                n.ctime = now;
+            }
+            for (i, p) in [(src, new_parent), (d, parent)] {
+                let n = self.nodes.get_mut(&i).expect("node");
+                if n.kind == FileKind::Directory {
+                    n.parent = p;
+                }
+                n.ctime = now;
+            }
+            return Ok(Response::Done);
+        }
+        if let Some((d, _)) = dst {
+            match (is_dir(self, src), is_dir(self, d)) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                _ => {}
+            }
+            if !self.nodes[&d].entries.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        self.unlink_from(parent, name, now);
+        if let Some((d, _)) = dst {
+            self.unlink_from(new_parent, new_name, now);
+            self.lost_name(d, now);
+        }
+        self.link_in(new_parent, new_name, src, now);
+        let n = self.nodes.get_mut(&src).expect("node");
+        if n.kind == FileKind::Directory {
+            n.parent = new_parent;
+        }
+        n.ctime = now;
+        Ok(Response::Done)
+    }
+
+    fn setattr(&mut self, ino: Ino, set: &SetAttr, now: i64) -> Reply {
+        let kind = self.node(ino)?.kind;
+        if let Some(size) = set.size {
+            match kind {
+                FileKind::Regular => {}
+                FileKind::Directory => return Err(FsError::IsDir),
+                _ => return Err(FsError::Invalid),
+            }
+            if size > FILE_SIZE_MAX {
+                return Err(FsError::FileTooLarge);
+            }
+            self.truncate(ino, size, now);
+        }
+        let n = self.nodes.get_mut(&ino).expect("node");
+        let mut changed = false;
+        if let Some(p) = set.perm {
+            n.perm = p & 0o7777;
+            changed = true;
+        }
+        if let Some(u) = set.uid {
+            n.uid = u;
+            changed = true;
+        }
+        if let Some(g) = set.gid {
+            n.gid = g;
+            changed = true;
+        }
+        if set.size.is_some() {
+            n.mtime = now;
+            changed = true;
+        }
+        for (field, how) in [(&mut n.atime, set.atime), (&mut n.mtime, set.mtime)] {
+            match how {
+                SetTime::Omit => {}
+                SetTime::Now => {
+                    *field = now;
+                    changed = true;
+                }
+                SetTime::At(t) => {
+                    *field = t;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            n.ctime = now;
+        }
+        Ok(Response::Attr(self.attr(ino)))
+    }
+
+    /// Keeps only bytes below `size`, slice by slice.
+    fn truncate(&mut self, ino: Ino, size: u64, now: i64) {
+        let old = std::mem::take(&mut self.nodes.get_mut(&ino).expect("node").chunks);
+        let mut kept = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for (idx, slices) in old {
+            let base = idx * CHUNK_SIZE;
+            let mut keep = Vec::new();
+            for mut s in slices {
+                if base + s.offset >= size {
+                    dropped.push(s);
+                    continue;
+                }
+                if base + s.offset + s.len > size {
+                    s.len = size - base - s.offset;
+                }
+                keep.push(s);
+            }
+            if !keep.is_empty() {
+                kept.insert(idx, keep);
+            }
+        }
+        for s in &dropped {
+            self.unref(s, now);
+        }
+        let n = self.nodes.get_mut(&ino).expect("node");
+        n.chunks = kept;
+        n.size = size;
+    }
+
+    fn commit(&mut self, ino: Ino, slices: &[ChunkSlice], known: &[StripeInfo], now: i64) -> Reply {
+        match self.node(ino)?.kind {
+            FileKind::Regular => {}
+            FileKind::Directory => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid),
+        }
+        let mut size = self.nodes[&ino].size;
+        for cs in slices {
+            let s = cs.slice;
+            if s.len == 0 || s.offset + s.len > CHUNK_SIZE {
+                return Err(FsError::Invalid);
+            }
+            let end = (cs.chunk as u128) * (CHUNK_SIZE as u128) + (s.offset + s.len) as u128;
+            if end > FILE_SIZE_MAX as u128 {
+                return Err(FsError::FileTooLarge);
+            }
+            if let Some(r) = s.data {
+                if let Entry::Vacant(slot) = self.stripes.entry(r.stripe) {
+                    let info = known
+                        .iter()
+                        .find(|i| i.id == r.stripe)
+                        .ok_or(FsError::Invalid)?;
+                    let l = &info.layout;
+                    if l.k == 0
+                        || l.shards.len() != l.k as usize + l.m as usize
+                        || l.data_len > l.shard_len * l.k as u64
+                    {
+                        return Err(FsError::Invalid);
+                    }
+                    slot.insert(StripeM {
+                        layout: l.clone(),
+                        refs: 0,
+                        claimed: false,
+                        queued_at: None,
+                    });
+                }
+                let st = self.stripes.get_mut(&r.stripe).expect("stripe");
+                if st.claimed {
+                    return Err(FsError::WouldBlock);
+                }
+                st.refs += 1;
+                st.queued_at = None;
+                if r.offset + s.len > st.layout.data_len {
+                    return Err(FsError::Invalid);
+                }
+            }
+            let n = self.nodes.get_mut(&ino).expect("node");
+            n.chunks.entry(cs.chunk).or_default().push(s);
+            size = size.max(end as u64);
+        }
+        let n = self.nodes.get_mut(&ino).expect("node");
+        n.size = size;
+        n.mtime = now;
+        n.ctime = now;
+        Ok(Response::Attr(self.attr(ino)))
+    }
+}

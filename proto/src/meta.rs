@@ -1,0 +1,336 @@
+//! The metadata service's operations: what a client may ask the namespace to change
+//! ([`Op`], replicated through Raft) or to read ([`Query`]), and what comes back.
+//!
+//! The metaserver wraps an `Op` in a log entry with the client's session, sequence number and
+//! a leader-stamped time; [`MetaRequest`] and friends are the RPCs that carry them.
+
+use crate::body::Rpc;
+use crate::fs::{
+    Attr, ChunkSlice, DirEntry, FileKind, FileLayout, FsError, Ino, LockFlavor, LockInfo, LockKind,
+    RenameMode, SetAttr, StatFs, StripeId, StripeInfo, XattrMode,
+};
+use crate::method::Method;
+use serde::{Deserialize, Serialize};
+
+/// The mutation itself.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create the root directory of an empty namespace (`EEXIST` if there is one).
+    Format {
+        uid: u32,
+        gid: u32,
+        perm: u16,
+    },
+
+    /// Regular files and special files (not directories or symlinks: `EINVAL`). With `open`
+    /// the new file is also opened in the command's session (FUSE `create`).
+    Mknod {
+        parent: Ino,
+        name: Vec<u8>,
+        kind: FileKind,
+        perm: u16,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+        open: bool,
+    },
+    Mkdir {
+        parent: Ino,
+        name: Vec<u8>,
+        perm: u16,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        parent: Ino,
+        name: Vec<u8>,
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+    },
+    Link {
+        ino: Ino,
+        new_parent: Ino,
+        new_name: Vec<u8>,
+    },
+    Unlink {
+        parent: Ino,
+        name: Vec<u8>,
+    },
+    Rmdir {
+        parent: Ino,
+        name: Vec<u8>,
+    },
+    Rename {
+        parent: Ino,
+        name: Vec<u8>,
+        new_parent: Ino,
+        new_name: Vec<u8>,
+        mode: RenameMode,
+    },
+    SetAttr {
+        ino: Ino,
+        set: SetAttr,
+    },
+
+    SetXattr {
+        ino: Ino,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        mode: XattrMode,
+    },
+    RemoveXattr {
+        ino: Ino,
+        name: Vec<u8>,
+    },
+
+    /// Record that the command's session opened `ino` (one count per open).
+    Open {
+        ino: Ino,
+    },
+    /// Drop one open of `ino` by the command's session; the last one also drops the session's
+    /// locks on it, and frees the inode if it was unlinked.
+    Release {
+        ino: Ino,
+    },
+
+    /// Append slices to a file's chunks (the write path). `stripes` carries the layout of
+    /// every stripe the metaserver may not know yet; known ones just gain a reference.
+    CommitSlice {
+        ino: Ino,
+        slices: Vec<ChunkSlice>,
+        stripes: Vec<StripeInfo>,
+    },
+
+    /// Take, change or drop a lock owned by `(session, owner)`. Never blocks: a conflict is
+    /// `EAGAIN` and a blocking caller retries.
+    SetLock {
+        ino: Ino,
+        owner: u64,
+        flavor: LockFlavor,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+        pid: u32,
+    },
+
+    /// Start a client session (send with session 0); the reply carries the new id.
+    OpenSession {
+        client: String,
+        lease_ns: i64,
+    },
+    /// Extend the command's session lease to `now + lease_ns`.
+    RenewSession {
+        lease_ns: i64,
+    },
+    /// End the command's session cleanly (unmount).
+    CloseSession,
+    /// End another session whose lease ran out (sent by the leader; `EBUSY` if renewed since).
+    ExpireSession {
+        session: u64,
+    },
+
+    /// A GC worker claims a stripe with refcount 0 before deleting its shards.
+    GcClaim {
+        stripe: StripeId,
+    },
+    /// The shards of a claimed stripe are gone: drop its row.
+    GcDone {
+        stripe: StripeId,
+    },
+}
+
+/// A read of the state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    Lookup {
+        parent: Ino,
+        name: Vec<u8>,
+    },
+    GetAttr {
+        ino: Ino,
+    },
+    /// Entries with cookies greater than `after` (0 starts at the beginning, with "." and "..").
+    ReadDir {
+        ino: Ino,
+        after: u64,
+        limit: u32,
+        plus: bool,
+    },
+    ReadLink {
+        ino: Ino,
+    },
+    GetXattr {
+        ino: Ino,
+        name: Vec<u8>,
+    },
+    ListXattr {
+        ino: Ino,
+    },
+    /// Capacity is not namespace state (chunkservers report it), so the caller supplies it.
+    StatFs {
+        total_bytes: u64,
+        total_files: u64,
+    },
+    /// Slices of chunks `first..=last` and the stripes they reference.
+    Layout {
+        ino: Ino,
+        first: u64,
+        last: u64,
+    },
+    /// The first lock held by another owner that conflicts with the described request.
+    GetLock {
+        ino: Ino,
+        session: u64,
+        owner: u64,
+        flavor: LockFlavor,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+    },
+    /// Stripes waiting for GC, oldest first.
+    GcQueue {
+        limit: u32,
+    },
+}
+
+/// A stripe waiting in the GC queue.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GcItem {
+    pub stripe: StripeInfo,
+    pub queued_at: i64,
+    /// A claimed stripe is being deleted by a worker.
+    pub claimed: bool,
+}
+
+/// The successful outcome of a command or query.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Done,
+    Attr(Attr),
+    Entries(Vec<DirEntry>),
+    Target(Vec<u8>),
+    Xattr(Vec<u8>),
+    XattrNames(Vec<Vec<u8>>),
+    StatFs(StatFs),
+    Layout(FileLayout),
+    Session { id: u64, lease_until: i64 },
+    Lock(Option<LockInfo>),
+    Gc(Vec<GcItem>),
+}
+
+/// What the client gets back: POSIX errors are ordinary, replicated outcomes.
+pub type Reply = Result<Response, FsError>;
+
+/// Why the metadata service did not run a call. POSIX outcomes are in [`Reply`]; these are
+/// about reaching the right server.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// This metaserver is not the leader. `leader` is the leader's address when known: send
+    /// the call there.
+    #[error("not the metadata leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader {
+        /// Address of the current leader, if this server knows it.
+        leader: Option<String>,
+    },
+    /// The group cannot serve the call now (no quorum, shutting down, storage failure).
+    #[error("metadata service unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong, for logs.
+        reason: String,
+    },
+}
+
+/// A namespace change, with what makes a retry safe: the client's session and a sequence
+/// number unique within it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    /// Session from `Op::OpenSession` (0 for the session-opening call itself).
+    pub session: u64,
+    /// Unique per session; a retried call carries the same number and gets the first reply.
+    pub seq: u64,
+    /// Every reply below this number has reached the client and may be forgotten.
+    pub seq_floor: u64,
+    /// The change.
+    pub op: Op,
+}
+
+/// A linearizable read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The read.
+    pub query: Query,
+}
+
+/// Propose a namespace change through Raft (leader only).
+#[derive(Debug)]
+pub struct MetaWrite;
+
+impl Rpc for MetaWrite {
+    const METHOD: Method = Method::META_WRITE;
+    type Request = WriteRequest;
+    type Reply = Result<Reply, ServiceError>;
+}
+
+/// Read the namespace after a read-index confirmation (leader only).
+#[derive(Debug)]
+pub struct MetaRead;
+
+impl Rpc for MetaRead {
+    const METHOD: Method = Method::META_READ;
+    type Request = ReadRequest;
+    type Reply = Result<Reply, ServiceError>;
+}
+
+/// What a metaserver says about its place in the group (answered by every member).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaStatusReply {
+    /// This member's node id.
+    pub id: u64,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub role: String,
+    /// Current Raft term.
+    pub term: u64,
+    /// The leader this member knows, with its address.
+    pub leader: Option<(u64, String)>,
+    /// Index of the last entry in this member's log.
+    pub last_log_index: Option<u64>,
+    /// Index of the last entry applied to its namespace.
+    pub applied_index: Option<u64>,
+    /// Last log index covered by this member's latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index have been removed from the log (compaction).
+    pub purged_index: Option<u64>,
+    /// Voters and learners with their addresses.
+    pub members: Vec<(u64, String)>,
+}
+
+/// Status of one metaserver.
+#[derive(Debug)]
+pub struct MetaStatus;
+
+impl Rpc for MetaStatus {
+    const METHOD: Method = Method::META_STATUS;
+    type Request = ();
+    type Reply = MetaStatusReply;
+}
+
+/// A hash of a member's whole namespace and the log index it reflects, so replicas can be
+/// compared: equal indexes must give equal digests.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DigestReply {
+    /// Last applied log index (0 before anything was applied).
+    pub applied_index: u64,
+    /// BLAKE3 over every namespace table.
+    pub digest: [u8; 32],
+}
+
+/// State digest of one metaserver (answered by every member, from its local state).
+#[derive(Debug)]
+pub struct StateDigest;
+
+impl Rpc for StateDigest {
+    const METHOD: Method = Method::META_DIGEST;
+    type Request = ();
+    type Reply = Result<DigestReply, ServiceError>;
+}

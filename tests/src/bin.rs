@@ -1,0 +1,36 @@
+//! Finding the `tessera` binary under test.
+
+use std::path::{Path, PathBuf};
+
+/// The binary under test: `$TESSERA_BIN` if set, else `<target>/debug/tessera` where
+/// `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`.
+///
+/// Cargo cannot build another package's binary for a test, so it must be built first:
+/// `cargo build -p tessera` (the CI entry does this before running the tests).
+pub fn tessera_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TESSERA_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "TESSERA_BIN={} does not exist; build it or unset TESSERA_BIN",
+            p.display()
+        );
+        return p;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let p = target.join("debug").join("tessera");
+    assert!(
+        p.is_file(),
+        "{} not found: run `cargo build -p tessera` first (or set TESSERA_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}

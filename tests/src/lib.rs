@@ -1,0 +1,44 @@
+//! Harness for integration tests that start real `tessera` processes.
+//!
+//! Every test in `tests/tests/` builds on these pieces; each cleans up after itself on drop,
+//! also when the test panics:
+//!
+//! - [`bin::tessera_bin`]: the binary under test (`TESSERA_BIN`, else the workspace's debug
+//!   build; build it first with `cargo build -p tessera`).
+//! - [`ports::free_port`]: a free 127.0.0.1 port.
+//! - [`tempdir::TempDir`]: a scratch directory removed on drop.
+//! - [`process::TesseraProcess`]: a child `tessera ...` logging to a file, waited on until it
+//!   answers a ping, SIGKILLed and reaped on drop; its log tail is printed if the test failed.
+//! - [`tmpfs::Tmpfs`]: a size-limited tmpfs mount, unmounted on drop (needs root).
+//! - [`fake_meta::FakeMeta`]: an in-process metadata service that answers chunkserver
+//!   registrations and heartbeats and records them, until the real metaserver is used.
+//! - [`chunk`]: starting a chunkserver and calling its service.
+//!
+//! Drop order matters: declare the `TempDir` first, then mounts, then processes, so
+//! processes die before their mounts go and mounts go before their directory is removed
+//! (Rust drops locals in reverse order).
+//!
+//! Process handling is blocking (`std::process`), so call it from `#[tokio::test(flavor =
+//! "multi_thread")]` tests: the in-process servers keep running on the other worker threads.
+
+pub mod bin;
+pub mod chunk;
+pub mod fake_meta;
+pub mod firewall;
+pub mod meta;
+pub mod meta_workload;
+pub mod ports;
+pub mod process;
+pub mod tempdir;
+pub mod tmpfs;
+
+pub use bin::tessera_bin;
+pub use fake_meta::FakeMeta;
+pub use meta::{MetaCluster, MetaOptions};
+pub use ports::free_port;
+pub use process::TesseraProcess;
+pub use tempdir::TempDir;
+pub use tmpfs::Tmpfs;
+
+/// How long a started process may take to answer its first ping.
+pub const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
