@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tessera_meta::MetaConfig;
+use tessera_meta::chunk_registry::Liveness;
 use tessera_meta::raft::node::RaftTuning;
 use tessera_rpc::RpcConfig;
 
@@ -57,6 +58,16 @@ pub struct MetaArgs {
     /// Log entries kept behind the last snapshot for followers that are only a little behind.
     #[arg(long, value_name = "N", default_value_t = 5_000)]
     keep_logs: u64,
+
+    /// A chunkserver silent this long (milliseconds) is marked down and its shards are
+    /// rebuilt elsewhere. It counts as suspect (no new data) after a twelfth of this, at
+    /// least 3 s.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    dead_after_ms: u64,
+
+    /// How often the leader looks for client sessions whose lease ran out, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1_000)]
+    session_check_ms: u64,
 }
 
 fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -92,6 +103,12 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             keep_after_snapshot: args.keep_logs,
         },
         rpc: RpcConfig::default(),
+        liveness: Liveness {
+            suspect_after: Duration::from_millis((args.dead_after_ms / 12).max(3_000))
+                .min(Duration::from_millis(args.dead_after_ms)),
+            dead_after: Duration::from_millis(args.dead_after_ms),
+        },
+        session_check: Duration::from_millis(args.session_check_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

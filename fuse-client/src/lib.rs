@@ -3,4 +3,4 @@
 
 pub mod client;
 
-pub use client::meta::{MetaClient, MetaClientError, MetaClientOptions};
+pub use client::meta::{MetaClient, MetaClientError, MetaClientOptions, SessionKeeper};

@@ -1,9 +1,11 @@
 //! What a metaserver needs to start.
 
+use crate::chunk_registry::Liveness;
 use crate::raft::node::RaftTuning;
 use crate::raft::types::NodeId;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 use tessera_rpc::RpcConfig;
 
 /// Configuration of one metaserver process (built by `tessera meta` from its flags).
@@ -25,4 +27,8 @@ pub struct MetaConfig {
     pub tuning: RaftTuning,
     /// RPC limits and timeouts.
     pub rpc: RpcConfig,
+    /// When a silent chunkserver counts as suspect and as down.
+    pub liveness: Liveness,
+    /// How often the leader looks for client sessions whose lease ran out.
+    pub session_check: Duration,
 }

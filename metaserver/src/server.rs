@@ -1,10 +1,12 @@
 //! The metaserver process: data directory, Raft node, RPC service, leader duties.
 
+use crate::chunk_registry::ChunkRegistry;
 use crate::config::MetaConfig;
 use crate::leader::run_leader_duties;
 use crate::node_id;
 use crate::raft::node::{self, Node};
 use crate::service::MetaService;
+use std::sync::Arc;
 use std::time::Duration;
 use tessera_rpc::{Router, Secret};
 
@@ -77,7 +79,8 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     .await
     .map_err(ServerError::Raft)?;
 
-    let service = MetaService::new(config.id, raft.clone(), store);
+    let registry = Arc::new(ChunkRegistry::new(config.liveness));
+    let service = MetaService::new(config.id, raft.clone(), store, registry);
     let router = crate::raft::server::routes(Router::new("meta"), raft.clone());
     let router = service.clone().routes(router);
     let server = tessera_rpc::serve_listener(listener, secret, router, config.rpc.clone());
@@ -95,7 +98,11 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
             Err(e) => return Err(ServerError::Raft(e)),
         }
     }
-    let duties = tokio::spawn(run_leader_duties(raft.clone(), service));
+    let duties = tokio::spawn(run_leader_duties(
+        raft.clone(),
+        service,
+        config.session_check,
+    ));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down");

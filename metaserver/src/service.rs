@@ -1,6 +1,7 @@
 //! RPC handlers of the metadata service: namespace writes through Raft, linearizable reads,
 //! and the status and digest every member answers.
 
+use crate::chunk_registry::ChunkRegistry;
 use crate::namespace::{Command, RedbStore, query};
 use crate::raft::types::{NodeId, Raft};
 use crate::read_gate::ReadGate;
@@ -9,9 +10,10 @@ use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
-    DigestReply, MetaRead, MetaStatus, MetaStatusReply, MetaWrite, ReadRequest, Reply,
-    ServiceError, StateDigest, WriteRequest,
+    DigestReply, ListChunkservers, MetaRead, MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe,
+    ReadRequest, Reply, ServiceError, StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -22,10 +24,11 @@ pub struct MetaService {
     raft: Raft,
     store: Arc<RedbStore>,
     reads: ReadGate,
+    registry: Arc<ChunkRegistry>,
 }
 
 /// Wall-clock time for the leader to stamp into a command.
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -40,13 +43,37 @@ fn unavailable(e: impl std::fmt::Display) -> ServiceError {
 
 impl MetaService {
     /// A service answering for member `id`.
-    pub fn new(id: NodeId, raft: Raft, store: Arc<RedbStore>) -> Self {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        store: Arc<RedbStore>,
+        registry: Arc<ChunkRegistry>,
+    ) -> Self {
         Self {
             id,
             raft,
             store,
             reads: ReadGate::default(),
+            registry,
         }
+    }
+
+    /// The chunkserver table (meaningful on the leader).
+    pub fn registry(&self) -> &Arc<ChunkRegistry> {
+        &self.registry
+    }
+
+    /// The namespace store.
+    pub fn store(&self) -> &Arc<RedbStore> {
+        &self.store
+    }
+
+    /// `Err(address of the leader, if known)` unless this member leads.
+    fn require_leader(&self) -> Result<(), Option<String>> {
+        if self.raft.is_leader() {
+            return Ok(());
+        }
+        Err(self.status().leader.map(|(_, addr)| addr))
     }
 
     /// Proposes a change and waits until it is committed and applied.
@@ -130,6 +157,7 @@ impl MetaService {
 
     /// Adds the service's methods to a router.
     pub fn routes(self, router: Router) -> Router {
+        let router = self.clone().cluster_routes(router);
         let (w, r, s, d) = (self.clone(), self.clone(), self.clone(), self);
         router
             .route::<MetaWrite, _, _>(move |call| {
@@ -147,6 +175,56 @@ impl MetaService {
             .route::<StateDigest, _, _>(move |_call| {
                 let svc = d.clone();
                 async move { (svc.digest().await, Bytes::new()) }
+            })
+    }
+
+    /// Chunkserver registration and heartbeats, chunkserver listing and stripe placement:
+    /// all answered by the leader only, from its chunkserver table.
+    fn cluster_routes(self, router: Router) -> Router {
+        let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self);
+        router
+            .route::<RegisterChunkserver, _, _>(move |call| {
+                let svc = reg.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => {
+                            svc.registry.register(call.req);
+                            Ok(())
+                        }
+                        Err(leader) => Err(ClusterError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
+            })
+            .route::<ChunkHeartbeat, _, _>(move |call| {
+                let svc = hb.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => svc.registry.heartbeat(call.req),
+                        Err(leader) => Err(ClusterError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
+            })
+            .route::<ListChunkservers, _, _>(move |_call| {
+                let svc = list.clone();
+                async move {
+                    let reply = svc
+                        .require_leader()
+                        .map(|()| svc.registry.list())
+                        .map_err(|leader| ServiceError::NotLeader { leader });
+                    (reply, Bytes::new())
+                }
+            })
+            .route::<PlaceStripe, _, _>(move |call| {
+                let svc = place.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => svc.registry.place(&call.req),
+                        Err(leader) => Err(ServiceError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
             })
     }
 }

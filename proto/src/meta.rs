@@ -334,3 +334,66 @@ impl Rpc for StateDigest {
     type Request = ();
     type Reply = Result<DigestReply, ServiceError>;
 }
+
+/// Liveness of a chunkserver as the metadata leader sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkserverState {
+    /// Heartbeating.
+    Up,
+    /// Missed a few heartbeats: no new data goes there, but it is not repaired around yet.
+    Suspect,
+    /// Silent for longer than the dead-after period: its shards are to be rebuilt elsewhere.
+    Down,
+}
+
+/// One chunkserver as the leader knows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChunkserverInfo {
+    /// Its persistent id.
+    pub id: u64,
+    /// Where its chunk service listens.
+    pub addr: String,
+    /// Liveness.
+    pub state: ChunkserverState,
+    /// Bytes it may fill.
+    pub capacity: u64,
+    /// Bytes it holds.
+    pub used: u64,
+    /// Shards it holds.
+    pub shards: u64,
+    /// It refuses puts for lack of space.
+    pub full: bool,
+    /// Milliseconds since its last heartbeat.
+    pub last_heartbeat_ms: u64,
+}
+
+/// Every chunkserver the leader knows (leader only).
+#[derive(Debug)]
+pub struct ListChunkservers;
+
+impl Rpc for ListChunkservers {
+    const METHOD: Method = Method::LIST_CHUNKSERVERS;
+    type Request = ();
+    type Reply = Result<Vec<ChunkserverInfo>, ServiceError>;
+}
+
+/// Where to put the shards of a new stripe.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PlaceRequest {
+    /// Distinct servers wanted (k + m).
+    pub count: u8,
+    /// Bytes each shard will take, so servers without room are skipped.
+    pub shard_len: u64,
+    /// Servers not to use (ones that just failed a put).
+    pub exclude: Vec<u64>,
+}
+
+/// Pick `count` distinct live chunkservers with room, favouring free space (leader only).
+#[derive(Debug)]
+pub struct PlaceStripe;
+
+impl Rpc for PlaceStripe {
+    const METHOD: Method = Method::PLACE_STRIPE;
+    type Request = PlaceRequest;
+    type Reply = Result<Vec<ChunkserverInfo>, ServiceError>;
+}

@@ -32,6 +32,10 @@ impl Method {
     pub const META_STATUS: Method = Method(0x0103);
     /// Digest of one metaserver's namespace state.
     pub const META_DIGEST: Method = Method(0x0104);
+    /// Chunkservers known to the metadata leader.
+    pub const LIST_CHUNKSERVERS: Method = Method(0x0105);
+    /// Placement of a new stripe's shards.
+    pub const PLACE_STRIPE: Method = Method(0x0106);
 
     /// Raft AppendEntries between metaservers (body: openraft types, postcard).
     pub const RAFT_APPEND: Method = Method(0x0301);
@@ -62,6 +66,8 @@ impl Method {
             Self::META_READ => "meta-read",
             Self::META_STATUS => "meta-status",
             Self::META_DIGEST => "meta-digest",
+            Self::LIST_CHUNKSERVERS => "list-chunkservers",
+            Self::PLACE_STRIPE => "place-stripe",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

@@ -23,6 +23,8 @@ pub struct MetaOptions {
     /// Give member N the address 127.0.0.(10+N) instead of 127.0.0.1, so a firewall rule
     /// can cut one member off from the others.
     pub distinct_ips: bool,
+    /// `--session-check-ms`.
+    pub session_check_ms: u64,
 }
 
 impl Default for MetaOptions {
@@ -33,6 +35,7 @@ impl Default for MetaOptions {
             snapshot_every: 20_000,
             keep_logs: 5_000,
             distinct_ips: false,
+            session_check_ms: 1_000,
         }
     }
 }
@@ -105,6 +108,8 @@ impl MetaCluster {
                 opts.snapshot_every.to_string(),
                 "--keep-logs".into(),
                 opts.keep_logs.to_string(),
+                "--session-check-ms".into(),
+                opts.session_check_ms.to_string(),
             ];
             if *id == 1 {
                 args.push("--init".into());

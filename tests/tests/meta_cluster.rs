@@ -389,3 +389,77 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
         .await
         .expect("all three agree after healing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_session_releases_its_open_files_but_a_renewed_one_keeps_them() {
+    let dir = TempDir::new("meta-session");
+    let (secret_file, secret) = write_secret(dir.path());
+    let opts = MetaOptions {
+        session_check_ms: 200,
+        ..MetaOptions::default()
+    };
+    let cluster = MetaCluster::start(dir.path(), &secret_file, &secret, 3, &opts).await;
+    let lease = Duration::from_secs(2);
+
+    // Two clients each create a file open in their session, then unlink it: the inode
+    // lives on as an orphan while open.
+    let mut inos = Vec::new();
+    let mut clients = Vec::new();
+    for name in ["dies", "lives"] {
+        let c = Arc::new(cluster.client(client_options()));
+        c.open_session(name, lease).await.unwrap();
+        let created = c
+            .write(Op::Mknod {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                kind: FileKind::Regular,
+                perm: 0o644,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                open: true,
+            })
+            .await
+            .unwrap();
+        let Ok(Response::Attr(a)) = created else {
+            panic!("{created:?}")
+        };
+        let unlinked = c
+            .write(Op::Unlink {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+            })
+            .await
+            .unwrap();
+        assert!(unlinked.is_ok());
+        inos.push(a.ino);
+        clients.push(c);
+    }
+    let _keeper = clients[1].keep_session_alive(lease);
+    let observer = cluster.client(client_options());
+    let getattr = |ino| tessera_proto::meta::Query::GetAttr { ino };
+
+    // Within the lease both orphans exist; after it, only the renewed client's remains.
+    assert!(observer.read(getattr(inos[0])).await.unwrap().is_ok());
+    let t = Instant::now();
+    loop {
+        let r = observer.read(getattr(inos[0])).await.unwrap();
+        if r == Err(FsError::NotFound) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "expired session still holds its file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "orphan of the expired session freed {:?} after the check began",
+        t.elapsed()
+    );
+    tokio::time::sleep(lease * 2).await;
+    assert!(
+        observer.read(getattr(inos[1])).await.unwrap().is_ok(),
+        "a renewed session lost its open file"
+    );
+}

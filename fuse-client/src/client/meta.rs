@@ -255,3 +255,45 @@ impl MetaClient {
         }
     }
 }
+
+/// Renews a session in the background; stops when dropped.
+#[derive(Debug)]
+pub struct SessionKeeper {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SessionKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MetaClient {
+    /// Renews this client's session every third of `lease` until the keeper is dropped, so
+    /// its open files and locks outlive any single slow call but not the client itself.
+    pub fn keep_session_alive(self: &Arc<Self>, lease: Duration) -> SessionKeeper {
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let r = client
+                    .write(Op::RenewSession {
+                        lease_ns: lease.as_nanos() as i64,
+                    })
+                    .await;
+                match r {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(
+                            session = client.session(),
+                            "session lease lost ({e:?}); open files and locks of this client were released"
+                        );
+                        return;
+                    }
+                    Err(e) => tracing::warn!("could not renew the session lease yet: {e}"),
+                }
+            }
+        });
+        SessionKeeper { task }
+    }
+}

@@ -39,4 +39,5 @@ pub use codec::FORMAT_VERSION;
 pub use command::{Command, GcItem, Op, Query, Reply, Response, SYSTEM_SESSION};
 pub use digest::digest;
 pub use redb_store::{LogPos, RedbStore, RedbView};
+pub use session::expired_sessions;
 pub use store::{Entry, MemStore, Store, StoreRead, Table, prefix_end, scan_prefix};

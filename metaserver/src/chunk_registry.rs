@@ -1,0 +1,288 @@
+//! The leader's table of chunkservers: who they are, where they listen, how full and how
+//! alive they are, and where new shards go.
+//!
+//! This is soft state, rebuilt from registrations after every leader change: a chunkserver
+//! that heartbeats a new leader is told it is unknown and registers again within one
+//! heartbeat. Stripes record chunkserver ids, never addresses, so nothing durable depends on it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tessera_proto::cluster::{ClusterError, Heartbeat, Registration};
+use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, PlaceRequest, ServiceError};
+use tessera_proto::shard::ShardId;
+
+/// Liveness thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    /// Silent this long: suspect (no new data placed there).
+    pub suspect_after: Duration,
+    /// Silent this long: down (its shards are to be rebuilt elsewhere).
+    pub dead_after: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            suspect_after: Duration::from_secs(5),
+            dead_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: String,
+    capacity: u64,
+    used: u64,
+    shards: u64,
+    full: bool,
+    last_seen: Instant,
+}
+
+/// Shard problems reported by chunkservers, waiting for the repair scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardReport {
+    /// The server that reported it.
+    pub server: u64,
+    /// The shard.
+    pub shard: ShardId,
+    /// Corrupt (quarantined) rather than missing.
+    pub corrupt: bool,
+}
+
+/// The leader's chunkserver table.
+#[derive(Debug, Default)]
+pub struct ChunkRegistry {
+    liveness: Liveness,
+    servers: Mutex<HashMap<u64, Entry>>,
+    reports: Mutex<Vec<ShardReport>>,
+}
+
+/// Most shard reports kept waiting; beyond this the oldest are dropped (a scrub finds them
+/// again).
+const MAX_REPORTS: usize = 100_000;
+
+impl ChunkRegistry {
+    /// An empty table.
+    pub fn new(liveness: Liveness) -> Self {
+        Self {
+            liveness,
+            ..Self::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a registration.
+    pub fn register(&self, r: Registration) {
+        let mut servers = self.lock();
+        let known = servers.contains_key(&r.id);
+        servers.insert(
+            r.id,
+            Entry {
+                addr: r.addr.clone(),
+                capacity: r.capacity,
+                used: r.used,
+                shards: r.shards,
+                full: false,
+                last_seen: Instant::now(),
+            },
+        );
+        if !known {
+            tracing::info!(id = %format!("{:#018x}", r.id), addr = %r.addr, "chunkserver registered");
+        }
+    }
+
+    /// Records a heartbeat; an unknown server must register first.
+    pub fn heartbeat(&self, hb: Heartbeat) -> Result<(), ClusterError> {
+        {
+            let mut servers = self.lock();
+            let Some(e) = servers.get_mut(&hb.id) else {
+                return Err(ClusterError::UnknownChunkserver { id: hb.id });
+            };
+            e.addr = hb.addr;
+            e.capacity = hb.capacity;
+            e.used = hb.used;
+            e.shards = hb.shards;
+            e.full = hb.full;
+            e.last_seen = Instant::now();
+        }
+        if !hb.corrupt.is_empty() || !hb.missing.is_empty() {
+            tracing::warn!(
+                server = %format!("{:#018x}", hb.id),
+                corrupt = hb.corrupt.len(),
+                missing = hb.missing.len(),
+                "chunkserver reported damaged shards"
+            );
+            let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            for (shard, corrupt) in hb
+                .corrupt
+                .into_iter()
+                .map(|s| (s, true))
+                .chain(hb.missing.into_iter().map(|s| (s, false)))
+            {
+                reports.push(ShardReport {
+                    server: hb.id,
+                    shard,
+                    corrupt,
+                });
+            }
+            let excess = reports.len().saturating_sub(MAX_REPORTS);
+            reports.drain(..excess);
+        }
+        Ok(())
+    }
+
+    /// Takes the shard reports gathered so far.
+    pub fn take_reports(&self) -> Vec<ShardReport> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn state(&self, e: &Entry, now: Instant) -> ChunkserverState {
+        let silent = now.duration_since(e.last_seen);
+        if silent >= self.liveness.dead_after {
+            ChunkserverState::Down
+        } else if silent >= self.liveness.suspect_after {
+            ChunkserverState::Suspect
+        } else {
+            ChunkserverState::Up
+        }
+    }
+
+    /// Every known server, by id.
+    pub fn list(&self) -> Vec<ChunkserverInfo> {
+        let now = Instant::now();
+        let servers = self.lock();
+        let mut out: Vec<ChunkserverInfo> = servers
+            .iter()
+            .map(|(id, e)| ChunkserverInfo {
+                id: *id,
+                addr: e.addr.clone(),
+                state: self.state(e, now),
+                capacity: e.capacity,
+                used: e.used,
+                shards: e.shards,
+                full: e.full,
+                last_heartbeat_ms: now.duration_since(e.last_seen).as_millis() as u64,
+            })
+            .collect();
+        out.sort_by_key(|i| i.id);
+        out
+    }
+
+    /// Chooses `count` distinct servers that are up, not full, and have room for a shard,
+    /// most free space first, spreading ties by a rotating start so concurrent writers do not
+    /// all pick the same servers.
+    pub fn place(&self, req: &PlaceRequest) -> Result<Vec<ChunkserverInfo>, ServiceError> {
+        static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut candidates: Vec<ChunkserverInfo> = self
+            .list()
+            .into_iter()
+            .filter(|s| {
+                s.state == ChunkserverState::Up
+                    && !s.full
+                    && !req.exclude.contains(&s.id)
+                    && s.capacity.saturating_sub(s.used) >= req.shard_len
+            })
+            .collect();
+        let count = usize::from(req.count);
+        if candidates.len() < count {
+            return Err(ServiceError::Unavailable {
+                reason: format!(
+                    "only {} chunkservers are up with room for a {}-byte shard; a stripe needs {count} distinct ones",
+                    candidates.len(),
+                    req.shard_len
+                ),
+            });
+        }
+        // Free space in coarse buckets (1 GiB), so servers with similar room share the load.
+        candidates.sort_by_key(|s| std::cmp::Reverse(s.capacity.saturating_sub(s.used) >> 30));
+        let start = ROTATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let top = candidates[0].capacity.saturating_sub(candidates[0].used) >> 30;
+        let same = candidates
+            .iter()
+            .take_while(|s| s.capacity.saturating_sub(s.used) >> 30 == top)
+            .count();
+        if same > 1 {
+            candidates[..same].rotate_left(start % same);
+        }
+        candidates.truncate(count);
+        Ok(candidates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(id: u64, free_gib: u64) -> Registration {
+        Registration {
+            id,
+            addr: format!("127.0.0.1:{}", 9000 + id),
+            capacity: (free_gib + 1) << 30,
+            used: 1 << 30,
+            shards: 0,
+        }
+    }
+
+    #[test]
+    fn placement_picks_distinct_servers_with_room() {
+        let r = ChunkRegistry::new(Liveness::default());
+        for id in 1..=6 {
+            r.register(reg(id, 10));
+        }
+        let req = PlaceRequest {
+            count: 6,
+            shard_len: 1 << 20,
+            exclude: vec![],
+        };
+        let picked = r.place(&req).unwrap();
+        let mut ids: Vec<u64> = picked.iter().map(|s| s.id).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
+        let req = PlaceRequest {
+            exclude: vec![3],
+            ..req
+        };
+        assert!(matches!(
+            r.place(&req),
+            Err(ServiceError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn heartbeat_from_an_unknown_server_asks_it_to_register() {
+        let r = ChunkRegistry::new(Liveness::default());
+        let hb = Heartbeat {
+            id: 7,
+            addr: "x".into(),
+            capacity: 1,
+            used: 0,
+            shards: 0,
+            full: false,
+            corrupt: vec![],
+            missing: vec![],
+        };
+        assert_eq!(
+            r.heartbeat(hb),
+            Err(ClusterError::UnknownChunkserver { id: 7 })
+        );
+    }
+
+    #[test]
+    fn silent_servers_become_suspect_then_down() {
+        let r = ChunkRegistry::new(Liveness {
+            suspect_after: Duration::from_millis(20),
+            dead_after: Duration::from_millis(60),
+        });
+        r.register(reg(1, 10));
+        assert_eq!(r.list()[0].state, ChunkserverState::Up);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(r.list()[0].state, ChunkserverState::Suspect);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(r.list()[0].state, ChunkserverState::Down);
+    }
+}
