@@ -15,7 +15,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tessera_proto::cluster::ChunkserverId;
 
@@ -40,11 +40,11 @@ pub fn load_or_create(dir: &Path) -> Result<ChunkserverId> {
     }
 }
 
-fn create(dir: &Path, path: &PathBuf) -> Result<ChunkserverId> {
+fn create(dir: &Path, path: &Path) -> Result<ChunkserverId> {
     let id = loop {
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| Error::Identity {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!("no randomness to choose a new id: {e}"),
         })?;
         let id = u64::from_le_bytes(raw);

@@ -29,6 +29,10 @@ pub async fn run(config: ChunkConfig) -> Result<()> {
 /// The listen port accepts connections only once the store is open, so a caller (or a test
 /// harness) may treat "port open" as "ready".
 pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    // Settings errors first, before the data directory is touched.
+    if let Ok(listen) = config.listen.parse::<SocketAddr>() {
+        advertised(&config, listen)?;
+    }
     let secret = Secret::load(&config.secret_file)?;
 
     let data = config.data.clone();

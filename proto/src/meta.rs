@@ -2,7 +2,7 @@
 //! ([`Op`], replicated through Raft) or to read ([`Query`]), and what comes back.
 //!
 //! The metaserver wraps an `Op` in a log entry with the client's session, sequence number and
-//! a leader-stamped time; [`MetaRequest`] and friends are the RPCs that carry them.
+//! a leader-stamped time; [`MetaWrite`] and [`MetaRead`] are the RPCs that carry them.
 
 use crate::body::Rpc;
 use crate::fs::{

@@ -221,19 +221,6 @@ impl ChunkClient {
             }
         }
     }
-
-    /// Whether the server answers at all (for tests that expect it to be gone).
-    pub async fn is_up(&self) -> bool {
-        match self
-            .client
-            .call_with::<tessera_proto::system::Ping>(&(), Bytes::new(), Duration::from_secs(1))
-            .await
-        {
-            Ok(_) => true,
-            Err(RpcError::Unavailable { .. }) => true,
-            Err(_) => false,
-        }
-    }
 }
 
 /// `len` bytes of deterministic data for `seed`, and their shard id.

@@ -23,6 +23,7 @@ const TAIL_LINES: usize = 60;
 pub struct TesseraProcess {
     name: String,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -34,9 +35,27 @@ impl TesseraProcess {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        Self::spawn_env(name, log_dir, args, &[])
+    }
+
+    /// As [`Self::spawn`], with extra environment variables (e.g. `TESSERA_*` fallbacks).
+    pub fn spawn_env<I, S>(
+        name: &str,
+        log_dir: &Path,
+        args: I,
+        env: &[(&str, &str)],
+    ) -> TesseraProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let mut p = TesseraProcess {
             name: name.to_string(),
             args: args.into_iter().map(Into::into).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
             log: log_dir.join(format!("{name}.log")),
             child: None,
         };
@@ -55,6 +74,7 @@ impl TesseraProcess {
         let err = log.try_clone().unwrap_or_else(|e| panic!("dup log: {e}"));
         let mut cmd = Command::new(tessera_bin());
         cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));

@@ -16,7 +16,7 @@ use tessera_tests::process::write_secret;
 /// Concurrent writers.
 const WRITERS: u64 = 8;
 /// Kill rounds; each kills the server while all writers are busy.
-const ROUNDS: u64 = 3;
+const ROUNDS: u64 = 5;
 
 #[derive(Default)]
 struct Ledger {

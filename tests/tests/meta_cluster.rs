@@ -14,6 +14,10 @@ use tessera_tests::meta_workload::{run_worker, verify_worker};
 use tessera_tests::process::write_secret;
 use tessera_tests::{MetaCluster, MetaOptions, TempDir};
 
+/// These tests time elections and failovers: running two clusters at once on a 2-core machine
+/// would measure the machine, not Tessera. Each test holds this for its whole run.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn client_options() -> MetaClientOptions {
     MetaClientOptions {
         deadline: Duration::from_secs(60),
@@ -94,6 +98,7 @@ async fn wait_progress(progress: &AtomicUsize, at_least: usize, timeout: Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_mutations_survive_two_leader_kills_exactly_once() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("meta-failover");
     let (secret_file, secret) = write_secret(dir.path());
     let mut cluster = MetaCluster::start(
@@ -152,6 +157,7 @@ async fn ten_thousand_mutations_survive_two_leader_kills_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_stopped_for_50000_operations_catches_up_by_snapshot() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("meta-snapshot");
     let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {
@@ -212,6 +218,7 @@ async fn a_member_stopped_for_50000_operations_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_restart_keeps_the_tree_and_posix_errors_are_replies() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("meta-restart");
     let (secret_file, secret) = write_secret(dir.path());
     let mut cluster = MetaCluster::start(
@@ -327,6 +334,7 @@ async fn a_full_restart_keeps_the_tree_and_posix_errors_are_replies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothing() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("meta-partition");
     let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {
@@ -392,6 +400,7 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_session_releases_its_open_files_but_a_renewed_one_keeps_them() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("meta-session");
     let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {

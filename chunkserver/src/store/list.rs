@@ -23,37 +23,27 @@ pub(super) fn list_page(
         return Ok(page);
     }
     let cursor = after.map(ToString::to_string);
-    let (c_mid, c_leaf) = match &cursor {
-        Some(c) => (&c[0..2], &c[2..4]),
-        None => ("", ""),
-    };
+    let c_leaf = cursor.as_ref().map_or("", |c| &c[0..2]);
     let now = SystemTime::now();
-    for mid in hex_names(&layout.shards, 2)? {
-        if mid.as_str() < c_mid {
+    for leaf in hex_names(&layout.shards, 2)? {
+        if leaf.as_str() < c_leaf {
             continue;
         }
-        let mid_path = layout.shards.join(&mid);
-        for leaf in hex_names(&mid_path, 2)? {
-            if mid == c_mid && leaf.as_str() < c_leaf {
+        let leaf_path = layout.shards.join(&leaf);
+        for name in hex_names(&leaf_path, ShardId::HEX_LEN)? {
+            if !name.starts_with(&leaf) || cursor.as_ref().is_some_and(|c| &name <= c) {
                 continue;
             }
-            let leaf_path = mid_path.join(&leaf);
-            let prefix = format!("{mid}{leaf}");
-            for name in hex_names(&leaf_path, ShardId::HEX_LEN)? {
-                if !name.starts_with(&prefix) || cursor.as_ref().is_some_and(|c| &name <= c) {
-                    continue;
-                }
-                let Some(age) = age_of(&leaf_path.join(&name), now)? else {
-                    continue; // deleted since the directory was read
-                };
-                let Ok(id) = name.parse::<ShardId>() else {
-                    continue;
-                };
-                page.shards.push(ShardInfo { id, age });
-                if page.shards.len() == limit {
-                    page.next = Some(id);
-                    return Ok(page);
-                }
+            let Some(age) = age_of(&leaf_path.join(&name), now)? else {
+                continue; // deleted since the directory was read
+            };
+            let Ok(id) = name.parse::<ShardId>() else {
+                continue;
+            };
+            page.shards.push(ShardInfo { id, age });
+            if page.shards.len() == limit {
+                page.next = Some(id);
+                return Ok(page);
             }
         }
     }

@@ -50,6 +50,15 @@ pub fn check_or_create(root: &Path) -> Result<()> {
             .map_err(|e| Error::io("list", root, None, e))?
             .file_name();
         let name = name.to_string_lossy();
+        // Shards without a marker were written by a pre-release layout this binary cannot
+        // read (two fan-out levels): refuse rather than serve an inventory that looks empty.
+        if name == "shards" && !is_empty_dir(&root.join("shards")) {
+            return Err(Error::UnknownDataFormat {
+                path: root.to_path_buf(),
+                found: "no FORMAT marker, shards of a pre-release layout".into(),
+                expected: expected(),
+            });
+        }
         if !OURS.contains(&name.as_ref()) {
             return Err(Error::NotDataDir {
                 path: root.to_path_buf(),
@@ -58,6 +67,10 @@ pub fn check_or_create(root: &Path) -> Result<()> {
         }
     }
     write(root).map_err(|e| Error::io("write format marker in", root, None, e))
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
 fn check(root: &Path, raw: &[u8]) -> Result<()> {
@@ -116,6 +129,14 @@ mod tests {
         let e = check_or_create(dir.path()).unwrap_err();
         assert!(matches!(&e, Error::NotDataDir { entry, .. } if entry == "thesis.tex"));
         assert!(!dir.path().join(FILE).exists());
+    }
+
+    #[test]
+    fn unmarked_shards_are_refused() {
+        let dir = TempDir::new("marker-prerelease");
+        fs::create_dir_all(dir.path().join("shards/ab/cd")).unwrap();
+        let e = check_or_create(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::UnknownDataFormat { .. }), "{e}");
     }
 
     #[test]
