@@ -1,0 +1,385 @@
+//! [`ChunkClient`]: the chunk service as the mount, repair workers and admin tools use it.
+//!
+//! One [`tessera_rpc::Client`] per chunkserver address, created on first use and shared by
+//! every call to that server (it multiplexes them over one small-call and one bulk
+//! connection). Every call has a deadline from [`ChunkClientConfig`]. Puts, reads and
+//! deletes of one stripe go to all their servers at once.
+//!
+//! Servers are named by id in layouts; the caller maps ids to addresses (it learns them from
+//! the metadata service), passed as an [`Addrs`] function.
+
+mod read;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tessera_proto::ShardId;
+use tessera_proto::chunk::{
+    ByteRange, DeleteShard, DeleteShardRequest, GetShard, GetShardRequest, PutOutcome, PutShard,
+    PutShardRequest,
+};
+use tessera_proto::fs::{ShardPlace, StripeInfo};
+use tessera_rpc::{Client, RpcConfig, Secret};
+use tracing::debug;
+
+use crate::codec::{Codec, Encoded};
+use crate::error::{CodecError, DeleteError, Failures, PutError, ShardFailure, ShardFault};
+use tasks::Tasks;
+
+/// Maps a chunkserver id to its "host:port", `None` if unknown. `Sync` so that the futures
+/// of this client stay `Send`.
+pub type Addrs<'a> = &'a (dyn Fn(u64) -> Option<String> + Sync);
+
+/// Deadlines and transport settings of a [`ChunkClient`].
+#[derive(Debug, Clone)]
+pub struct ChunkClientConfig {
+    pub rpc: RpcConfig,
+    /// Deadline of one shard put. The server fsyncs before it answers, so this covers a
+    /// slow disk too; a put that misses it is reported as failed, to be placed elsewhere.
+    pub put_timeout: Duration,
+    /// A data shard not back within this is treated as slow: the read starts fetching
+    /// other shards to reconstruct from, and keeps doing so every such interval.
+    pub slow_shard: Duration,
+    /// Deadline of a whole read (or rebuild), fallbacks included.
+    pub read_timeout: Duration,
+    /// Deadline of one shard delete.
+    pub delete_timeout: Duration,
+}
+
+impl Default for ChunkClientConfig {
+    fn default() -> Self {
+        ChunkClientConfig {
+            rpc: RpcConfig::default(),
+            put_timeout: Duration::from_secs(20),
+            slow_shard: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(20),
+            delete_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Calls chunkservers on behalf of one process. Share it (`Arc`); it is `Send + Sync`.
+#[derive(Debug)]
+pub struct ChunkClient {
+    secret: Secret,
+    config: ChunkClientConfig,
+    peers: Mutex<HashMap<String, Arc<Client>>>,
+    /// Codecs by `(k, m)`: building one inverts matrices, and each keeps a cache of the
+    /// decode matrices it has used.
+    codecs: Mutex<HashMap<(u8, u8), Arc<Codec>>>,
+}
+
+impl ChunkClient {
+    pub fn new(secret: Secret, config: ChunkClientConfig) -> ChunkClient {
+        ChunkClient {
+            secret,
+            config,
+            peers: Mutex::new(HashMap::new()),
+            codecs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ChunkClientConfig {
+        &self.config
+    }
+
+    /// The shared client for `addr`, created on first use.
+    fn peer(&self, addr: &str) -> Arc<Client> {
+        // A poisoned lock only means another caller panicked between two map operations;
+        // the map itself is always whole.
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Arc::new(Client::new(
+                    addr,
+                    self.secret.clone(),
+                    self.config.rpc.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// The codec for `k + m`, built on first use.
+    pub fn codec(&self, k: u8, m: u8) -> Result<Arc<Codec>, CodecError> {
+        let mut codecs = self.codecs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = codecs.get(&(k, m)) {
+            return Ok(c.clone());
+        }
+        let codec = Arc::new(Codec::new(usize::from(k), usize::from(m))?);
+        codecs.insert((k, m), codec.clone());
+        Ok(codec)
+    }
+
+    /// Stores shard `i` of `encoded` on `targets[i]` (server id, address), all at once.
+    /// Succeeds when every chunkserver has acknowledged its shard, which it does only once
+    /// the shard is on stable storage. On failure the error lists the failed shards (with
+    /// the cause: `NoSpace`, unreachable, timed out...) and where the others were stored:
+    /// retry just the failed ones on other servers with [`Self::put_shards_at`].
+    pub async fn put_shards(
+        &self,
+        encoded: &Encoded,
+        targets: &[(u64, String)],
+    ) -> Result<Vec<ShardPlace>, PutError> {
+        if targets.len() != encoded.shards.len() {
+            return Err(PutError::TargetCount {
+                stripe: encoded.stripe_id,
+                want: encoded.shards.len(),
+                got: targets.len(),
+            });
+        }
+        let indexed: Vec<(usize, u64, String)> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, (server, addr))| (i, *server, addr.clone()))
+            .collect();
+        self.put_shards_at(encoded, &indexed).await
+    }
+
+    /// Stores the listed shards of `encoded`: `(index, server id, address)` each, all at
+    /// once. Returns their places in the order given. Errors as [`Self::put_shards`].
+    pub async fn put_shards_at(
+        &self,
+        encoded: &Encoded,
+        targets: &[(usize, u64, String)],
+    ) -> Result<Vec<ShardPlace>, PutError> {
+        let stripe = encoded.stripe_id;
+        // Both vectors are public fields: never index past the shorter.
+        let total = encoded.shards.len().min(encoded.ids.len());
+        let mut servers = HashSet::new();
+        for (index, server, _) in targets {
+            if *index >= total {
+                return Err(PutError::NoSuchShard {
+                    stripe,
+                    index: *index,
+                    total,
+                });
+            }
+            if !servers.insert(*server) {
+                return Err(PutError::DuplicateServer {
+                    stripe,
+                    server: *server,
+                });
+            }
+        }
+        let mut tasks = Tasks::new();
+        for (pos, (index, _, addr)) in targets.iter().enumerate() {
+            let client = self.peer(addr);
+            let (id, bytes) = (encoded.ids[*index], encoded.shards[*index].clone());
+            let timeout = self.config.put_timeout;
+            tasks.spawn(
+                pos,
+                async move { put_on(&client, id, bytes, timeout).await },
+            );
+        }
+        let mut outcomes: Vec<Option<Result<(), ShardFault>>> = vec![None; targets.len()];
+        while let Some((pos, joined)) = tasks.next().await {
+            outcomes[pos] = Some(joined.unwrap_or_else(|reason| Err(ShardFault::Lost { reason })));
+        }
+        let mut stored = Vec::new();
+        let mut failures = Vec::new();
+        for ((index, server, _), outcome) in targets.iter().zip(outcomes) {
+            let place = ShardPlace {
+                shard: encoded.ids[*index],
+                server: *server,
+            };
+            match outcome {
+                Some(Ok(())) => stored.push((*index, place)),
+                Some(Err(fault)) => failures.push(ShardFailure {
+                    index: *index,
+                    shard: place.shard,
+                    server: *server,
+                    fault,
+                }),
+                None => failures.push(ShardFailure {
+                    index: *index,
+                    shard: place.shard,
+                    server: *server,
+                    fault: ShardFault::Lost {
+                        reason: "no result".into(),
+                    },
+                }),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(stored.into_iter().map(|(_, place)| place).collect());
+        }
+        for f in &failures {
+            debug!(%stripe, "put failed: {f}");
+        }
+        stored.sort_by_key(|(index, _)| *index);
+        Err(PutError::Failed {
+            stripe,
+            stored,
+            failures: Failures(failures),
+        })
+    }
+
+    /// Stores one shard on the server at `addr` (repair puts a rebuilt shard this way).
+    pub async fn put_shard(&self, addr: &str, id: ShardId, bytes: Bytes) -> Result<(), ShardFault> {
+        put_on(&self.peer(addr), id, bytes, self.config.put_timeout).await
+    }
+
+    /// Reads shard `id` (or `range` of it) from the server at `addr`, within the read
+    /// deadline. A whole shard is checked against its id here; a range was checked by the
+    /// server (it verifies the blocks a range touches).
+    pub async fn get_shard(
+        &self,
+        addr: &str,
+        id: ShardId,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes, ShardFault> {
+        let client = self.peer(addr);
+        let timeout = self.config.read_timeout;
+        match range {
+            None => get_whole(&client, id, None, timeout).await,
+            Some(r) => get_range(&client, id, r, timeout).await,
+        }
+    }
+
+    /// Deletes every shard of `stripe`, all at once; for garbage collection. Shards already
+    /// gone count as deleted. The error lists the shards that may remain.
+    pub async fn delete_shards(
+        &self,
+        stripe: &StripeInfo,
+        addrs: Addrs<'_>,
+    ) -> Result<(), DeleteError> {
+        let mut failures = Vec::new();
+        let mut tasks = Tasks::new();
+        for (index, place) in stripe.layout.shards.iter().enumerate() {
+            let fail = |fault| ShardFailure {
+                index,
+                shard: place.shard,
+                server: place.server,
+                fault,
+            };
+            let Some(addr) = addrs(place.server) else {
+                failures.push(fail(ShardFault::NoAddress {
+                    server: place.server,
+                }));
+                continue;
+            };
+            let client = self.peer(&addr);
+            let (id, timeout) = (place.shard, self.config.delete_timeout);
+            tasks.spawn(
+                fail(ShardFault::Lost {
+                    reason: String::new(),
+                }),
+                async move {
+                    let req = DeleteShardRequest { id };
+                    match client
+                        .call_with::<DeleteShard>(&req, Bytes::new(), timeout)
+                        .await
+                    {
+                        Ok((Ok(_), _)) => Ok(()),
+                        Ok((Err(e), _)) => Err(ShardFault::Chunk(e)),
+                        Err(e) => Err(ShardFault::Rpc(e)),
+                    }
+                },
+            );
+        }
+        while let Some((mut failure, joined)) = tasks.next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(fault)) => {
+                    failure.fault = fault;
+                    failures.push(failure);
+                }
+                Err(reason) => {
+                    failure.fault = ShardFault::Lost { reason };
+                    failures.push(failure);
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        failures.sort_by_key(|f| f.index);
+        Err(DeleteError {
+            stripe: stripe.id,
+            failures: Failures(failures),
+        })
+    }
+}
+
+async fn put_on(
+    client: &Client,
+    id: ShardId,
+    bytes: Bytes,
+    timeout: Duration,
+) -> Result<(), ShardFault> {
+    let req = PutShardRequest { id };
+    match client.call_with::<PutShard>(&req, bytes, timeout).await {
+        Ok((Ok(PutOutcome::Stored | PutOutcome::AlreadyPresent), _)) => Ok(()),
+        Ok((Err(e), _)) => Err(ShardFault::Chunk(e)),
+        Err(e) => Err(ShardFault::Rpc(e)),
+    }
+}
+
+/// A whole shard, checked here: `shard_len` bytes (when known) that hash to `id`.
+async fn get_whole(
+    client: &Client,
+    id: ShardId,
+    shard_len: Option<u64>,
+    timeout: Duration,
+) -> Result<Bytes, ShardFault> {
+    let bytes = get(client, id, None, timeout).await?;
+    if let Some(want) = shard_len
+        && bytes.len() as u64 != want
+    {
+        return Err(ShardFault::WrongLength {
+            got: bytes.len() as u64,
+            want,
+        });
+    }
+    let got = ShardId::of(&bytes);
+    if got != id {
+        return Err(ShardFault::WrongHash { got });
+    }
+    Ok(bytes)
+}
+
+/// A range of a shard. The server verified the blocks it read (it never serves bytes that
+/// fail verification, answering `Corrupt` instead), so only the length is checked here.
+async fn get_range(
+    client: &Client,
+    id: ShardId,
+    range: std::ops::Range<u64>,
+    timeout: Duration,
+) -> Result<Bytes, ShardFault> {
+    let want = range.end.saturating_sub(range.start);
+    let range = ByteRange {
+        start: range.start,
+        end: range.end,
+    };
+    let bytes = get(client, id, Some(range), timeout).await?;
+    if bytes.len() as u64 != want {
+        return Err(ShardFault::WrongLength {
+            got: bytes.len() as u64,
+            want,
+        });
+    }
+    Ok(bytes)
+}
+
+async fn get(
+    client: &Client,
+    id: ShardId,
+    range: Option<ByteRange>,
+    timeout: Duration,
+) -> Result<Bytes, ShardFault> {
+    let req = GetShardRequest { id, range };
+    match client
+        .call_with::<GetShard>(&req, Bytes::new(), timeout)
+        .await
+    {
+        Ok((Ok(()), bytes)) => Ok(bytes),
+        Ok((Err(e), _)) => Err(ShardFault::Chunk(e)),
+        Err(e) => Err(ShardFault::Rpc(e)),
+    }
+}
