@@ -26,6 +26,15 @@ fn client_options() -> MetaClientOptions {
     }
 }
 
+/// A fresh 3-member group in its own directory (the directory outlives the processes:
+/// destructure as `let (_dir, cluster) = ...`).
+async fn start_group(tag: &str, opts: &MetaOptions) -> (TempDir, MetaCluster) {
+    let dir = TempDir::new(tag);
+    let (secret_file, secret) = write_secret(dir.path());
+    let cluster = MetaCluster::start(dir.path(), &secret_file, &secret, 3, opts).await;
+    (dir, cluster)
+}
+
 async fn session_client(cluster: &MetaCluster) -> Arc<MetaClient> {
     let client = Arc::new(cluster.client(client_options()));
     client
@@ -99,20 +108,7 @@ async fn wait_progress(progress: &AtomicUsize, at_least: usize, timeout: Duratio
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_mutations_survive_two_leader_kills_exactly_once() {
     let _serial = SERIAL.lock().await;
-    let dir = TempDir::new("meta-failover");
-    let (secret_file, secret) = write_secret(dir.path());
-    let mut cluster = MetaCluster::start(
-        dir.path(),
-        &secret_file,
-        &secret,
-        3,
-        &MetaOptions::default(),
-    )
-    .await;
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
-        .await
-        .expect("a leader");
+    let (_dir, mut cluster) = start_group("meta-failover", &MetaOptions::default()).await;
     let client = session_client(&cluster).await;
 
     // 8 workers x 250 groups x 5 operations = 10,000 mutations.
@@ -158,18 +154,12 @@ async fn ten_thousand_mutations_survive_two_leader_kills_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_stopped_for_50000_operations_catches_up_by_snapshot() {
     let _serial = SERIAL.lock().await;
-    let dir = TempDir::new("meta-snapshot");
-    let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {
         snapshot_every: 5_000,
         keep_logs: 1_000,
         ..MetaOptions::default()
     };
-    let mut cluster = MetaCluster::start(dir.path(), &secret_file, &secret, 3, &opts).await;
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
-        .await
-        .expect("a leader");
+    let (_dir, mut cluster) = start_group("meta-snapshot", &opts).await;
     let client = session_client(&cluster).await;
     cluster.kill9(3);
     let sizes_before: Vec<u64> = [1, 2].iter().map(|i| cluster.log_bytes(*i)).collect();
@@ -219,20 +209,7 @@ async fn a_member_stopped_for_50000_operations_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_restart_keeps_the_tree_and_posix_errors_are_replies() {
     let _serial = SERIAL.lock().await;
-    let dir = TempDir::new("meta-restart");
-    let (secret_file, secret) = write_secret(dir.path());
-    let mut cluster = MetaCluster::start(
-        dir.path(),
-        &secret_file,
-        &secret,
-        3,
-        &MetaOptions::default(),
-    )
-    .await;
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(20))
-        .await
-        .expect("a leader");
+    let (_dir, mut cluster) = start_group("meta-restart", &MetaOptions::default()).await;
     let client = session_client(&cluster).await;
     let (done, problems) = run_worker(client.clone(), 0, 200).await;
     assert!(problems.is_empty() && done == 200, "{problems:?}");
@@ -335,13 +312,11 @@ async fn a_full_restart_keeps_the_tree_and_posix_errors_are_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothing() {
     let _serial = SERIAL.lock().await;
-    let dir = TempDir::new("meta-partition");
-    let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {
         distinct_ips: true,
         ..MetaOptions::default()
     };
-    let cluster = MetaCluster::start(dir.path(), &secret_file, &secret, 3, &opts).await;
+    let (_dir, cluster) = start_group("meta-partition", &opts).await;
     let old = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(20))
         .await
@@ -401,13 +376,11 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_session_releases_its_open_files_but_a_renewed_one_keeps_them() {
     let _serial = SERIAL.lock().await;
-    let dir = TempDir::new("meta-session");
-    let (secret_file, secret) = write_secret(dir.path());
     let opts = MetaOptions {
         session_check_ms: 200,
         ..MetaOptions::default()
     };
-    let cluster = MetaCluster::start(dir.path(), &secret_file, &secret, 3, &opts).await;
+    let (_dir, cluster) = start_group("meta-session", &opts).await;
     let lease = Duration::from_secs(2);
 
     // Two clients each create a file open in their session, then unlink it: the inode

@@ -81,22 +81,46 @@ impl RedbStore {
     /// An entry at or below `last_applied` is not applied again: it gets its remembered reply
     /// if it carried `(session, seq)`, `ESTALE` otherwise. On `Err` nothing was committed.
     pub fn apply_batch(&mut self, entries: &[(LogPos, Command)]) -> Result<Vec<Reply>, MetaError> {
-        let txn = self.db.begin_write().map_err(MetaError::storage)?;
+        let entries = entries.iter().map(|(pos, cmd)| (*pos, Some(cmd)));
+        let replies = self.apply_in_txn(entries, None, redb::Durability::Immediate)?;
+        // Every entry carried a command, so every entry has a reply.
+        Ok(replies.into_iter().flatten().collect())
+    }
+
+    /// Applies entries in one write transaction: a command at or below `last_applied` gets
+    /// its remembered reply instead of running again; `None` (a log entry without a command)
+    /// only advances `last_applied`. `raft_meta`, when given, is stored in the same
+    /// transaction.
+    fn apply_in_txn<'c>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (LogPos, Option<&'c Command>)>,
+        raft_meta: Option<&[u8]>,
+        durability: redb::Durability,
+    ) -> Result<Vec<Option<Reply>>, MetaError> {
+        let mut txn = self.db.begin_write().map_err(MetaError::storage)?;
+        txn.set_durability(durability).map_err(MetaError::storage)?;
         let replies = {
             let mut meta = txn.open_table(META).map_err(MetaError::storage)?;
             let mut last = read_last_applied(&meta)?;
             let mut view = WriteView::open(&txn)?;
             let mut replies = Vec::with_capacity(entries.len());
             for (pos, cmd) in entries {
-                if last.is_some_and(|l| pos.index <= l.index) {
-                    replies.push(remembered(&view, cmd)?);
-                    continue;
+                let replayed = last.is_some_and(|l| pos.index <= l.index);
+                replies.push(match (cmd, replayed) {
+                    (None, _) => None,
+                    (Some(cmd), true) => Some(remembered(&view, cmd)?),
+                    (Some(cmd), false) => Some(apply(&mut view, cmd)?),
+                });
+                if !replayed {
+                    last = Some(pos);
                 }
-                replies.push(apply(&mut view, cmd)?);
-                last = Some(*pos);
             }
             if let Some(last) = last {
                 meta.insert(LAST_APPLIED, encode(&last).as_slice())
+                    .map_err(MetaError::storage)?;
+            }
+            if let Some(raft_meta) = raft_meta {
+                meta.insert(RAFT_META, raft_meta)
                     .map_err(MetaError::storage)?;
             }
             replies
@@ -424,35 +448,8 @@ impl RedbStore {
         entries: &[(LogPos, Option<Command>)],
         raft_meta: &[u8],
     ) -> Result<Vec<Option<Reply>>, MetaError> {
-        let mut txn = self.db.begin_write().map_err(MetaError::storage)?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(MetaError::storage)?;
-        let replies = {
-            let mut meta = txn.open_table(META).map_err(MetaError::storage)?;
-            let mut last = read_last_applied(&meta)?;
-            let mut view = WriteView::open(&txn)?;
-            let mut replies = Vec::with_capacity(entries.len());
-            for (pos, cmd) in entries {
-                let replayed = last.is_some_and(|l| pos.index <= l.index);
-                replies.push(match (cmd, replayed) {
-                    (None, _) => None,
-                    (Some(cmd), true) => Some(remembered(&view, cmd)?),
-                    (Some(cmd), false) => Some(apply(&mut view, cmd)?),
-                });
-                if !replayed {
-                    last = Some(*pos);
-                }
-            }
-            if let Some(last) = last {
-                meta.insert(LAST_APPLIED, encode(&last).as_slice())
-                    .map_err(MetaError::storage)?;
-            }
-            meta.insert(RAFT_META, raft_meta)
-                .map_err(MetaError::storage)?;
-            replies
-        };
-        txn.commit().map_err(MetaError::storage)?;
-        Ok(replies)
+        let entries = entries.iter().map(|(pos, cmd)| (*pos, cmd.as_ref()));
+        self.apply_in_txn(entries, Some(raft_meta), redb::Durability::None)
     }
 
     /// The Raft bookkeeping stored by the last apply or snapshot install.

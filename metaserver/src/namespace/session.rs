@@ -123,6 +123,26 @@ fn drop_opens<S: Store + ?Sized>(
     Ok(())
 }
 
+/// Sessions whose lease ended before `now`, oldest id first, at most `limit`. The leader
+/// proposes `ExpireSession` for each (which re-checks the lease when applied).
+pub fn expired_sessions<S: super::store::StoreRead + ?Sized>(
+    s: &S,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<u64>, crate::error::MetaError> {
+    let mut out = Vec::new();
+    for (key, value) in scan_prefix(s, Table::Sessions, &[])? {
+        let rec: SessionRec = decode(Table::Sessions, &key, &value)?;
+        if rec.lease_until <= now {
+            out.push(key_u64(Table::Sessions, &key, 0)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::namespace::command::{Op, Response};
@@ -223,24 +243,4 @@ mod tests {
             Err(FsError::Stale)
         );
     }
-}
-
-/// Sessions whose lease ended before `now`, oldest id first, at most `limit`. The leader
-/// proposes `ExpireSession` for each (which re-checks the lease when applied).
-pub fn expired_sessions<S: super::store::StoreRead + ?Sized>(
-    s: &S,
-    now: i64,
-    limit: usize,
-) -> Result<Vec<u64>, crate::error::MetaError> {
-    let mut out = Vec::new();
-    for (key, value) in scan_prefix(s, Table::Sessions, &[])? {
-        let rec: SessionRec = decode(Table::Sessions, &key, &value)?;
-        if rec.lease_until <= now {
-            out.push(key_u64(Table::Sessions, &key, 0)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    Ok(out)
 }
