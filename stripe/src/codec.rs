@@ -1,6 +1,6 @@
 //! The stripe codec: split up to one stripe of data into `k` data shards, compute `m`
 //! Reed-Solomon parity shards, name every shard by its BLAKE3 hash and the stripe by a hash
-//! of those; and the reverse (in [`decode`]): rebuild the data, or any one shard, from any
+//! of those; and the reverse (in `decode`): rebuild the data, or any one shard, from any
 //! `k` shards that verify against their ids.
 //!
 //! Cost is what matters here (design §6: a copy costs about as much as a hash), so encoding
