@@ -6,6 +6,7 @@
 mod chunk_cmd;
 mod meta_cmd;
 mod secret_cmd;
+mod status_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ enum Command {
     Chunk(chunk_cmd::ChunkArgs),
     /// Run a metadata server: one member of the Raft group that holds the namespace.
     Meta(meta_cmd::MetaArgs),
+    /// Show the health of the whole cluster: metaservers, chunkservers, stripes. Exits 1
+    /// when anything is degraded, 2 when the cluster cannot be reached.
+    Status(status_cmd::StatusArgs),
 }
 
 fn init_logging() {
@@ -42,11 +46,19 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = match cli.command {
-        Command::GenSecret(args) => secret_cmd::run(args),
-        Command::Chunk(args) => chunk_cmd::run(args),
-        Command::Meta(args) => meta_cmd::run(args),
-    };
+    match cli.command {
+        Command::Status(args) => status_cmd::run(args).unwrap_or_else(|e| {
+            eprintln!("tessera: {e:#}");
+            ExitCode::from(2)
+        }),
+        Command::GenSecret(args) => finish(secret_cmd::run(args)),
+        Command::Chunk(args) => finish(chunk_cmd::run(args)),
+        Command::Meta(args) => finish(meta_cmd::run(args)),
+    }
+}
+
+/// Exit status of a command that either works or fails with one error.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,6 +6,7 @@
 pub mod chunk_registry;
 pub mod config;
 pub mod error;
+pub mod health;
 mod leader;
 pub mod namespace;
 pub mod node_id;

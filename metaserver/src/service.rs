@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
-    DigestReply, ListChunkservers, MetaRead, MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe,
-    ReadRequest, Reply, ServiceError, StateDigest, WriteRequest,
+    ClusterHealth, DigestReply, ListChunkservers, MetaRead, MetaStatus, MetaStatusReply, MetaWrite,
+    PlaceStripe, ReadRequest, Reply, ServiceError, StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -181,8 +181,27 @@ impl MetaService {
     /// Chunkserver registration and heartbeats, chunkserver listing and stripe placement:
     /// all answered by the leader only, from its chunkserver table.
     fn cluster_routes(self, router: Router) -> Router {
-        let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self);
+        let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
+        let health = self;
         router
+            .route::<ClusterHealth, _, _>(move |_call| {
+                let svc = health.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => {
+                            let (store, registry) = (svc.store.clone(), svc.registry.clone());
+                            tokio::task::spawn_blocking(move || {
+                                crate::health::stripe_health(&store, &registry)
+                            })
+                            .await
+                            .map_err(unavailable)
+                            .and_then(|r| r.map_err(unavailable))
+                        }
+                        Err(leader) => Err(ServiceError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
+            })
             .route::<RegisterChunkserver, _, _>(move |call| {
                 let svc = reg.clone();
                 async move {

@@ -397,3 +397,25 @@ impl Rpc for PlaceStripe {
     type Request = PlaceRequest;
     type Reply = Result<Vec<ChunkserverInfo>, ServiceError>;
 }
+
+/// How many live stripes have all their shards on servers that are up, how many miss some
+/// (but no more than their parity can cover), and how many miss more than that.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StripeHealth {
+    /// Every shard on a server that is up.
+    pub healthy: u64,
+    /// 1 to `m` shards on servers that are down or unknown: readable, needs repair.
+    pub degraded: u64,
+    /// More than `m` shards unavailable: unreadable until servers come back.
+    pub lost: u64,
+}
+
+/// Stripe health as the leader sees it (leader only; scans every stripe).
+#[derive(Debug)]
+pub struct ClusterHealth;
+
+impl Rpc for ClusterHealth {
+    const METHOD: Method = Method::CLUSTER_HEALTH;
+    type Request = ();
+    type Reply = Result<StripeHealth, ServiceError>;
+}

@@ -36,6 +36,8 @@ impl Method {
     pub const LIST_CHUNKSERVERS: Method = Method(0x0105);
     /// Placement of a new stripe's shards.
     pub const PLACE_STRIPE: Method = Method(0x0106);
+    /// Stripe health counts (metadata leader).
+    pub const CLUSTER_HEALTH: Method = Method(0x0107);
 
     /// Raft AppendEntries between metaservers (body: openraft types, postcard).
     pub const RAFT_APPEND: Method = Method(0x0301);
@@ -68,6 +70,7 @@ impl Method {
             Self::META_DIGEST => "meta-digest",
             Self::LIST_CHUNKSERVERS => "list-chunkservers",
             Self::PLACE_STRIPE => "place-stripe",
+            Self::CLUSTER_HEALTH => "cluster-health",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

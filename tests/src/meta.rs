@@ -25,6 +25,8 @@ pub struct MetaOptions {
     pub distinct_ips: bool,
     /// `--session-check-ms`.
     pub session_check_ms: u64,
+    /// `--dead-after-ms` (the metaserver's default when `None`).
+    pub dead_after_ms: Option<u64>,
 }
 
 impl Default for MetaOptions {
@@ -36,6 +38,7 @@ impl Default for MetaOptions {
             keep_logs: 5_000,
             distinct_ips: false,
             session_check_ms: 1_000,
+            dead_after_ms: None,
         }
     }
 }
@@ -113,6 +116,9 @@ impl MetaCluster {
             ];
             if *id == 1 {
                 args.push("--init".into());
+            }
+            if let Some(ms) = opts.dead_after_ms {
+                args.extend(["--dead-after-ms".into(), ms.to_string()]);
             }
             let process = TesseraProcess::spawn(&format!("meta-{id}"), dir, args);
             members.insert(

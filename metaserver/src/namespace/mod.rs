@@ -29,6 +29,7 @@ mod rename;
 mod session;
 mod state;
 mod store;
+mod stripes;
 mod xattr;
 
 #[cfg(test)]
@@ -41,3 +42,4 @@ pub use digest::digest;
 pub use redb_store::{LogPos, RedbStore, RedbView};
 pub use session::expired_sessions;
 pub use store::{Entry, MemStore, Store, StoreRead, Table, prefix_end, scan_prefix};
+pub use stripes::live_stripes;

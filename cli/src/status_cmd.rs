@@ -1,0 +1,255 @@
+//! `tessera status`: the health of the whole cluster in one screen (or one JSON object).
+//!
+//! Exit status: 0 when every metaserver answers and one leads, every chunkserver is up and
+//! every stripe has all its shards; 1 when anything is degraded; 2 when no metaserver answers.
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tessera_proto::Rpc;
+use tessera_proto::meta::{
+    ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatus,
+    MetaStatusReply, StripeHealth,
+};
+use tessera_rpc::{Client, RpcConfig, Secret};
+
+/// Flags of `tessera status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Metadata servers, comma-separated HOST:PORT list (required); any member will do.
+    #[arg(
+        long,
+        value_name = "ADDRS",
+        env = "TESSERA_META",
+        value_delimiter = ',',
+        required = true
+    )]
+    meta: Vec<String>,
+
+    /// File holding the cluster secret (required).
+    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
+    secret_file: PathBuf,
+
+    /// Print one JSON object (stable field names, documented in docs/operations.md) instead
+    /// of tables.
+    #[arg(long)]
+    json: bool,
+
+    /// How long to wait for each server, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    timeout_ms: u64,
+}
+
+/// One metadata member in the report.
+#[derive(Debug, Serialize)]
+struct MetaMember {
+    id: u64,
+    addr: String,
+    /// "leader", "follower", "candidate", "learner" or "down".
+    role: String,
+    term: Option<u64>,
+    last_log_index: Option<u64>,
+    applied_index: Option<u64>,
+}
+
+/// One chunkserver in the report.
+#[derive(Debug, Serialize)]
+struct Chunk {
+    id: String,
+    addr: String,
+    /// "up", "suspect" or "down".
+    state: &'static str,
+    capacity: u64,
+    used: u64,
+    shards: u64,
+    full: bool,
+    last_heartbeat_ms: u64,
+}
+
+/// The whole report (`--json` prints exactly this).
+#[derive(Debug, Serialize)]
+struct Report {
+    healthy: bool,
+    meta: Vec<MetaMember>,
+    chunkservers: Vec<Chunk>,
+    stripes: Option<StripeHealth>,
+}
+
+async fn call<R: Rpc>(
+    addr: &str,
+    secret: &Secret,
+    timeout: Duration,
+    req: &R::Request,
+) -> Option<R::Reply> {
+    let client = Client::new(addr, secret.clone(), RpcConfig::default());
+    client
+        .call_with::<R>(req, bytes::Bytes::new(), timeout)
+        .await
+        .ok()
+        .map(|(r, _)| r)
+}
+
+fn state_name(s: ChunkserverState) -> &'static str {
+    match s {
+        ChunkserverState::Up => "up",
+        ChunkserverState::Suspect => "suspect",
+        ChunkserverState::Down => "down",
+    }
+}
+
+async fn gather(args: &StatusArgs, secret: &Secret) -> anyhow::Result<Report> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut answers: BTreeMap<String, MetaStatusReply> = BTreeMap::new();
+    for addr in &args.meta {
+        if let Some(s) = call::<MetaStatus>(addr, secret, timeout, &()).await {
+            answers.insert(addr.clone(), s);
+        }
+    }
+    if answers.is_empty() {
+        anyhow::bail!(
+            "no metaserver answered at {}; is the cluster running, and do --meta / TESSERA_META and the secret match it?",
+            args.meta.join(",")
+        );
+    }
+    // Members as the group itself lists them, so a member left out of --meta is still shown.
+    let mut members: BTreeMap<u64, String> = BTreeMap::new();
+    for s in answers.values() {
+        members.extend(s.members.iter().cloned());
+    }
+    let mut meta = Vec::new();
+    for (id, addr) in &members {
+        let status = match answers.get(addr) {
+            Some(s) => Some(s.clone()),
+            None => call::<MetaStatus>(addr, secret, timeout, &()).await,
+        };
+        meta.push(match status {
+            Some(s) => MetaMember {
+                id: *id,
+                addr: addr.clone(),
+                role: s.role,
+                term: Some(s.term),
+                last_log_index: s.last_log_index,
+                applied_index: s.applied_index,
+            },
+            None => MetaMember {
+                id: *id,
+                addr: addr.clone(),
+                role: "down".into(),
+                term: None,
+                last_log_index: None,
+                applied_index: None,
+            },
+        });
+    }
+    let leader = meta
+        .iter()
+        .find(|m| m.role == "leader")
+        .map(|m| m.addr.clone());
+    let (mut chunks, mut stripes) = (Vec::new(), None);
+    if let Some(leader) = &leader {
+        if let Some(Ok(list)) = call::<ListChunkservers>(leader, secret, timeout, &()).await {
+            chunks = list.into_iter().map(chunk_row).collect();
+        }
+        if let Some(Ok(h)) = call::<ClusterHealth>(leader, secret, timeout * 5, &()).await {
+            stripes = Some(h);
+        }
+    }
+    let healthy = leader.is_some()
+        && meta.iter().all(|m| m.role != "down")
+        && chunks.iter().all(|c| c.state == "up")
+        && stripes.is_some_and(|s| s.degraded == 0 && s.lost == 0);
+    Ok(Report {
+        healthy,
+        meta,
+        chunkservers: chunks,
+        stripes,
+    })
+}
+
+fn chunk_row(c: ChunkserverInfo) -> Chunk {
+    Chunk {
+        id: format!("{:016x}", c.id),
+        addr: c.addr,
+        state: state_name(c.state),
+        capacity: c.capacity,
+        used: c.used,
+        shards: c.shards,
+        full: c.full,
+        last_heartbeat_ms: c.last_heartbeat_ms,
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn print_tables(r: &Report) {
+    println!("metadata servers");
+    println!(
+        "  {:>3}  {:<22} {:<10} {:>6} {:>10} {:>10}",
+        "id", "address", "role", "term", "last log", "applied"
+    );
+    for m in &r.meta {
+        println!(
+            "  {:>3}  {:<22} {:<10} {:>6} {:>10} {:>10}",
+            m.id,
+            m.addr,
+            m.role,
+            opt(m.term),
+            opt(m.last_log_index),
+            opt(m.applied_index)
+        );
+    }
+    println!("chunkservers");
+    println!(
+        "  {:<16}  {:<22} {:<8} {:>12} {:>12} {:>8} {:>9}",
+        "id", "address", "state", "capacity", "used", "shards", "last hb"
+    );
+    for c in &r.chunkservers {
+        println!(
+            "  {:<16}  {:<22} {:<8} {:>12} {:>12} {:>8} {:>7}ms{}",
+            c.id,
+            c.addr,
+            c.state,
+            c.capacity,
+            c.used,
+            c.shards,
+            c.last_heartbeat_ms,
+            if c.full { "  FULL" } else { "" }
+        );
+    }
+    match &r.stripes {
+        Some(s) => println!(
+            "stripes: {} healthy, {} degraded, {} lost",
+            s.healthy, s.degraded, s.lost
+        ),
+        None => println!("stripes: unknown (no leader answered)"),
+    }
+    println!(
+        "overall: {}",
+        if r.healthy { "healthy" } else { "DEGRADED" }
+    );
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let secret = Secret::load(&args.secret_file)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(gather(&args, &secret))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_tables(&report);
+    }
+    Ok(if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,46 @@
+//! Stripe health: every live stripe's shards checked against the leader's chunkserver table.
+
+use crate::chunk_registry::ChunkRegistry;
+use crate::error::MetaError;
+use crate::namespace::{RedbStore, live_stripes};
+use std::collections::HashSet;
+use tessera_proto::meta::{ChunkserverState, StripeHealth};
+
+/// Stripes read per page of the scan.
+const PAGE: usize = 4096;
+
+/// Counts healthy, degraded and lost stripes. A shard is unavailable when its server is down
+/// or unknown to this leader; a suspect server still counts as holding its shards.
+pub fn stripe_health(
+    store: &RedbStore,
+    registry: &ChunkRegistry,
+) -> Result<StripeHealth, MetaError> {
+    let available: HashSet<u64> = registry
+        .list()
+        .into_iter()
+        .filter(|s| s.state != ChunkserverState::Down)
+        .map(|s| s.id)
+        .collect();
+    let view = store.read_view()?;
+    let mut health = StripeHealth::default();
+    let mut after = None;
+    loop {
+        let page = live_stripes(&view, after.as_ref(), PAGE)?;
+        for (_, layout) in &page {
+            let missing = layout
+                .shards
+                .iter()
+                .filter(|p| !available.contains(&p.server))
+                .count();
+            match missing {
+                0 => health.healthy += 1,
+                n if n <= usize::from(layout.m) => health.degraded += 1,
+                _ => health.lost += 1,
+            }
+        }
+        match page.last() {
+            Some((id, _)) if page.len() == PAGE => after = Some(*id),
+            _ => return Ok(health),
+        }
+    }
+}
