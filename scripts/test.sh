@@ -35,6 +35,26 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/test.log"
 test_status=${PIPESTATUS[0]}
 [[ $test_status -eq 0 ]] || failed_steps+=("cargo test")
 
+# POSIX suites on a live mount: a dev cluster (3 metaservers, 6 chunkservers, EC 4+2),
+# pjdfstest and 100,000 fsx operations with a recorded seed, then the cluster goes down.
+posix_suites() {
+  local dir rc=0
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/tessera-posix.XXXXXX")
+  if scripts/dev-cluster.sh up "$dir" >"$log_dir/dev-cluster.log" 2>&1; then
+    # shellcheck disable=SC1091
+    source "$dir/cluster.env"
+    scripts/posix-suites.sh "$TESSERA_MOUNT" 100000 20261125 || rc=1
+  else
+    echo "dev cluster did not start:"
+    tail -20 "$log_dir/dev-cluster.log"
+    rc=1
+  fi
+  scripts/dev-cluster.sh down "$dir" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+  return $rc
+}
+step "POSIX suites (pjdfstest, fsx)" posix_suites
+
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log_dir/test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log_dir/test.log" | awk '{s+=$1} END {print s+0}')
 if [[ $test_status -ne 0 && $failed -eq 0 ]]; then

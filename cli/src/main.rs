@@ -5,6 +5,7 @@
 
 mod chunk_cmd;
 mod meta_cmd;
+mod mount_cmd;
 mod secret_cmd;
 mod status_cmd;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Show the health of the whole cluster: metaservers, chunkservers, stripes. Exits 1
     /// when anything is degraded, 2 when the cluster cannot be reached.
     Status(status_cmd::StatusArgs),
+    /// Mount the file system with FUSE (foreground; --detach to run in the background).
+    Mount(mount_cmd::MountArgs),
 }
 
 fn init_logging() {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::GenSecret(args) => finish(secret_cmd::run(args)),
         Command::Chunk(args) => finish(chunk_cmd::run(args)),
         Command::Meta(args) => finish(meta_cmd::run(args)),
+        Command::Mount(args) => finish(mount_cmd::run(args)),
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`fake_meta::FakeMeta`]: an in-process metadata service that answers chunkserver
 //!   registrations and heartbeats and records them, until the real metaserver is used.
 //! - [`chunk`]: starting a chunkserver and calling its service.
+//! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
 //!
 //! Drop order matters: declare the `TempDir` first, then mounts, then processes, so
 //! processes die before their mounts go and mounts go before their directory is removed
@@ -27,6 +28,7 @@ pub mod fake_meta;
 pub mod firewall;
 pub mod meta;
 pub mod meta_workload;
+pub mod mount;
 pub mod ports;
 pub mod process;
 pub mod tempdir;

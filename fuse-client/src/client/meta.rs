@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tessera_proto::Rpc;
 use tessera_proto::meta::{
-    MetaRead, MetaWrite, Op, Query, ReadRequest, Reply, Response, ServiceError, WriteRequest,
+    ChunkserverInfo, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest, PlaceStripe, Query,
+    ReadRequest, Reply, Response, ServiceError, WriteRequest,
 };
 use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
 use tokio::time::Instant;
@@ -152,7 +153,28 @@ impl MetaClient {
     /// A linearizable read.
     pub async fn read(&self, query: Query) -> Result<Reply, MetaClientError> {
         let req = ReadRequest { query };
-        self.call_leader::<MetaRead>(&req).await
+        self.call_leader::<MetaRead, _>(&req).await
+    }
+
+    /// `count` distinct live chunkservers with room for shards of `shard_len` bytes, none of
+    /// them in `exclude`, chosen by the leader (favouring free space).
+    pub async fn place_stripe(
+        &self,
+        count: u8,
+        shard_len: u64,
+        exclude: Vec<u64>,
+    ) -> Result<Vec<ChunkserverInfo>, MetaClientError> {
+        let req = PlaceRequest {
+            count,
+            shard_len,
+            exclude,
+        };
+        self.call_leader::<PlaceStripe, _>(&req).await
+    }
+
+    /// Every chunkserver the leader knows, with its address and state.
+    pub async fn list_chunkservers(&self) -> Result<Vec<ChunkserverInfo>, MetaClientError> {
+        self.call_leader::<ListChunkservers, _>(&()).await
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -171,7 +193,7 @@ impl MetaClient {
             seq_floor,
             op,
         };
-        self.call_leader::<MetaWrite>(&req).await
+        self.call_leader::<MetaWrite, _>(&req).await
     }
 
     /// Index of `addr` in the server list, adding it if the group told us of a member we
@@ -205,9 +227,9 @@ impl MetaClient {
     }
 
     /// Calls the leader, following hints and retrying until the deadline.
-    async fn call_leader<R>(&self, req: &R::Request) -> Result<Reply, MetaClientError>
+    async fn call_leader<R, T>(&self, req: &R::Request) -> Result<T, MetaClientError>
     where
-        R: Rpc<Reply = Result<Reply, ServiceError>>,
+        R: Rpc<Reply = Result<T, ServiceError>>,
     {
         let started = Instant::now();
         let deadline = started + self.options.deadline;

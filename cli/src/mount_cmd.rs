@@ -1,0 +1,183 @@
+//! `tessera mount`: mounts the file system with FUSE.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tessera_client::DataConfig;
+use tessera_client::fs::FsOptions;
+use tessera_client::mount::{MountConfig, is_mounted};
+
+/// Flags of `tessera mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Directory to mount on (must exist and not be mounted already).
+    mountpoint: PathBuf,
+
+    /// Metadata servers, comma-separated HOST:PORT list (required). Any member will do.
+    #[arg(
+        long,
+        value_name = "ADDRS",
+        env = "TESSERA_META",
+        value_delimiter = ',',
+        required = true
+    )]
+    meta: Vec<String>,
+
+    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
+    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
+    secret_file: PathBuf,
+
+    /// Erasure code of new data: K data shards plus M parity shards per stripe (needs at
+    /// least K+M chunkservers; any M may be lost).
+    #[arg(long, value_name = "K+M", default_value = "4+2", value_parser = parse_ec)]
+    ec: (u8, u8),
+
+    /// Most bytes of file data per stripe, e.g. 4M (suffixes K, M: powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
+    stripe_size: u64,
+
+    /// Stay in the foreground (the default); logs go to stderr.
+    #[arg(long, conflicts_with = "detach")]
+    foreground: bool,
+
+    /// Run in the background: returns once the file system is mounted.
+    #[arg(long)]
+    detach: bool,
+
+    /// With --detach: append the mount's logs to this file [default: discarded].
+    #[arg(long, value_name = "F")]
+    log_file: Option<PathBuf>,
+
+    /// How long the kernel may cache attributes and names, in milliseconds (opens always
+    /// revalidate: close-to-open consistency does not depend on it).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    attr_ttl_ms: u64,
+}
+
+pub fn run(args: MountArgs) -> anyhow::Result<()> {
+    if args.detach {
+        return detach(&args);
+    }
+    let (k, m) = args.ec;
+    let config = MountConfig {
+        mountpoint: args.mountpoint,
+        meta: args.meta,
+        secret_file: args.secret_file,
+        data: DataConfig {
+            k,
+            m,
+            stripe_size: args.stripe_size,
+            ..DataConfig::default()
+        },
+        fs: FsOptions {
+            ttl: Duration::from_millis(args.attr_ttl_ms),
+        },
+    };
+    tessera_client::mount::run(config)?;
+    Ok(())
+}
+
+/// Starts this command again in the foreground, in its own process group (so a terminal's
+/// Ctrl-C does not reach it), and waits until the mount appears.
+fn detach(args: &MountArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the tessera binary to re-run")?;
+    let argv: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--detach")
+        .collect();
+    let stderr = match &args.log_file {
+        Some(f) => std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .with_context(|| format!("cannot open log file {}", f.display()))?,
+        ),
+        None => std::process::Stdio::null(),
+    };
+    let mut child = std::process::Command::new(exe)
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the background mount process")?;
+    let abs = std::fs::canonicalize(&args.mountpoint).with_context(|| {
+        format!(
+            "mountpoint {} does not exist; create it with mkdir -p",
+            args.mountpoint.display()
+        )
+    })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if is_mounted(&abs) {
+            println!("mounted {} (pid {})", abs.display(), child.id());
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the mount process exited ({status}) before mounting; run without --detach to see why"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "{} was not mounted within 60 s (pid {} still running); check its log",
+        abs.display(),
+        child.id()
+    )
+}
+
+fn parse_ec(s: &str) -> Result<(u8, u8), String> {
+    let (k, m) = s
+        .split_once('+')
+        .ok_or_else(|| format!("{s:?} is not K+M (e.g. 4+2)"))?;
+    let k: u8 = k.trim().parse().map_err(|_| format!("bad K in {s:?}"))?;
+    let m: u8 = m.trim().parse().map_err(|_| format!("bad M in {s:?}"))?;
+    if k == 0 || usize::from(k) + usize::from(m) > 255 {
+        return Err(format!("{s:?}: K must be at least 1 and K+M at most 255"));
+    }
+    Ok((k, m))
+}
+
+/// Digits with an optional K or M suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
+    let (digits, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1u64 << 20),
+        _ => (t, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 4M, 1048576)"))?;
+    let v = n
+        .checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if v == 0 || v > 64 << 20 {
+        return Err(format!("{s:?}: the stripe size must be 1 byte to 64M"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse() {
+        assert_eq!(parse_ec("4+2"), Ok((4, 2)));
+        assert_eq!(parse_ec("1+0"), Ok((1, 0)));
+        assert!(parse_ec("0+2").is_err());
+        assert!(parse_ec("42").is_err());
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("128M").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! The one place where errors become errno values for the kernel.
+
+use fuser::Errno;
+use tessera_proto::fs::FsError;
+
+/// The errno the kernel gets for `e`.
+pub fn errno(e: FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_errno() {
+        assert_eq!(errno(FsError::NotFound), Errno::ENOENT);
+        assert_eq!(errno(FsError::NotSupported), Errno::EOPNOTSUPP);
+        assert_eq!(errno(FsError::NoData), Errno::ENODATA);
+        assert_eq!(errno(FsError::Exists), Errno::EEXIST);
+    }
+}

@@ -1,0 +1,793 @@
+//! The fuser adapter: each callback copies what it borrows, hands the reply to a tokio task
+//! and returns, so no lock or thread serialises operations and every request is bounded by
+//! the client library's deadlines. POSIX logic lives in `client/`; errors become errno in
+//! `errno.rs` only.
+
+mod attr;
+mod errno;
+mod handles;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use fuser::{
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
+
+use crate::client::data::{DataPath, InodeData};
+use crate::client::ops::{Caller, Namespace};
+pub use errno::errno;
+use handles::Handles;
+
+/// Entries per readdir round trip.
+const READDIR_BATCH: u32 = 256;
+
+/// Linux `F_RDLCK`, `F_WRLCK`, `F_UNLCK`.
+const F_RDLCK: i32 = 0;
+const F_WRLCK: i32 = 1;
+const F_UNLCK: i32 = 2;
+
+/// Settings of the adapter.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// How long the kernel may trust attributes and names without asking again. An open
+    /// always revalidates, so this bounds staleness of `stat` only, not of file contents.
+    pub ttl: Duration,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    ns: Namespace,
+    data: Arc<DataPath>,
+    handles: Handles,
+    notifier: OnceLock<Notifier>,
+    /// (inode, lock owner) pairs this mount has taken locks for: only those need an
+    /// unlock on close (a lock-free close costs no metadata write).
+    locked: Mutex<HashSet<(u64, u64)>>,
+    ttl: Duration,
+}
+
+/// The file system the kernel talks to.
+#[derive(Debug)]
+pub struct TesseraFs {
+    inner: Arc<Inner>,
+    rt: tokio::runtime::Handle,
+}
+
+fn name_of(n: &OsStr) -> Vec<u8> {
+    n.as_bytes().to_vec()
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn lock_kind(typ: i32) -> Result<LockKind, FsError> {
+    match typ {
+        F_RDLCK => Ok(LockKind::Shared),
+        F_WRLCK => Ok(LockKind::Exclusive),
+        F_UNLCK => Ok(LockKind::Unlock),
+        _ => Err(FsError::Invalid),
+    }
+}
+
+impl Inner {
+    fn entry(&self, reply: ReplyEntry, r: Result<Attr, FsError>) {
+        match r {
+            Ok(a) => {
+                let a = self.data.with_local_size(a);
+                reply.entry(&self.ttl, &attr::file_attr(&a), Generation(a.generation))
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<InodeData>, FsError> {
+        self.handles.get(fh.0).ok_or(FsError::BadHandle)
+    }
+
+    /// Drops the locks `owner` holds on `ino` if this mount ever took one for it.
+    async fn unlock_owner(&self, ino: u64, owner: u64) -> Result<(), FsError> {
+        let had = self
+            .locked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ino, owner));
+        if had {
+            self.ns
+                .setlk(ino, owner, LockKind::Unlock, 0, u64::MAX, 0, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The kernel's cached attributes of `ino` are stale (another mount changed the file):
+    /// drop them, so a read past the old size asks again.
+    fn forget_attrs(&self, ino: u64) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
+        {
+            tracing::debug!(ino, "attribute invalidation failed: {e}");
+        }
+    }
+}
+
+impl TesseraFs {
+    pub fn new(
+        ns: Namespace,
+        data: Arc<DataPath>,
+        options: FsOptions,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ns,
+                data,
+                handles: Handles::default(),
+                notifier: OnceLock::new(),
+                locked: Mutex::new(HashSet::new()),
+                ttl: options.ttl,
+            }),
+            rt,
+        }
+    }
+
+    /// Gives the adapter the session's notifier (available once mounted).
+    pub fn notifier_slot(&self) -> NotifierSlot {
+        NotifierSlot(self.inner.clone())
+    }
+
+    fn run<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f(self.inner.clone()));
+    }
+}
+
+/// Where the mount puts the session's notifier once the session exists.
+#[derive(Debug)]
+pub struct NotifierSlot(Arc<Inner>);
+
+impl NotifierSlot {
+    pub fn set(&self, n: Notifier) {
+        let _ = self.0.notifier.set(n);
+    }
+}
+
+impl Filesystem for TesseraFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Each capability separately: an older kernel lacking one still mounts.
+        for cap in [
+            InitFlags::FUSE_POSIX_LOCKS,
+            InitFlags::FUSE_FLOCK_LOCKS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_MAX_PAGES,
+        ] {
+            if let Err(missing) = config.add_capabilities(cap) {
+                tracing::info!("kernel lacks FUSE capability {missing:?}");
+            }
+        }
+        let _ = config.set_max_write(1 << 20);
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name_of(name);
+        self.run(|i| async move {
+            let r = i.ns.lookup(parent.0, &name).await;
+            i.entry(reply, r)
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.run(|i| async move {
+            match i.ns.getattr(ino.0).await {
+                Ok(a) => reply.attr(&i.ttl, &attr::file_attr(&i.data.with_local_size(a))),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            perm: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            size,
+            atime: attr::set_time(atime),
+            mtime: attr::set_time(mtime),
+        };
+        self.run(|i| async move {
+            let r = match size {
+                Some(size) => {
+                    let a = i.data.truncate(ino.0, size, i.ns.setattr(ino.0, set)).await;
+                    if let Ok(a) = &a {
+                        i.data.saw(a);
+                    }
+                    a
+                }
+                None => i.ns.setattr(ino.0, set).await,
+            };
+            match r {
+                Ok(a) => reply.attr(&i.ttl, &attr::file_attr(&i.data.with_local_size(a))),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(|i| async move {
+            match i.ns.readlink(ino.0).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_of(name), caller(req));
+        self.run(|i| async move {
+            let r = match FileKind::from_mode(mode) {
+                Some(FileKind::Directory | FileKind::Symlink) | None => Err(FsError::Invalid),
+                Some(kind) => {
+                    let perm = (mode & !umask & 0o7777) as u16;
+                    i.ns.mknod(parent.0, &name, kind, perm, rdev, who, false)
+                        .await
+                }
+            };
+            i.entry(reply, r)
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_of(name), caller(req));
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.run(|i| async move {
+            let r = i.ns.mkdir(parent.0, &name, perm, who).await;
+            i.entry(reply, r)
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name_of(name);
+        self.run(|i| async move { Inner::empty(reply, i.ns.unlink(parent.0, &name).await) });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name_of(name);
+        self.run(|i| async move { Inner::empty(reply, i.ns.rmdir(parent.0, &name).await) });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name_of(link_name), caller(req));
+        let target = target.as_os_str().as_bytes().to_vec();
+        self.run(|i| async move {
+            let r = i.ns.symlink(parent.0, &name, &target, who).await;
+            i.entry(reply, r)
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = (name_of(name), name_of(newname));
+        self.run(|i| async move {
+            let r =
+                i.ns.rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                    .await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = name_of(newname);
+        self.run(|i| async move {
+            let r = i.ns.link(ino.0, newparent.0, &newname).await;
+            i.entry(reply, r)
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.run(|i| async move {
+            match i.ns.open(ino.0).await {
+                Ok(a) => {
+                    // Close-to-open: the open saw the committed attributes; if they are not
+                    // what this mount last saw, its page cache and cached size are stale.
+                    let flags = if i.data.keep_cache(&a) {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        i.forget_attrs(ino.0);
+                        FopenFlags::empty()
+                    };
+                    let fh = i.handles.insert(i.data.open(ino.0));
+                    reply.opened(FileHandle(fh), flags)
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (name, who) = (name_of(name), caller(req));
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.run(|i| async move {
+            let r =
+                i.ns.mknod(parent.0, &name, FileKind::Regular, perm, 0, who, true)
+                    .await;
+            match r {
+                Ok(a) => {
+                    i.data.keep_cache(&a);
+                    let fh = i.handles.insert(i.data.open(a.ino));
+                    reply.created(
+                        &i.ttl,
+                        &attr::file_attr(&a),
+                        Generation(a.generation),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                    )
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.run(|i| async move {
+            let d = i.handles.get(fh.0);
+            match i.data.read(ino.0, d.as_ref(), offset, size).await {
+                Ok(b) => reply.data(&b),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // Buffering is a short in-memory step: done here, it saves a thread hop per write
+        // (most of a small write's cost). Only a write that must wait for a flush is handed
+        // to a task.
+        let len = data.len() as u32;
+        let d = match self.inner.handle(fh) {
+            Ok(d) => d,
+            Err(e) => return reply.error(errno(e)),
+        };
+        match self.inner.data.buffer_write(&d, offset, data) {
+            Ok(false) => reply.written(len),
+            Ok(true) => self.run(|i| async move {
+                match i.data.flush(&d).await {
+                    Ok(()) => reply.written(len),
+                    Err(e) => reply.error(errno(e)),
+                }
+            }),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|i| async move {
+            let r = async {
+                let d = i.handle(fh)?;
+                let flushed = i.data.flush(&d).await;
+                // close() drops the process's POSIX locks on the file.
+                i.unlock_owner(ino.0, lock_owner.0).await?;
+                flushed
+            }
+            .await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|i| async move {
+            let r = async {
+                let d = i.handles.remove(fh.0).ok_or(FsError::BadHandle)?;
+                // Every step runs even if an earlier one failed: the open must not leak.
+                let closed = i.data.close(&d).await;
+                let unlocked = match lock_owner {
+                    Some(owner) => i.unlock_owner(ino.0, owner.0).await,
+                    None => Ok(()),
+                };
+                let released = i.ns.release(ino.0).await;
+                closed.and(unlocked).and(released)
+            }
+            .await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|i| async move {
+            let r = async {
+                let d = i.handle(fh)?;
+                i.data.flush(&d).await
+            }
+            .await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Cookies are the cursor: a directory handle needs no state.
+        reply.opened(FileHandle(0), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.run(|i| async move {
+            match i.ns.readdir(ino.0, offset, READDIR_BATCH, false).await {
+                Ok(entries) => {
+                    for e in entries {
+                        let name = OsStr::from_bytes(&e.name);
+                        if reply.add(INodeNo(e.ino), e.cookie, attr::kind(e.kind), name) {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.run(|i| async move {
+            match i.ns.readdir(ino.0, offset, READDIR_BATCH, true).await {
+                Ok(entries) => {
+                    for e in entries {
+                        let Some(a) = e.attr else {
+                            continue;
+                        };
+                        let a = i.data.with_local_size(a);
+                        let name = OsStr::from_bytes(&e.name);
+                        let fa = attr::file_attr(&a);
+                        if reply.add(
+                            INodeNo(e.ino),
+                            e.cookie,
+                            name,
+                            &i.ttl,
+                            &fa,
+                            Generation(a.generation),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Every namespace change is durable in the Raft log before it is answered.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.run(|i| async move {
+            match i.ns.statfs().await {
+                Ok(s) => reply.statfs(
+                    s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+                ),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        let (name, value) = (name_of(name), value.to_vec());
+        self.run(|i| async move {
+            let r = i.ns.setxattr(ino.0, &name, &value, flags as u32).await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name_of(name);
+        self.run(|i| async move {
+            let r = i.ns.getxattr(ino.0, &name).await;
+            xattr_reply(reply, size, r)
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.run(|i| async move {
+            let r = i.ns.listxattr(ino.0).await;
+            xattr_reply(reply, size, r)
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name_of(name);
+        self.run(|i| async move { Inner::empty(reply, i.ns.removexattr(ino.0, &name).await) });
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // With default_permissions the kernel checks modes itself and does not ask.
+        reply.ok();
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        self.run(|i| async move {
+            let r = async {
+                let kind = lock_kind(typ)?;
+                i.ns.getlk(ino.0, lock_owner.0, kind, start, end).await
+            }
+            .await;
+            match r {
+                Ok(None) => reply.locked(start, end, F_UNLCK, 0),
+                Ok(Some(l)) => {
+                    let typ = if l.kind == LockKind::Shared {
+                        F_RDLCK
+                    } else {
+                        F_WRLCK
+                    };
+                    reply.locked(l.start, l.end, typ, l.pid)
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(|i| async move {
+            let r = async {
+                let kind = lock_kind(typ)?;
+                if kind != LockKind::Unlock {
+                    i.locked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((ino.0, lock_owner.0));
+                }
+                i.ns.setlk(ino.0, lock_owner.0, kind, start, end, pid, sleep)
+                    .await
+            }
+            .await;
+            Inner::empty(reply, r)
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode != 0 {
+            return reply.error(errno(FsError::NotSupported));
+        }
+        self.run(|i| async move {
+            let r = async {
+                let d = i.handle(fh)?;
+                i.data.flush(&d).await?;
+                let end = offset.checked_add(length).ok_or(FsError::FileTooLarge)?;
+                let a = i.ns.getattr(ino.0).await?;
+                // Space is not reserved (shards are written on demand); mode 0 only grows
+                // the file, and the new range reads as zeros.
+                if end > a.size {
+                    let set = SetAttr {
+                        size: Some(end),
+                        ..SetAttr::default()
+                    };
+                    let a = i.ns.setattr(ino.0, set).await?;
+                    i.data.saw(&a);
+                }
+                Ok(())
+            }
+            .await;
+            Inner::empty(reply, r)
+        });
+    }
+}
+
+/// The `getxattr`/`listxattr` size protocol: size 0 asks for the length only; a buffer
+/// too small is `ERANGE`.
+fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(errno(FsError::OutOfRange)),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(e)),
+    }
+}

@@ -1,0 +1,192 @@
+//! `run(config)`: mounts a Tessera file system and serves it until unmounted or signalled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{MountOption, SessionACL};
+use tessera_proto::meta::Op;
+use tessera_rpc::{RpcConfig, Secret};
+use tessera_stripe::{ChunkClient, ChunkClientConfig};
+
+use crate::client::data::{DataConfig, DataPath};
+use crate::client::meta::{MetaClient, MetaClientOptions};
+use crate::client::ops::Namespace;
+use crate::fs::{FsOptions, TesseraFs};
+
+/// Session lease: a crashed mount's opens and locks are released this long after it dies.
+const SESSION_LEASE: Duration = Duration::from_secs(30);
+
+/// Everything `tessera mount` needs.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    /// Metadata servers (any subset of the group).
+    pub meta: Vec<String>,
+    pub secret_file: PathBuf,
+    pub data: DataConfig,
+    pub fs: FsOptions,
+}
+
+/// Why mounting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mountpoint {0} does not exist or is not a directory; create it with `mkdir -p {0}`")]
+    NoMountpoint(String),
+    #[error(
+        "mountpoint {0} is busy: something is already mounted there; unmount it with `fusermount3 -u {0}`"
+    )]
+    Busy(String),
+    #[error(
+        "FUSE is not available: /dev/fuse is missing; load the module (`modprobe fuse`) or give the container the device"
+    )]
+    NoFuse,
+    #[error("cannot load the cluster secret: {0}")]
+    Secret(#[from] tessera_rpc::SecretError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot open a session with the metadata service: {0}")]
+    Session(#[from] crate::client::meta::MetaClientError),
+    #[error(
+        "cannot mount at {path}: {source}; check that you are root or that fusermount3 is installed, and that the mountpoint is not busy"
+    )]
+    Mount {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Whether `path` is a mount point now (a line of /proc/self/mountinfo names it).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| p.replace("\\040", " ") == want)
+}
+
+fn check(path: &Path) -> Result<PathBuf, MountError> {
+    let shown = path.display().to_string();
+    let abs = std::fs::canonicalize(path).map_err(|_| MountError::NoMountpoint(shown.clone()))?;
+    if !abs.is_dir() {
+        return Err(MountError::NoMountpoint(shown));
+    }
+    if is_mounted(&abs) {
+        return Err(MountError::Busy(shown));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err(MountError::NoFuse);
+    }
+    Ok(abs)
+}
+
+/// Larger kernel read-ahead for the mount (the FUSE default is 128 KiB): 1 MiB read
+/// requests fetch whole stripe pieces. Best effort.
+fn raise_read_ahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(md) = std::fs::metadata(mountpoint) {
+        let minor = (md.dev() & 0xff) | ((md.dev() >> 12) & 0xfff00);
+        let path = format!("/sys/class/bdi/0:{minor}/read_ahead_kb");
+        if let Err(e) = std::fs::write(&path, "1024") {
+            tracing::debug!("could not raise read-ahead ({path}): {e}");
+        }
+    }
+}
+
+/// Mounts and serves until the file system is unmounted (`fusermount3 -u`, `umount`) or the
+/// process gets SIGINT/SIGTERM, which unmount it. Blocks the calling thread.
+pub fn run(config: MountConfig) -> Result<(), MountError> {
+    let mountpoint = check(&config.mountpoint)?;
+    let secret = Secret::load(&config.secret_file)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-mount")
+        .build()
+        .map_err(MountError::Runtime)?;
+    let meta = Arc::new(MetaClient::new(
+        &config.meta,
+        secret.clone(),
+        RpcConfig::default(),
+        MetaClientOptions::default(),
+    ));
+    let client_name = format!("mount:{}", mountpoint.display());
+    let session = rt.block_on(meta.open_session(&client_name, SESSION_LEASE))?;
+    // Background tasks below are spawned on this runtime.
+    let _in_rt = rt.enter();
+    let _keeper = meta.keep_session_alive(SESSION_LEASE);
+    tracing::info!(session, "metadata session opened");
+    let chunks = Arc::new(ChunkClient::new(secret, ChunkClientConfig::default()));
+    let data = DataPath::new(meta.clone(), chunks, config.data.clone());
+    let timer = data.start_timer();
+    let fs = TesseraFs::new(
+        Namespace::new(meta.clone()),
+        data.clone(),
+        config.fs.clone(),
+        rt.handle().clone(),
+    );
+    let slot = fs.notifier_slot();
+    let mut options = fuser::Config::default();
+    options.mount_options = vec![
+        MountOption::FSName("tessera".into()),
+        MountOption::Subtype("tessera".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    options.acl = SessionACL::All;
+    options.n_threads = Some(2);
+    let mut fuse =
+        fuser::Session::new(fs, &mountpoint, &options).map_err(|source| MountError::Mount {
+            path: mountpoint.display().to_string(),
+            source,
+        })?;
+    slot.set(fuse.notifier());
+    let mut unmounter = fuse.unmount_callable();
+    let mp = mountpoint.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot listen for signals; unmount with fusermount3 -u");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received: unmounting {}", mp.display());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = unmounter.unmount() {
+                // Busy (files still open): detach it lazily so the process can end.
+                tracing::warn!("unmount failed ({e}); detaching lazily");
+                let _ = std::process::Command::new("fusermount3")
+                    .arg("-uz")
+                    .arg(&mp)
+                    .status();
+            }
+        })
+        .await;
+    });
+    let mp = mountpoint.clone();
+    rt.spawn_blocking(move || raise_read_ahead(&mp));
+    tracing::info!("mounted at {}", mountpoint.display());
+    let served = fuse.run();
+    timer.abort();
+    rt.block_on(async {
+        if let Err(e) = data.flush_all().await {
+            tracing::error!("unflushed data at unmount: {e}");
+        }
+        let bye = tokio::time::timeout(Duration::from_secs(5), meta.write(Op::CloseSession));
+        if !matches!(bye.await, Ok(Ok(Ok(_)))) {
+            tracing::warn!("could not close the metadata session; it expires with its lease");
+        }
+    });
+    tracing::info!("unmounted {}", mountpoint.display());
+    served.map_err(|source| MountError::Mount {
+        path: mountpoint.display().to_string(),
+        source,
+    })
+}

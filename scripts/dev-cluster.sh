@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# A development cluster on 127.0.0.1: metaservers, chunkservers and one FUSE mount.
+#
+#   scripts/dev-cluster.sh up [DIR]     build if needed, start, mount at DIR/mnt
+#   scripts/dev-cluster.sh down [DIR]   unmount and stop exactly the processes `up` started
+#
+# DIR defaults to /tmp/tessera-dev. Environment: META (3), CHUNKS (6), EC (4+2),
+# TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing).
+# `up` writes DIR/cluster.env (source it: TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT)
+# and DIR/pids/{meta-N,chunk-N,mount}.pid; logs go to DIR/logs/. Ports are kept in
+# DIR/ports so a second `up` on the same DIR restarts the same cluster with its data.
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-/tmp/tessera-dev}
+META=${META:-3}
+CHUNKS=${CHUNKS:-6}
+EC=${EC:-4+2}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${TESSERA_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/tessera}
+
+die() { echo "dev-cluster: $*" >&2; exit 1; }
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# A port nothing listens on (bash's /dev/tcp connect fails on a free port).
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      if ! grep -qw "$p" "$dir/ports" 2>/dev/null; then echo "$p"; return; fi
+    fi
+  done
+  die "no free port found"
+}
+
+up() {
+  mkdir -p "$dir"/{pids,logs,mnt}
+  dir=$(cd "$dir" && pwd)
+  for f in "$dir"/pids/*.pid; do
+    alive "$f" && die "$f is running: run '$0 down $dir' first"
+  done
+  if [[ -z ${TESSERA_BIN:-} && ! -x $bin ]]; then
+    echo "building tessera..."
+    (cd "$root" && cargo build -p tessera) || die "build failed"
+  fi
+  [[ -x $bin ]] || die "$bin not found: build it with 'cargo build -p tessera' or set TESSERA_BIN"
+  local secret=$dir/secret
+  [[ -f $secret ]] || "$bin" gen-secret "$secret" >/dev/null
+  touch "$dir/ports"
+  local peers="" addrs="" i p
+  for i in $(seq "$META"); do
+    p=$(grep "^meta-$i=" "$dir/ports" | cut -d= -f2 || true)
+    if [[ -z $p ]]; then p=$(free_port); echo "meta-$i=$p" >>"$dir/ports"; fi
+    peers+="${peers:+,}$i=127.0.0.1:$p"
+    addrs+="${addrs:+,}127.0.0.1:$p"
+  done
+  for i in $(seq "$META"); do
+    p=$(grep "^meta-$i=" "$dir/ports" | cut -d= -f2)
+    local init=()
+    [[ $i == 1 ]] && init=(--init)
+    "$bin" meta --id "$i" --listen "127.0.0.1:$p" --data "$dir/meta-$i" --peers "$peers" \
+      --secret-file "$secret" "${init[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
+    echo $! >"$dir/pids/meta-$i.pid"
+  done
+  for i in $(seq "$CHUNKS"); do
+    p=$(grep "^chunk-$i=" "$dir/ports" | cut -d= -f2 || true)
+    if [[ -z $p ]]; then p=$(free_port); echo "chunk-$i=$p" >>"$dir/ports"; fi
+    "$bin" chunk --listen "127.0.0.1:$p" --data "$dir/chunk-$i" --meta "$addrs" \
+      --secret-file "$secret" --heartbeat-ms 500 >>"$dir/logs/chunk-$i.log" 2>&1 &
+    echo $! >"$dir/pids/chunk-$i.pid"
+  done
+  # Writes need every chunkserver registered with the leader: wait for their first
+  # acknowledged heartbeat.
+  local deadline=$((SECONDS + 60))
+  for i in $(seq "$CHUNKS"); do
+    until grep -q "acknowledged" "$dir/logs/chunk-$i.log" 2>/dev/null; do
+      alive "$dir/pids/chunk-$i.pid" || die "chunk-$i exited; see $dir/logs/chunk-$i.log"
+      ((SECONDS < deadline)) || die "chunk-$i did not reach the metadata leader; see $dir/logs/"
+      sleep 0.2
+    done
+  done
+  "$bin" mount "$dir/mnt" --meta "$addrs" --secret-file "$secret" --ec "$EC" \
+    >>"$dir/logs/mount.log" 2>&1 &
+  echo $! >"$dir/pids/mount.pid"
+  until grep -q " $dir/mnt " /proc/self/mountinfo; do
+    alive "$dir/pids/mount.pid" || die "the mount exited; see $dir/logs/mount.log"
+    ((SECONDS < deadline)) || die "not mounted after 60 s; see $dir/logs/mount.log"
+    sleep 0.2
+  done
+  cat >"$dir/cluster.env" <<ENV
+export TESSERA_META=$addrs
+export TESSERA_SECRET_FILE=$secret
+export TESSERA_MOUNT=$dir/mnt
+ENV
+  cat <<MSG
+Tessera is up: $META metaservers, $CHUNKS chunkservers, EC $EC, mounted at $dir/mnt
+  . $dir/cluster.env      # TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT
+  ls \$TESSERA_MOUNT       # use it like any directory
+  logs: $dir/logs/        stop: $0 down $dir
+MSG
+}
+
+stop_pid() {
+  local f=$1 pid
+  alive "$f" || { rm -f "$f"; return 0; }
+  pid=$(cat "$f")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+down() {
+  [[ -d $dir ]] || die "$dir does not exist"
+  dir=$(cd "$dir" && pwd)
+  if grep -q " $dir/mnt " /proc/self/mountinfo; then
+    fusermount3 -u "$dir/mnt" 2>/dev/null || fusermount3 -uz "$dir/mnt" || umount -l "$dir/mnt" || true
+  fi
+  [[ -f $dir/pids/mount.pid ]] && stop_pid "$dir/pids/mount.pid"
+  for f in "$dir"/pids/chunk-*.pid "$dir"/pids/meta-*.pid; do
+    [[ -e $f ]] && stop_pid "$f"
+  done
+  echo "Tessera at $dir is down (data kept; '$0 up $dir' restarts it)"
+}
+
+case $cmd in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,208 @@
+//! Real FUSE mounts on a real cluster: metaservers, chunkservers and `tessera mount`
+//! processes, torn down in the right order even when a test panics.
+//!
+//! [`DevCluster`] declares its parts so that Rust drops them mounts first (each unmounts
+//! with `fusermount3 -u`, or lazily with `-uz` when busy, before its process is killed),
+//! then chunkservers, then metaservers, then the directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tessera_client::MetaClientOptions;
+use tessera_client::mount::is_mounted;
+use tessera_proto::meta::ChunkserverState;
+
+use crate::chunk::{ChunkOptions, Chunkserver};
+use crate::meta::{MetaCluster, MetaOptions};
+use crate::process::{TesseraProcess, write_secret};
+use crate::{START_TIMEOUT, TempDir};
+
+/// One `tessera mount` process and its mount point.
+#[derive(Debug)]
+pub struct Mount {
+    path: PathBuf,
+    process: Option<TesseraProcess>,
+}
+
+impl Mount {
+    /// Mounts at `dir/<name>` and waits until the mount is there.
+    pub fn start(dir: &Path, name: &str, meta: &[String], secret_file: &Path, ec: &str) -> Mount {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path).expect("create the mount point");
+        let args: Vec<String> = vec![
+            "mount".into(),
+            path.display().to_string(),
+            "--meta".into(),
+            meta.join(","),
+            "--secret-file".into(),
+            secret_file.display().to_string(),
+            "--ec".into(),
+            ec.into(),
+        ];
+        let mut m = Mount {
+            path: path.clone(),
+            process: Some(TesseraProcess::spawn_env(
+                name,
+                dir,
+                args,
+                &[("RUST_LOG", "info,tessera_client=debug")],
+            )),
+        };
+        let started = Instant::now();
+        while !is_mounted(&path) {
+            if started.elapsed() > START_TIMEOUT {
+                let log = m
+                    .process
+                    .as_ref()
+                    .map(|p| p.log_tail(40))
+                    .unwrap_or_default();
+                m.process = None;
+                panic!("{} was not mounted in time; log:\n{log}", path.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `path` inside the mount.
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+
+    /// The mount process, e.g. to read its log.
+    pub fn process(&self) -> Option<&TesseraProcess> {
+        self.process.as_ref()
+    }
+
+    /// Waits for the mount process to exit by itself (after a signal or an unmount).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let p = self
+            .process
+            .as_mut()
+            .expect("the mount process was started");
+        p.wait_exit(timeout)
+    }
+}
+
+/// Unmounts `path`: normally, else lazily (a test may still hold a file open on it).
+pub fn unmount(path: &Path) {
+    if !is_mounted(path) {
+        return;
+    }
+    let ok = Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("fusermount3").arg("-uz").arg(path).status();
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        unmount(&self.path);
+        // Give the process a moment to flush and close its session, then it is killed.
+        if let Some(p) = self.process.as_mut() {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) && p.pid().is_some() {
+                if !is_mounted(&self.path) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.process = None;
+    }
+}
+
+/// A cluster of 3 metaservers and 6 chunkservers (EC 4+2) with `mounts` mounts.
+#[derive(Debug)]
+pub struct DevCluster {
+    pub mounts: Vec<Mount>,
+    pub chunks: Vec<Chunkserver>,
+    pub meta: MetaCluster,
+    pub secret_file: PathBuf,
+    pub dir: TempDir,
+}
+
+impl DevCluster {
+    /// Starts everything and waits until every chunkserver is registered and every mount
+    /// is up.
+    pub async fn start(tag: &str, mounts: usize) -> DevCluster {
+        Self::start_with(tag, 3, 6, "4+2", mounts).await
+    }
+
+    pub async fn start_with(
+        tag: &str,
+        metas: u64,
+        chunks: usize,
+        ec: &str,
+        mounts: usize,
+    ) -> DevCluster {
+        let dir = TempDir::new(tag);
+        let (secret_file, secret) = write_secret(dir.path());
+        let meta = MetaCluster::start(
+            dir.path(),
+            &secret_file,
+            &secret,
+            metas,
+            &MetaOptions::default(),
+        )
+        .await;
+        let opts = ChunkOptions {
+            meta: meta.addrs(),
+            ..ChunkOptions::default()
+        };
+        let mut servers = Vec::new();
+        for i in 1..=chunks {
+            let name = format!("chunk-{i}");
+            let data = dir.join(&name);
+            servers
+                .push(Chunkserver::start(&dir, &name, &data, (&secret_file, &secret), &opts).await);
+        }
+        let client = meta.client(MetaClientOptions::default());
+        let started = Instant::now();
+        loop {
+            let up = client
+                .list_chunkservers()
+                .await
+                .map(|l| l.iter().filter(|s| s.state == ChunkserverState::Up).count())
+                .unwrap_or(0);
+            if up >= chunks {
+                break;
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "only {up} of {chunks} chunkservers registered in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let addrs = meta.addrs();
+        let mounts = (1..=mounts)
+            .map(|i| Mount::start(dir.path(), &format!("mnt-{i}"), &addrs, &secret_file, ec))
+            .collect();
+        DevCluster {
+            mounts,
+            chunks: servers,
+            meta,
+            secret_file,
+            dir,
+        }
+    }
+
+    /// Mount `i` (0-based).
+    pub fn mount(&self, i: usize) -> &Mount {
+        &self.mounts[i]
+    }
+}
+
+/// Drops the kernel's clean page cache, so reads go to the file system again.
+pub fn drop_caches() {
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
