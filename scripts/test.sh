@@ -40,6 +40,8 @@ test_status=${PIPESTATUS[0]}
 posix_suites() {
   local dir rc=0
   dir=$(mktemp -d "${TMPDIR:-/tmp}/tessera-posix.XXXXXX")
+  # pjdfstest switches to other users (nobody, daemon): they must be able to reach the mount.
+  chmod 755 "$dir"
   if scripts/dev-cluster.sh up "$dir" >"$log_dir/dev-cluster.log" 2>&1; then
     # shellcheck disable=SC1091
     source "$dir/cluster.env"
