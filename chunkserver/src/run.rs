@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tessera_rpc::Secret;
+use tessera_stripe::{ChunkClient, ChunkClientConfig};
 use tokio::sync::watch;
 
 use crate::config::ChunkConfig;
@@ -50,7 +51,15 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
     let store: Arc<dyn ShardStore> = Arc::new(store);
     let health = Arc::new(Health::new());
 
-    let router = ChunkService::new(store.clone(), health.clone()).router();
+    // Reads other servers' shards when the leader asks for a rebuild here (repair).
+    let peers = Arc::new(ChunkClient::new(
+        secret.clone(),
+        ChunkClientConfig {
+            rpc: config.rpc.clone(),
+            ..ChunkClientConfig::default()
+        },
+    ));
+    let router = ChunkService::new(store.clone(), health.clone(), peers).router();
     let server = tessera_rpc::serve(&config.listen, secret.clone(), router, config.rpc.clone())
         .await
         .map_err(|source| Error::Listen {

@@ -13,19 +13,28 @@ use bytes::Bytes;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{
     ByteRange, ChunkError, DeleteOutcome, DeleteShard, GetShard, ListShards, ListedShard,
-    MAX_LIST_PAGE, PutOutcome, PutShard, ShardPage, ShardStat, StatShard,
+    MAX_LIST_PAGE, PutOutcome, PutShard, RebuildShard, RebuildShardRequest, ShardPage, ShardStat,
+    StatShard,
 };
 use tessera_rpc::{Call, Router};
+use tessera_stripe::ChunkClient;
 
 use crate::error::Error;
 use crate::health::Health;
 use crate::store::{self, ShardStore};
 
-/// The chunk service: a store plus the health record its errors feed.
+/// Stripes of the per-id lock table: a put and a conditional delete of the same id never
+/// interleave, while different ids rarely share a lock.
+const ID_LOCKS: usize = 64;
+
+/// The chunk service: a store, the health record its errors feed, and a chunk client for
+/// reading other servers' shards when rebuilding one here.
 #[derive(Clone)]
 pub struct ChunkService {
     store: Arc<dyn ShardStore>,
     health: Arc<Health>,
+    peers: Arc<ChunkClient>,
+    id_locks: Arc<[std::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for ChunkService {
@@ -35,12 +44,23 @@ impl std::fmt::Debug for ChunkService {
 }
 
 impl ChunkService {
-    pub fn new(store: Arc<dyn ShardStore>, health: Arc<Health>) -> ChunkService {
-        ChunkService { store, health }
+    pub fn new(
+        store: Arc<dyn ShardStore>,
+        health: Arc<Health>,
+        peers: Arc<ChunkClient>,
+    ) -> ChunkService {
+        let id_locks = (0..ID_LOCKS).map(|_| std::sync::Mutex::new(())).collect();
+        ChunkService {
+            store,
+            health,
+            peers,
+            id_locks,
+        }
     }
 
     /// A router answering every chunk service method (and ping, as role "chunk").
     pub fn router(self) -> Router {
+        let s6 = self.clone();
         let (s1, s2, s3, s4, s5) = (self.clone(), self.clone(), self.clone(), self.clone(), self);
         Router::new("chunk")
             .route::<PutShard, _, _>(move |call| {
@@ -58,7 +78,12 @@ impl ChunkService {
             })
             .route::<DeleteShard, _, _>(move |call| {
                 let s = s3.clone();
-                async move { (s.delete(call.req.id).await, Bytes::new()) }
+                async move {
+                    (
+                        s.delete(call.req.id, call.req.min_age_ms).await,
+                        Bytes::new(),
+                    )
+                }
             })
             .route::<StatShard, _, _>(move |call| {
                 let s = s4.clone();
@@ -68,15 +93,36 @@ impl ChunkService {
                 let s = s5.clone();
                 async move { (s.list(call.req).await, Bytes::new()) }
             })
+            .route::<RebuildShard, _, _>(move |call| {
+                let s = s6.clone();
+                async move { (s.rebuild(call.req).await, Bytes::new()) }
+            })
+    }
+
+    /// The lock serialising puts and deletes of `id`.
+    fn id_lock<'a>(
+        locks: &'a [std::sync::Mutex<()>],
+        id: &ShardId,
+    ) -> std::sync::MutexGuard<'a, ()> {
+        let slot = usize::from(id.0[0]) % locks.len();
+        locks[slot].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn put(
         &self,
         call: Call<tessera_proto::chunk::PutShardRequest>,
     ) -> Result<PutOutcome, ChunkError> {
-        let id = call.req.id;
-        let payload = call.payload;
-        let outcome = self.blocking(move |s| s.put(&id, payload)).await?;
+        self.store_shard(call.req.id, call.payload).await
+    }
+
+    async fn store_shard(&self, id: ShardId, payload: Bytes) -> Result<PutOutcome, ChunkError> {
+        let locks = self.id_locks.clone();
+        let outcome = self
+            .blocking(move |s| {
+                let _g = Self::id_lock(&locks, &id);
+                s.put(&id, payload)
+            })
+            .await?;
         // Space is back (or was never short): stop reporting the server as full.
         self.health.set_out_of_space(false);
         Ok(match outcome {
@@ -94,14 +140,72 @@ impl ChunkService {
         self.blocking(move |s| s.get(&id, range)).await
     }
 
-    async fn delete(&self, id: ShardId) -> Result<DeleteOutcome, ChunkError> {
-        let existed = self.blocking(move |s| s.delete(&id)).await?;
-        if existed {
+    /// Deletes a shard; with `min_age_ms`, only one not put for that long, checked and
+    /// deleted under the id's lock so that a concurrent put of the same content wins.
+    async fn delete(
+        &self,
+        id: ShardId,
+        min_age_ms: Option<u64>,
+    ) -> Result<DeleteOutcome, ChunkError> {
+        let locks = self.id_locks.clone();
+        let outcome = self
+            .blocking(move |s| {
+                let _g = Self::id_lock(&locks, &id);
+                if let Some(ms) = min_age_ms {
+                    match s.stat(&id)? {
+                        None => return Ok(DeleteOutcome::NotPresent),
+                        Some(st) if st.age < Duration::from_millis(ms) => {
+                            return Ok(DeleteOutcome::Young);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(if s.delete(&id)? {
+                    DeleteOutcome::Deleted
+                } else {
+                    DeleteOutcome::NotPresent
+                })
+            })
+            .await?;
+        if outcome == DeleteOutcome::Deleted {
             self.health.set_out_of_space(false);
-            Ok(DeleteOutcome::Deleted)
-        } else {
-            Ok(DeleteOutcome::NotPresent)
         }
+        Ok(outcome)
+    }
+
+    /// Rebuilds shard `index` of a stripe from the sources and stores it here.
+    async fn rebuild(&self, req: RebuildShardRequest) -> Result<PutOutcome, ChunkError> {
+        let index = req.index as usize;
+        let Some(place) = req.stripe.layout.shards.get(index) else {
+            return Err(ChunkError::Rebuild {
+                id: ShardId([0; 32]),
+                reason: format!("the stripe has no shard {index}"),
+            });
+        };
+        let id = place.shard;
+        // Already here and readable (a repeated request): nothing to do.
+        let probe = self.blocking(move |s| s.get(&id, None)).await;
+        if probe.is_ok() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        let sources = req.sources;
+        let addrs = move |server: u64| {
+            sources
+                .iter()
+                .find(|(sid, _)| *sid == server)
+                .map(|(_, a)| a.clone())
+        };
+        let bytes = self
+            .peers
+            .rebuild_shard(&req.stripe, &addrs, index)
+            .await
+            .map_err(|e| ChunkError::Rebuild {
+                id,
+                reason: e.to_string(),
+            })?;
+        let outcome = self.store_shard(id, bytes).await?;
+        tracing::info!(shard = %id, stripe = %req.stripe.id, "rebuilt a shard");
+        Ok(outcome)
     }
 
     async fn stat(&self, id: ShardId) -> Result<Option<ShardStat>, ChunkError> {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::body::Rpc;
+use crate::fs::StripeInfo;
 use crate::method::Method;
 use crate::shard::ShardId;
 
@@ -81,6 +82,10 @@ pub struct DeleteShard;
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteShardRequest {
     pub id: ShardId,
+    /// Delete only a shard not put for at least this many milliseconds. Garbage collection
+    /// sets it so that a client which has just put the same content (a dedup hit racing the
+    /// delete) keeps its shard; the answer is then [`DeleteOutcome::Young`].
+    pub min_age_ms: Option<u64>,
 }
 
 /// What a successful delete did.
@@ -90,6 +95,8 @@ pub enum DeleteOutcome {
     Deleted,
     /// No shard with this id was stored.
     NotPresent,
+    /// The shard was put more recently than `min_age_ms`; it was kept.
+    Young,
 }
 
 impl Rpc for DeleteShard {
@@ -164,6 +171,31 @@ impl Rpc for ListShards {
     type Reply = Result<ShardPage, ChunkError>;
 }
 
+/// Rebuild one shard of a stripe from the other shards and store it on this chunkserver:
+/// the repair step. The metadata leader sends it to the server that is to hold the shard; the
+/// shard's bytes flow between chunkservers only. The rebuilt bytes are checked against the
+/// shard's id before they are stored.
+#[derive(Debug)]
+pub struct RebuildShard;
+
+/// Body of a [`RebuildShard`] request.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RebuildShardRequest {
+    /// The stripe, with the shard places the metadata service records.
+    pub stripe: StripeInfo,
+    /// Index (in `stripe.layout.shards`) of the shard to rebuild here.
+    pub index: u32,
+    /// Addresses of the servers to read the other shards from (server id, "host:port").
+    /// Servers missing from the list are treated as lost.
+    pub sources: Vec<(u64, String)>,
+}
+
+impl Rpc for RebuildShard {
+    const METHOD: Method = Method::REBUILD_SHARD;
+    type Request = RebuildShardRequest;
+    type Reply = Result<PutOutcome, ChunkError>;
+}
+
 /// Why a chunk service call failed. Each variant says what the caller should do next.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChunkError {
@@ -200,6 +232,9 @@ pub enum ChunkError {
     /// server; the chunkserver's log has the details.
     #[error("chunkserver I/O error: {message}")]
     Io { message: String },
+    /// A rebuild could not gather enough good shards of the stripe (or they disagree).
+    #[error("cannot rebuild shard {id}: {reason}")]
+    Rebuild { id: ShardId, reason: String },
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ impl Method {
     pub const STAT_SHARD: Method = Method(0x0204);
     /// One page of a chunkserver's shard inventory (optionally only shards older than a grace).
     pub const LIST_SHARDS: Method = Method(0x0205);
+    /// Rebuild a lost shard from the other shards of its stripe and store it (repair).
+    pub const REBUILD_SHARD: Method = Method(0x0206);
 
     /// Propose a namespace change (metadata leader).
     pub const META_WRITE: Method = Method(0x0101);
@@ -38,6 +40,8 @@ impl Method {
     pub const PLACE_STRIPE: Method = Method(0x0106);
     /// Stripe health counts (metadata leader).
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
+    /// Damaged shards found by an admin tool, for the repair scheduler (metadata leader).
+    pub const REPORT_SHARDS: Method = Method(0x0108);
 
     /// Raft AppendEntries between metaservers (body: openraft types, postcard).
     pub const RAFT_APPEND: Method = Method(0x0301);
@@ -64,6 +68,7 @@ impl Method {
             Self::DELETE_SHARD => "delete-shard",
             Self::STAT_SHARD => "stat-shard",
             Self::LIST_SHARDS => "list-shards",
+            Self::REBUILD_SHARD => "rebuild-shard",
             Self::META_WRITE => "meta-write",
             Self::META_READ => "meta-read",
             Self::META_STATUS => "meta-status",
@@ -71,6 +76,7 @@ impl Method {
             Self::LIST_CHUNKSERVERS => "list-chunkservers",
             Self::PLACE_STRIPE => "place-stripe",
             Self::CLUSTER_HEALTH => "cluster-health",
+            Self::REPORT_SHARDS => "report-shards",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

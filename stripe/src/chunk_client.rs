@@ -88,8 +88,9 @@ impl ChunkClient {
         &self.config
     }
 
-    /// The shared client for `addr`, created on first use.
-    fn peer(&self, addr: &str) -> Arc<Client> {
+    /// The shared client for `addr`, created on first use; for calls this type does not
+    /// wrap (repair and sweep requests).
+    pub fn peer(&self, addr: &str) -> Arc<Client> {
         // A poisoned lock only means another caller panicked between two map operations;
         // the map itself is always whole.
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,7 +272,10 @@ impl ChunkClient {
                     reason: String::new(),
                 }),
                 async move {
-                    let req = DeleteShardRequest { id };
+                    let req = DeleteShardRequest {
+                        id,
+                        min_age_ms: None,
+                    };
                     match client
                         .call_with::<DeleteShard>(&req, Bytes::new(), timeout)
                         .await
