@@ -180,9 +180,15 @@ impl ChunkClient {
     }
 
     pub async fn delete(&self, id: ShardId) -> Result<DeleteOutcome, ChunkError> {
-        self.call::<DeleteShard>(&DeleteShardRequest { id }, Bytes::new())
-            .await
-            .0
+        self.call::<DeleteShard>(
+            &DeleteShardRequest {
+                id,
+                min_age_ms: None,
+            },
+            Bytes::new(),
+        )
+        .await
+        .0
     }
 
     pub async fn stat(&self, id: ShardId) -> Result<Option<ShardStat>, ChunkError> {
