@@ -8,6 +8,7 @@ use std::time::Duration;
 use tessera_meta::MetaConfig;
 use tessera_meta::chunk_registry::Liveness;
 use tessera_meta::raft::node::RaftTuning;
+use tessera_meta::upkeep::UpkeepConfig;
 use tessera_rpc::RpcConfig;
 
 /// Flags of `tessera meta`.
@@ -68,6 +69,33 @@ pub struct MetaArgs {
     /// How often the leader looks for client sessions whose lease ran out, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
     session_check_ms: u64,
+
+    /// Pause between repair rounds (looking for lost or damaged shards), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    repair_interval_ms: u64,
+
+    /// Shard rebuilds in flight at once across the cluster.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    repair_parallel: usize,
+
+    /// How long a stripe no file references waits before its shards are deleted, in
+    /// milliseconds. Writing the same content again within it reuses the stripe.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    gc_grace_ms: u64,
+
+    /// The longest a client may take between storing a stripe's shards and committing it, in
+    /// milliseconds: no shard stored more recently is ever deleted by GC or the sweep.
+    #[arg(long, value_name = "MS", default_value_t = 120_000)]
+    upload_window_ms: u64,
+
+    /// A shard that no stripe references is deleted by the sweep once it is this old, in
+    /// milliseconds (uploads whose commit never came, stale copies of a returning server).
+    #[arg(long, value_name = "MS", default_value_t = 3_600_000)]
+    orphan_grace_ms: u64,
+
+    /// Pause between orphan sweeps over every chunkserver, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 600_000)]
+    sweep_interval_ms: u64,
 }
 
 fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -109,6 +137,16 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             dead_after: Duration::from_millis(args.dead_after_ms),
         },
         session_check: Duration::from_millis(args.session_check_ms),
+        upkeep: UpkeepConfig {
+            repair_interval: Duration::from_millis(args.repair_interval_ms),
+            repair_parallel: args.repair_parallel,
+            gc_grace: Duration::from_millis(args.gc_grace_ms),
+            gc_interval: Duration::from_millis(args.gc_grace_ms.clamp(200, 2_000)),
+            upload_window: Duration::from_millis(args.upload_window_ms),
+            orphan_grace: Duration::from_millis(args.orphan_grace_ms),
+            sweep_interval: Duration::from_millis(args.sweep_interval_ms),
+            dead_after: Duration::from_millis(args.dead_after_ms),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -136,6 +136,18 @@ impl ChunkRegistry {
         Ok(())
     }
 
+    /// Queues damaged shards found by an admin tool (fsck) for repair.
+    pub fn add_reports(&self, found: Vec<tessera_proto::meta::DamagedShard>) {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        reports.extend(found.into_iter().map(|d| ShardReport {
+            server: d.server,
+            shard: d.shard,
+            corrupt: d.corrupt,
+        }));
+        let excess = reports.len().saturating_sub(MAX_REPORTS);
+        reports.drain(..excess);
+    }
+
     /// Takes the shard reports gathered so far.
     pub fn take_reports(&self) -> Vec<ShardReport> {
         std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))

@@ -3,6 +3,7 @@
 use crate::chunk_registry::Liveness;
 use crate::raft::node::RaftTuning;
 use crate::raft::types::NodeId;
+use crate::upkeep::UpkeepConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,4 +32,6 @@ pub struct MetaConfig {
     pub liveness: Liveness,
     /// How often the leader looks for client sessions whose lease ran out.
     pub session_check: Duration,
+    /// Repair, GC and sweep settings.
+    pub upkeep: UpkeepConfig,
 }

@@ -26,7 +26,7 @@ pub fn stripe_health(
     let mut after = None;
     loop {
         let page = live_stripes(&view, after.as_ref(), PAGE)?;
-        for (_, layout) in &page {
+        for (_, layout) in &page.stripes {
             let missing = layout
                 .shards
                 .iter()
@@ -38,9 +38,9 @@ pub fn stripe_health(
                 _ => health.lost += 1,
             }
         }
-        match page.last() {
-            Some((id, _)) if page.len() == PAGE => after = Some(*id),
-            _ => return Ok(health),
+        match page.next {
+            Some(id) => after = Some(id),
+            None => return Ok(health),
         }
     }
 }

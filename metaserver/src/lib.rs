@@ -14,6 +14,7 @@ pub mod raft;
 pub mod read_gate;
 pub mod server;
 pub mod service;
+pub mod upkeep;
 
 pub use error::MetaError;
 

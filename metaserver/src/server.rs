@@ -6,6 +6,7 @@ use crate::leader::run_leader_duties;
 use crate::node_id;
 use crate::raft::node::{self, Node};
 use crate::service::MetaService;
+use crate::upkeep::Upkeep;
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_rpc::{Router, Secret};
@@ -81,6 +82,13 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
 
     let registry = Arc::new(ChunkRegistry::new(config.liveness));
     let service = MetaService::new(config.id, raft.clone(), store, registry);
+    let upkeep = Upkeep::start(
+        raft.clone(),
+        service.clone(),
+        secret.clone(),
+        config.rpc.clone(),
+        config.upkeep.clone(),
+    );
     let router = crate::raft::server::routes(Router::new("meta"), raft.clone());
     let router = service.clone().routes(router);
     let server = tessera_rpc::serve_listener(listener, secret, router, config.rpc.clone());
@@ -107,6 +115,7 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down");
     duties.abort();
+    upkeep.abort();
     server.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
     Ok(())

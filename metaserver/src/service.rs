@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
     ClusterHealth, DigestReply, ListChunkservers, MetaRead, MetaStatus, MetaStatusReply, MetaWrite,
-    PlaceStripe, ReadRequest, Reply, ServiceError, StateDigest, WriteRequest,
+    PlaceStripe, ReadRequest, Reply, ReportShards, ServiceError, StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -182,8 +182,19 @@ impl MetaService {
     /// all answered by the leader only, from its chunkserver table.
     fn cluster_routes(self, router: Router) -> Router {
         let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
+        let report = self.clone();
         let health = self;
         router
+            .route::<ReportShards, _, _>(move |call| {
+                let svc = report.clone();
+                async move {
+                    let reply = svc
+                        .require_leader()
+                        .map(|()| svc.registry.add_reports(call.req))
+                        .map_err(|leader| ServiceError::NotLeader { leader });
+                    (reply, Bytes::new())
+                }
+            })
             .route::<ClusterHealth, _, _>(move |_call| {
                 let svc = health.clone();
                 async move {

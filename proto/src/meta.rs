@@ -138,6 +138,15 @@ pub enum Op {
     GcDone {
         stripe: StripeId,
     },
+    /// Repair rebuilt shard `index` of a stripe on server `to`: record the new place. Applies
+    /// only while the shard is still recorded on `from` (`ESTALE` otherwise), so a repair that
+    /// raced another one, or GC, changes nothing.
+    MoveShard {
+        stripe: StripeId,
+        index: u32,
+        from: u64,
+        to: u64,
+    },
 }
 
 /// A read of the state.
@@ -192,6 +201,36 @@ pub enum Query {
     GcQueue {
         limit: u32,
     },
+    /// Up to `limit` stripe rows after `after` (exclusive) in id order, for fsck and repair.
+    Stripes {
+        after: Option<StripeId>,
+        limit: u32,
+    },
+    /// Recounts every slice's stripe reference and lists stripes whose recorded refcount
+    /// differs (at most `limit`), for fsck.
+    RefcountCheck {
+        limit: u32,
+    },
+}
+
+/// One stripe row, as [`Query::Stripes`] lists it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StripeEntry {
+    pub stripe: StripeInfo,
+    /// Slices (in any file) that name this stripe.
+    pub refcount: u64,
+    /// Claimed by garbage collection: its shards are being deleted.
+    pub deleting: bool,
+}
+
+/// A stripe whose recorded refcount is not the number of slices naming it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RefcountMismatch {
+    pub stripe: StripeId,
+    /// The stripe row's refcount; `None` when slices name a stripe that has no row.
+    pub recorded: Option<u64>,
+    /// Slices found naming it.
+    pub counted: u64,
 }
 
 /// A stripe waiting in the GC queue.
@@ -217,6 +256,8 @@ pub enum Response {
     Session { id: u64, lease_until: i64 },
     Lock(Option<LockInfo>),
     Gc(Vec<GcItem>),
+    Stripes(Vec<StripeEntry>),
+    RefcountMismatches(Vec<RefcountMismatch>),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.
@@ -418,4 +459,24 @@ impl Rpc for ClusterHealth {
     const METHOD: Method = Method::CLUSTER_HEALTH;
     type Request = ();
     type Reply = Result<StripeHealth, ServiceError>;
+}
+
+/// A damaged shard an admin tool found: shard `shard` of the stripe, recorded on `server`,
+/// is missing or corrupt there.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedShard {
+    pub server: u64,
+    pub shard: crate::shard::ShardId,
+    pub corrupt: bool,
+}
+
+/// Hand damaged shards to the leader's repair scheduler, as a scrub report would (leader
+/// only). `tessera fsck --repair` uses it.
+#[derive(Debug)]
+pub struct ReportShards;
+
+impl Rpc for ReportShards {
+    const METHOD: Method = Method::REPORT_SHARDS;
+    type Request = Vec<DamagedShard>;
+    type Reply = Result<(), ServiceError>;
 }

@@ -11,7 +11,7 @@ use super::overlay::{Overlay, Writes, flush};
 use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
-use super::{attr, data, dir, lock, read, rename, session, xattr};
+use super::{attr, data, dir, lock, read, rename, session, stripes, xattr};
 use crate::error::MetaError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
 
@@ -210,6 +210,12 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::ExpireSession { session } => session::expire(s, *session, now),
         Op::GcClaim { stripe } => data::gc_claim(s, stripe),
         Op::GcDone { stripe } => data::gc_done(s, stripe),
+        Op::MoveShard {
+            stripe,
+            index,
+            from,
+            to,
+        } => stripes::move_shard(s, stripe, *index, *from, *to),
     }
 }
 
@@ -253,6 +259,8 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, MetaE
             lock::get(store, *ino, req)
         }
         Query::GcQueue { limit } => data::gc_queue(store, *limit),
+        Query::Stripes { after, limit } => stripes::list(store, after.as_ref(), *limit),
+        Query::RefcountCheck { limit } => stripes::refcount_check(store, *limit),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),

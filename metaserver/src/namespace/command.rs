@@ -83,6 +83,12 @@ impl fmt::Display for Command {
             Op::ExpireSession { session } => write!(f, "expire-session {session}"),
             Op::GcClaim { stripe } => write!(f, "gc-claim {stripe}"),
             Op::GcDone { stripe } => write!(f, "gc-done {stripe}"),
+            Op::MoveShard {
+                stripe,
+                index,
+                from,
+                to,
+            } => write!(f, "move-shard {stripe}[{index}] {from:#x} -> {to:#x}"),
         }
     }
 }

@@ -42,4 +42,4 @@ pub use digest::digest;
 pub use redb_store::{LogPos, RedbStore, RedbView};
 pub use session::expired_sessions;
 pub use store::{Entry, MemStore, Store, StoreRead, Table, prefix_end, scan_prefix};
-pub use stripes::live_stripes;
+pub use stripes::{StripePage, all_stripes, live_stripes};

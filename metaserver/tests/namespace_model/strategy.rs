@@ -325,7 +325,21 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         (
             4,
-            stripe_id.prop_map(|stripe| Op::GcDone { stripe }).boxed(),
+            stripe_id
+                .clone()
+                .prop_map(|stripe| Op::GcDone { stripe })
+                .boxed(),
+        ),
+        (
+            3,
+            (stripe_id, 0u32..4, 0u64..5, 0u64..5)
+                .prop_map(|(stripe, index, from, to)| Op::MoveShard {
+                    stripe,
+                    index,
+                    from,
+                    to,
+                })
+                .boxed(),
         ),
     ])
 }
@@ -390,6 +404,21 @@ fn query_strategy() -> impl Strategy<Value = Query> {
         (
             1,
             (0u32..5).prop_map(|limit| Query::GcQueue { limit }).boxed(),
+        ),
+        (
+            1,
+            (prop::option::of(prop_oneof![Just(1u8), 1u8..=3]), 0u32..4)
+                .prop_map(|(after, limit)| Query::Stripes {
+                    after: after.map(|n| StripeId([n; 32])),
+                    limit,
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (0u32..4)
+                .prop_map(|limit| Query::RefcountCheck { limit })
+                .boxed(),
         ),
         (
             1,

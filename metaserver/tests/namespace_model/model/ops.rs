@@ -290,6 +290,35 @@ impl Model {
                 self.stripes.remove(stripe);
                 Ok(Response::Done)
             }
+            Op::MoveShard {
+                stripe,
+                index,
+                from,
+                to,
+            } => {
+                let st = self.stripes.get_mut(stripe).ok_or(FsError::NotFound)?;
+                if st.claimed {
+                    return Err(FsError::Stale);
+                }
+                let i = *index as usize;
+                let Some(place) = st.layout.shards.get(i) else {
+                    return Err(FsError::Invalid);
+                };
+                if place.server != *from {
+                    return Err(FsError::Stale);
+                }
+                let taken = st
+                    .layout
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .any(|(j, p)| j != i && p.server == *to);
+                if taken {
+                    return Err(FsError::Invalid);
+                }
+                st.layout.shards[i].server = *to;
+                Ok(Response::Done)
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 use super::*;
 use std::collections::BTreeSet;
 use tessera_meta::namespace::{GcItem, Query, Response};
+use tessera_proto::meta::StripeEntry;
 
 impl Model {
     // ----- queries -----
@@ -170,6 +171,23 @@ impl Model {
                         .collect(),
                 ))
             }
+            Query::Stripes { after, limit } => Ok(Response::Stripes(
+                self.stripes
+                    .iter()
+                    .filter(|(id, _)| after.is_none_or(|a| **id > a))
+                    .take(*limit as usize)
+                    .map(|(id, s)| StripeEntry {
+                        stripe: StripeInfo {
+                            id: *id,
+                            layout: s.layout.clone(),
+                        },
+                        refcount: s.refs,
+                        deleting: s.claimed,
+                    })
+                    .collect(),
+            )),
+            // The model keeps refcounts by construction; the core must agree: no mismatch.
+            Query::RefcountCheck { .. } => Ok(Response::RefcountMismatches(Vec::new())),
         }
     }
 
