@@ -54,6 +54,16 @@ pub struct MountArgs {
     /// revalidate: close-to-open consistency does not depend on it).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     attr_ttl_ms: u64,
+
+    /// How long a file system call waits for a metadata leader (across failovers) before it
+    /// fails with EIO, in milliseconds. The same mount works again once the cluster is back.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    meta_timeout_ms: u64,
+
+    /// Session lease in milliseconds: if this mount dies, its locks and open-file holds are
+    /// released this long after its last renewal.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    session_lease_ms: u64,
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
@@ -74,6 +84,8 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         fs: FsOptions {
             ttl: Duration::from_millis(args.attr_ttl_ms),
         },
+        meta_timeout: Duration::from_millis(args.meta_timeout_ms),
+        session_lease: Duration::from_millis(args.session_lease_ms),
     };
     tessera_client::mount::run(config)?;
     Ok(())

@@ -14,8 +14,9 @@ use crate::client::meta::{MetaClient, MetaClientOptions};
 use crate::client::ops::Namespace;
 use crate::fs::{FsOptions, TesseraFs};
 
-/// Session lease: a crashed mount's opens and locks are released this long after it dies.
-const SESSION_LEASE: Duration = Duration::from_secs(30);
+/// Default session lease: a crashed mount's opens and locks are released this long after
+/// it dies.
+pub const DEFAULT_SESSION_LEASE: Duration = Duration::from_secs(30);
 
 /// Everything `tessera mount` needs.
 #[derive(Debug, Clone)]
@@ -26,6 +27,11 @@ pub struct MountConfig {
     pub secret_file: PathBuf,
     pub data: DataConfig,
     pub fs: FsOptions,
+    /// How long a file system call keeps trying to reach a metadata leader before it fails
+    /// with `EIO`.
+    pub meta_timeout: Duration,
+    /// Session lease (see [`DEFAULT_SESSION_LEASE`]).
+    pub session_lease: Duration,
 }
 
 /// Why mounting failed.
@@ -109,13 +115,16 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         &config.meta,
         secret.clone(),
         RpcConfig::default(),
-        MetaClientOptions::default(),
+        MetaClientOptions {
+            deadline: config.meta_timeout,
+            ..MetaClientOptions::default()
+        },
     ));
     let client_name = format!("mount:{}", mountpoint.display());
-    let session = rt.block_on(meta.open_session(&client_name, SESSION_LEASE))?;
+    let session = rt.block_on(meta.open_session(&client_name, config.session_lease))?;
     // Background tasks below are spawned on this runtime.
     let _in_rt = rt.enter();
-    let _keeper = meta.keep_session_alive(SESSION_LEASE);
+    let _keeper = meta.keep_session_alive(config.session_lease);
     tracing::info!(session, "metadata session opened");
     let chunks = Arc::new(ChunkClient::new(secret, ChunkClientConfig::default()));
     let data = DataPath::new(meta.clone(), chunks, config.data.clone());

@@ -1,6 +1,7 @@
 //! Writes: buffer, cut into stripes, store, commit.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -15,6 +16,8 @@ use crate::client::ops::unavailable;
 
 /// Re-placements of failed shards before a stripe write gives up.
 const PUT_ATTEMPTS: usize = 4;
+/// How long a commit keeps retrying while GC deletes an identical, unreferenced stripe.
+const GC_RACE_WAIT: Duration = Duration::from_secs(30);
 
 impl DataPath {
     /// Buffers a write without waiting for anything but the inode's buffer lock, so the
@@ -91,7 +94,17 @@ impl DataPath {
             return Ok(());
         }
         data.lock().flushing = pieces.clone();
-        let result = self.store_inner(data.ino, &pieces).await;
+        let mut result = self.store_inner(data.ino, &pieces).await;
+        // `EAGAIN` from the commit: the same content is a stripe that garbage collection is
+        // deleting right now. Store the shards again (which also keeps them from the
+        // delete) and commit once GC is done with the old stripe.
+        let mut backoff = Duration::from_millis(100);
+        let give_up = Instant::now() + GC_RACE_WAIT;
+        while result == Err(FsError::WouldBlock) && Instant::now() < give_up {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            result = self.store_inner(data.ino, &pieces).await;
+        }
         data.lock().flushing.clear();
         match result {
             Ok(attr) => {
@@ -200,6 +213,8 @@ impl DataPath {
         let mut places: Vec<Option<ShardPlace>> = vec![None; n];
         let mut used: Vec<u64> = Vec::new();
         let mut want: Vec<usize> = (0..n).collect();
+        // Every failure of the last attempt was a full chunkserver: the writer gets ENOSPC.
+        let mut out_of_space = false;
         for attempt in 0..PUT_ATTEMPTS {
             let servers = self
                 .meta
@@ -238,6 +253,7 @@ impl DataPath {
                     stored, failures, ..
                 }) => {
                     tracing::warn!(stripe = %enc.stripe_id, attempt, "{failures}; re-placing");
+                    out_of_space = failures.0.iter().all(|f| f.fault.is_no_space());
                     for (i, p) in stored {
                         places[i] = Some(p);
                     }
@@ -256,7 +272,11 @@ impl DataPath {
             }
         }
         tracing::error!(stripe = %enc.stripe_id, "shard puts kept failing; check the chunkservers");
-        Err(FsError::Io)
+        Err(if out_of_space {
+            FsError::NoSpace
+        } else {
+            FsError::Io
+        })
     }
 }
 
