@@ -4,6 +4,7 @@
 //! with the component that implements it.
 
 mod chunk_cmd;
+mod fsck_cmd;
 mod meta_cmd;
 mod mount_cmd;
 mod secret_cmd;
@@ -33,6 +34,10 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Mount the file system with FUSE (foreground; --detach to run in the background).
     Mount(mount_cmd::MountArgs),
+    /// Check that every shard is where the metadata says, refcounts match and no shard is
+    /// orphaned; --deep re-reads shards, --repair fixes what it finds. Exits 1 on problems,
+    /// 2 when the cluster cannot be reached.
+    Fsck(fsck_cmd::FsckArgs),
 }
 
 fn init_logging() {
@@ -51,6 +56,10 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Status(args) => status_cmd::run(args).unwrap_or_else(|e| {
+            eprintln!("tessera: {e:#}");
+            ExitCode::from(2)
+        }),
+        Command::Fsck(args) => fsck_cmd::run(args).unwrap_or_else(|e| {
             eprintln!("tessera: {e:#}");
             ExitCode::from(2)
         }),
