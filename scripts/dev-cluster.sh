@@ -3,6 +3,7 @@
 #
 #   scripts/dev-cluster.sh up [DIR]     build if needed, start, mount at DIR/mnt
 #   scripts/dev-cluster.sh down [DIR]   unmount and stop exactly the processes `up` started
+#   scripts/dev-cluster.sh add-chunk [DIR]  start one more, empty chunkserver (next number)
 #
 # DIR defaults to /tmp/tessera-dev. Environment: META (3), CHUNKS (6), EC (4+2),
 # TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing).
@@ -64,23 +65,13 @@ up() {
       --secret-file "$secret" "${init[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
     echo $! >"$dir/pids/meta-$i.pid"
   done
-  for i in $(seq "$CHUNKS"); do
-    p=$(grep "^chunk-$i=" "$dir/ports" | cut -d= -f2 || true)
-    if [[ -z $p ]]; then p=$(free_port); echo "chunk-$i=$p" >>"$dir/ports"; fi
-    "$bin" chunk --listen "127.0.0.1:$p" --data "$dir/chunk-$i" --meta "$addrs" \
-      --secret-file "$secret" --heartbeat-ms 500 >>"$dir/logs/chunk-$i.log" 2>&1 &
-    echo $! >"$dir/pids/chunk-$i.pid"
-  done
-  # Writes need every chunkserver registered with the leader: wait for their first
-  # acknowledged heartbeat.
+  # Chunkservers added later with add-chunk are restarted too.
+  local chunks=$CHUNKS added
+  added=$(grep -c '^chunk-' "$dir/ports" || true)
+  ((added > chunks)) && chunks=$added
+  for i in $(seq "$chunks"); do start_chunk "$i" "$addrs" "$secret"; done
   local deadline=$((SECONDS + 60))
-  for i in $(seq "$CHUNKS"); do
-    until grep -q "acknowledged" "$dir/logs/chunk-$i.log" 2>/dev/null; do
-      alive "$dir/pids/chunk-$i.pid" || die "chunk-$i exited; see $dir/logs/chunk-$i.log"
-      ((SECONDS < deadline)) || die "chunk-$i did not reach the metadata leader; see $dir/logs/"
-      sleep 0.2
-    done
-  done
+  for i in $(seq "$chunks"); do wait_chunk "$i" "$deadline"; done
   "$bin" mount "$dir/mnt" --meta "$addrs" --secret-file "$secret" --ec "$EC" \
     >>"$dir/logs/mount.log" 2>&1 &
   echo $! >"$dir/pids/mount.pid"
@@ -100,6 +91,42 @@ Tessera is up: $META metaservers, $CHUNKS chunkservers, EC $EC, mounted at $dir/
   ls \$TESSERA_MOUNT       # use it like any directory
   logs: $dir/logs/        stop: $0 down $dir
 MSG
+}
+
+# Starts chunkserver N (its port kept in DIR/ports, its data in DIR/chunk-N).
+start_chunk() {
+  local i=$1 addrs=$2 secret=$3 p
+  p=$(grep "^chunk-$i=" "$dir/ports" | cut -d= -f2 || true)
+  if [[ -z $p ]]; then p=$(free_port); echo "chunk-$i=$p" >>"$dir/ports"; fi
+  "$bin" chunk --listen "127.0.0.1:$p" --data "$dir/chunk-$i" --meta "$addrs" \
+    --secret-file "$secret" --heartbeat-ms 500 >>"$dir/logs/chunk-$i.log" 2>&1 &
+  echo $! >"$dir/pids/chunk-$i.pid"
+}
+
+# Writes need every chunkserver registered with the leader: wait for its first acknowledged
+# heartbeat.
+wait_chunk() {
+  local i=$1 deadline=$2
+  until grep -q "acknowledged" "$dir/logs/chunk-$i.log" 2>/dev/null; do
+    alive "$dir/pids/chunk-$i.pid" || die "chunk-$i exited; see $dir/logs/chunk-$i.log"
+    ((SECONDS < deadline)) || die "chunk-$i did not reach the metadata leader; see $dir/logs/"
+    sleep 0.2
+  done
+}
+
+add_chunk() {
+  [[ -f $dir/cluster.env ]] || die "no cluster at $dir (run '$0 up $dir' first)"
+  dir=$(cd "$dir" && pwd)
+  # shellcheck disable=SC1091
+  . "$dir/cluster.env"
+  [[ -x $bin ]] || die "$bin not found"
+  local n=1
+  while [[ -e $dir/chunk-$n || -e $dir/pids/chunk-$n.pid ]] || grep -q "^chunk-$n=" "$dir/ports"; do
+    n=$((n + 1))
+  done
+  start_chunk "$n" "$TESSERA_META" "$TESSERA_SECRET_FILE"
+  wait_chunk "$n" $((SECONDS + 60))
+  echo "chunk-$n is up ($(grep "^chunk-$n=" "$dir/ports" | cut -d= -f2)); pid file $dir/pids/chunk-$n.pid"
 }
 
 stop_pid() {
@@ -128,5 +155,6 @@ down() {
 case $cmd in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+  add-chunk) add_chunk ;;
+  *) echo "usage: $0 up|down|add-chunk [DIR]" >&2; exit 2 ;;
 esac

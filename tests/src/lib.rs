@@ -25,6 +25,7 @@
 pub mod bin;
 pub mod chunk;
 pub mod fake_meta;
+pub mod fault;
 pub mod firewall;
 pub mod meta;
 pub mod meta_workload;

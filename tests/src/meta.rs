@@ -27,6 +27,8 @@ pub struct MetaOptions {
     pub session_check_ms: u64,
     /// `--dead-after-ms` (the metaserver's default when `None`).
     pub dead_after_ms: Option<u64>,
+    /// Further flags, e.g. `--gc-grace-ms 1000`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for MetaOptions {
@@ -39,6 +41,7 @@ impl Default for MetaOptions {
             distinct_ips: false,
             session_check_ms: 1_000,
             dead_after_ms: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -120,6 +123,7 @@ impl MetaCluster {
             if let Some(ms) = opts.dead_after_ms {
                 args.extend(["--dead-after-ms".into(), ms.to_string()]);
             }
+            args.extend(opts.extra_args.iter().cloned());
             let process = TesseraProcess::spawn(&format!("meta-{id}"), dir, args);
             members.insert(
                 *id,

@@ -28,9 +28,21 @@ pub struct Mount {
 impl Mount {
     /// Mounts at `dir/<name>` and waits until the mount is there.
     pub fn start(dir: &Path, name: &str, meta: &[String], secret_file: &Path, ec: &str) -> Mount {
+        Self::start_args(dir, name, meta, secret_file, ec, &[])
+    }
+
+    /// [`Self::start`] with further `tessera mount` flags.
+    pub fn start_args(
+        dir: &Path,
+        name: &str,
+        meta: &[String],
+        secret_file: &Path,
+        ec: &str,
+        extra: &[&str],
+    ) -> Mount {
         let path = dir.join(name);
         std::fs::create_dir_all(&path).expect("create the mount point");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "mount".into(),
             path.display().to_string(),
             "--meta".into(),
@@ -40,6 +52,7 @@ impl Mount {
             "--ec".into(),
             ec.into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut m = Mount {
             path: path.clone(),
             process: Some(TesseraProcess::spawn_env(
@@ -77,6 +90,17 @@ impl Mount {
     /// The mount process, e.g. to read its log.
     pub fn process(&self) -> Option<&TesseraProcess> {
         self.process.as_ref()
+    }
+
+    /// SIGKILLs the mount process (a client crash) and detaches the dead mount lazily.
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.kill9();
+        }
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.path)
+            .status();
     }
 
     /// Waits for the mount process to exit by itself (after a signal or an unmount).
@@ -145,16 +169,21 @@ impl DevCluster {
         ec: &str,
         mounts: usize,
     ) -> DevCluster {
+        Self::start_opts(tag, metas, chunks, ec, mounts, &MetaOptions::default()).await
+    }
+
+    /// Like [`Self::start_with`], with the metaservers' flags given.
+    pub async fn start_opts(
+        tag: &str,
+        metas: u64,
+        chunks: usize,
+        ec: &str,
+        mounts: usize,
+        meta_opts: &MetaOptions,
+    ) -> DevCluster {
         let dir = TempDir::new(tag);
         let (secret_file, secret) = write_secret(dir.path());
-        let meta = MetaCluster::start(
-            dir.path(),
-            &secret_file,
-            &secret,
-            metas,
-            &MetaOptions::default(),
-        )
-        .await;
+        let meta = MetaCluster::start(dir.path(), &secret_file, &secret, metas, meta_opts).await;
         let opts = ChunkOptions {
             meta: meta.addrs(),
             ..ChunkOptions::default()
@@ -199,6 +228,51 @@ impl DevCluster {
     /// Mount `i` (0-based).
     pub fn mount(&self, i: usize) -> &Mount {
         &self.mounts[i]
+    }
+
+    /// Adds a mount `mnt-N` (the next number) with extra `tessera mount` flags.
+    pub fn add_mount(&mut self, extra: &[&str]) -> usize {
+        let name = format!("mnt-{}", self.mounts.len() + 1);
+        let m = Mount::start_args(
+            self.dir.path(),
+            &name,
+            &self.meta.addrs(),
+            &self.secret_file,
+            "4+2",
+            extra,
+        );
+        self.mounts.push(m);
+        self.mounts.len() - 1
+    }
+
+    /// Starts one more, empty chunkserver (`chunk-N`, the next number) and waits until the
+    /// leader lists it as up. Returns its index in `chunks`.
+    pub async fn add_chunkserver(&mut self) -> usize {
+        let n = self.chunks.len() + 1;
+        let name = format!("chunk-{n}");
+        let data = self.dir.join(&name);
+        let secret = tessera_rpc::Secret::load(&self.secret_file).expect("load the secret");
+        let opts = ChunkOptions {
+            meta: self.meta.addrs(),
+            ..ChunkOptions::default()
+        };
+        let server =
+            Chunkserver::start(&self.dir, &name, &data, (&self.secret_file, &secret), &opts).await;
+        let addr = server.addr.clone();
+        self.chunks.push(server);
+        let client = self.meta.client(MetaClientOptions::default());
+        let started = Instant::now();
+        loop {
+            let up = client.list_chunkservers().await.is_ok_and(|l| {
+                l.iter()
+                    .any(|s| s.addr == addr && s.state == ChunkserverState::Up)
+            });
+            if up {
+                return n - 1;
+            }
+            assert!(started.elapsed() < START_TIMEOUT, "{name} did not register");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
