@@ -68,6 +68,10 @@ pub struct MetaArgs {
     /// How often the leader looks for client sessions whose lease ran out, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
     session_check_ms: u64,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -109,6 +113,7 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             dead_after: Duration::from_millis(args.dead_after_ms),
         },
         session_check: Duration::from_millis(args.session_check_ms),
+        metrics_addr: args.metrics_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -31,4 +31,6 @@ pub struct MetaConfig {
     pub liveness: Liveness,
     /// How often the leader looks for client sessions whose lease ran out.
     pub session_check: Duration,
+    /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
+    pub metrics_addr: Option<String>,
 }
