@@ -54,6 +54,10 @@ pub struct MountArgs {
     /// revalidate: close-to-open consistency does not depend on it).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     attr_ttl_ms: u64,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
@@ -74,6 +78,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         fs: FsOptions {
             ttl: Duration::from_millis(args.attr_ttl_ms),
         },
+        metrics_addr: args.metrics_addr,
     };
     tessera_client::mount::run(config)?;
     Ok(())

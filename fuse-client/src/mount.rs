@@ -26,6 +26,8 @@ pub struct MountConfig {
     pub secret_file: PathBuf,
     pub data: DataConfig,
     pub fs: FsOptions,
+    /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
+    pub metrics_addr: Option<String>,
 }
 
 /// Why mounting failed.
@@ -45,6 +47,11 @@ pub enum MountError {
     Secret(#[from] tessera_rpc::SecretError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot serve metrics on {addr}: {source} (is another process using the port?)")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot open a session with the metadata service: {0}")]
     Session(#[from] crate::client::meta::MetaClientError),
     #[error(
@@ -95,6 +102,21 @@ fn raise_read_ahead(mountpoint: &Path) {
     }
 }
 
+/// The mount's `/metrics`: FUSE operations and the RPCs they cause.
+async fn start_metrics(addr: &str) -> Result<tessera_metrics::MetricsServer, MountError> {
+    let registry = tessera_metrics::Registry::new("mount");
+    registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
+    registry.register(|e| crate::fs::metrics::fs_metrics().render(e));
+    let server = tessera_metrics::serve(addr, registry)
+        .await
+        .map_err(|source| MountError::Metrics {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %server.local_addr(), "serving metrics");
+    Ok(server)
+}
+
 /// Mounts and serves until the file system is unmounted (`fusermount3 -u`, `umount`) or the
 /// process gets SIGINT/SIGTERM, which unmount it. Blocks the calling thread.
 pub fn run(config: MountConfig) -> Result<(), MountError> {
@@ -105,6 +127,10 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         .thread_name("tessera-mount")
         .build()
         .map_err(MountError::Runtime)?;
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => Some(rt.block_on(start_metrics(addr))?),
+        None => None,
+    };
     let meta = Arc::new(MetaClient::new(
         &config.meta,
         secret.clone(),
