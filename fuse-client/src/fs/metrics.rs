@@ -1,7 +1,7 @@
 //! Per-operation counts, errors and latency of the FUSE adapter, and bytes read and
 //! written through it, for the mount's `/metrics`.
 //!
-//! Every callback runs its work through [`timed`], which notes the operation in a
+//! Every callback runs its work through `timed`, which notes the operation in a
 //! thread-local while the work is polled: an error reply made there (through
 //! [`errno`](super::errno)) is counted against that operation without touching the reply
 //! code. Counting is a few relaxed atomic adds per operation.
