@@ -47,7 +47,7 @@ pub enum MountError {
     Secret(#[from] tessera_rpc::SecretError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot serve metrics on {addr}: {source} (is another process using the port?)")]
+    #[error("cannot serve metrics on {addr} (is another process using the port?)")]
     Metrics {
         addr: String,
         source: std::io::Error,

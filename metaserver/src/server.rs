@@ -36,7 +36,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// The metrics address could not be bound.
-    #[error("cannot serve metrics on {addr}: {source} (is another process using the port?)")]
+    #[error("cannot serve metrics on {addr} (is another process using the port?)")]
     Metrics {
         /// The address.
         addr: String,
