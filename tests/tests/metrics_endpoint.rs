@@ -1,5 +1,6 @@
 //! `--metrics-addr` on real processes: a metaserver, three chunkservers and a mount each
-//! serve `/metrics` in the Prometheus text format, and the counters move with file I/O.
+//! serve `/metrics` in the Prometheus text format, and the counters move with file I/O (and
+//! the scrubber's with a corrupted shard).
 //!
 //! Set `METRICS_DUMP_DIR` to keep each scrape (e.g. to run `promtool check metrics` on it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -519,6 +520,24 @@ async fn every_process_serves_prometheus_metrics_that_follow_file_io() {
         meta_after.value("tessera_stripes{health=\"degraded\"}")
             + meta_after.value("tessera_stripes{health=\"lost\"}"),
         0.0
+    );
+
+    // A flipped byte in a stored shard: the next scrub pass finds it.
+    let shard = std::fs::read_dir(dir.join("chunk-1").join("shards"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .next()
+        .expect("chunk-1 stores a shard");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&shard, bytes).unwrap();
+    scrape_until(
+        &chunk_metrics[0],
+        "chunk-1-corrupt",
+        "a corrupt shard found",
+        |s| s.value("tessera_scrub_corrupt_total") >= 1.0,
     );
 
     drop(mount);
