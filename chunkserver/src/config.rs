@@ -29,6 +29,8 @@ pub struct ChunkConfig {
     pub heartbeat_interval: Duration,
     /// RPC limits and timeouts, shared by the server and the heartbeat client.
     pub rpc: RpcConfig,
+    /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
+    pub metrics_addr: Option<String>,
 }
 
 impl ChunkConfig {
@@ -50,6 +52,7 @@ impl ChunkConfig {
             scrub: ScrubConfig::default(),
             heartbeat_interval: DEFAULT_HEARTBEAT,
             rpc: RpcConfig::default(),
+            metrics_addr: None,
         }
     }
 }

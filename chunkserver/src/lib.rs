@@ -16,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod heartbeat;
 pub mod identity;
+pub mod metrics;
 mod run;
 pub mod scrub;
 pub mod service;

@@ -76,7 +76,9 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
     );
 
     let scrub_health = health.clone();
-    let scrub = Scrubber::new(store.clone(), config.scrub.clone())
+    let scrubber = Scrubber::new(store.clone(), config.scrub.clone());
+    let scrub_progress = scrubber.progress();
+    let scrub = scrubber
         .spawn(move |report| match report {
             ScrubReport::Corrupt { id, .. } => scrub_health.corrupt(id),
             ScrubReport::Missing { id } => scrub_health.missing(id),
@@ -84,6 +86,27 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
             ScrubReport::Unreadable { .. } | ScrubReport::PassComplete(_) => {}
         })
         .map_err(|e| Error::io("start the scrub thread for", &config.data, None, e))?;
+
+    let _metrics = match &config.metrics_addr {
+        Some(maddr) => {
+            let sources = crate::metrics::Sources {
+                server: server.stats_shared(),
+                store: store.clone(),
+                health: health.clone(),
+                scrub: scrub_progress,
+                data_dir: config.data.clone(),
+            };
+            let m = crate::metrics::start(maddr, sources)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: maddr.clone(),
+                    source,
+                })?;
+            tracing::info!(addr = %m.local_addr(), "serving metrics");
+            Some(m)
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let beats = tokio::spawn(heartbeat::run(

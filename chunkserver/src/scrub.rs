@@ -11,6 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tessera_metrics::{Counter, Gauge};
+
 use crate::error::{Damage, Error, Result};
 use crate::store::{ShardId, ShardStore};
 
@@ -100,11 +102,42 @@ impl Stop {
     }
 }
 
+/// Running totals of the scrubber, for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ScrubProgress {
+    /// Shards verified (whatever the verdict).
+    pub shards_checked: Counter,
+    /// Shard bytes read and re-hashed.
+    pub bytes_checked: Counter,
+    /// Shards found corrupt (and quarantined).
+    pub corrupt: Counter,
+    /// Listed shards that were gone when read.
+    pub missing: Counter,
+    /// Shards that could not be read (I/O errors).
+    pub unreadable: Counter,
+    /// Passes that reached the end of the inventory.
+    pub passes_completed: Counter,
+    /// Shards checked so far in the running pass (or the last one).
+    pub pass_shards: Gauge,
+    /// 1 while a pass runs.
+    pub running: Gauge,
+}
+
 /// Re-hashes every shard of a store. See the module docs.
 #[derive(Debug)]
 pub struct Scrubber<S: ?Sized> {
     store: Arc<S>,
     config: ScrubConfig,
+    progress: Arc<ScrubProgress>,
+}
+
+/// Clears [`ScrubProgress::running`] however a pass ends.
+struct NotRunning<'a>(&'a ScrubProgress);
+
+impl Drop for NotRunning<'_> {
+    fn drop(&mut self) {
+        self.0.running.set(0);
+    }
 }
 
 /// Smallest read cost charged per shard, so an inventory of tiny shards is paced too.
@@ -112,7 +145,16 @@ const MIN_COST: u64 = 4096;
 
 impl<S: ShardStore + ?Sized> Scrubber<S> {
     pub fn new(store: Arc<S>, config: ScrubConfig) -> Scrubber<S> {
-        Scrubber { store, config }
+        Scrubber {
+            store,
+            config,
+            progress: Arc::default(),
+        }
+    }
+
+    /// The scrubber's running totals (shared; they keep counting after `spawn`).
+    pub fn progress(&self) -> Arc<ScrubProgress> {
+        self.progress.clone()
     }
 
     /// Runs one pass over the whole inventory, reporting each finding as it is made.
@@ -122,6 +164,9 @@ impl<S: ShardStore + ?Sized> Scrubber<S> {
         let mut stats = PassStats::default();
         let mut cost = 0u64;
         let mut cursor = None;
+        self.progress.running.set(1);
+        self.progress.pass_shards.set(0);
+        let _done = NotRunning(&self.progress);
         loop {
             let page = self
                 .store
@@ -134,6 +179,9 @@ impl<S: ShardStore + ?Sized> Scrubber<S> {
                 stats.shards += 1;
                 let read = self.check(&shard.id, &mut stats, report);
                 stats.bytes += read;
+                self.progress.shards_checked.inc();
+                self.progress.bytes_checked.add(read);
+                self.progress.pass_shards.add(1);
                 cost += read.max(MIN_COST);
                 if self.pace(started, cost, stop) {
                     stats.elapsed = started.elapsed();
@@ -147,6 +195,7 @@ impl<S: ShardStore + ?Sized> Scrubber<S> {
         }
         stats.elapsed = started.elapsed();
         stats.finished = true;
+        self.progress.passes_completed.inc();
         Ok(stats)
     }
 
@@ -161,16 +210,19 @@ impl<S: ShardStore + ?Sized> Scrubber<S> {
             Ok(bytes) => bytes.len() as u64,
             Err(Error::Corrupt { id, damage }) => {
                 stats.corrupt += 1;
+                self.progress.corrupt.inc();
                 report(ScrubReport::Corrupt { id, damage });
                 0
             }
             Err(Error::NotFound { id }) => {
                 stats.missing += 1;
+                self.progress.missing.inc();
                 report(ScrubReport::Missing { id });
                 0
             }
             Err(e) => {
                 stats.unreadable += 1;
+                self.progress.unreadable.inc();
                 tracing::warn!(shard = %id, error = %e, "scrub could not read shard");
                 report(ScrubReport::Unreadable {
                     id: *id,

@@ -58,6 +58,10 @@ pub struct ChunkArgs {
     /// Time between heartbeats to the metadata leader, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     heartbeat_ms: u64,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
@@ -70,6 +74,7 @@ pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
         ..ScrubConfig::default()
     };
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    config.metrics_addr = args.metrics_addr;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-chunk")

@@ -96,6 +96,9 @@ pub struct MetaArgs {
     /// Pause between orphan sweeps over every chunkserver, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 600_000)]
     sweep_interval_ms: u64,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -147,6 +150,7 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             sweep_interval: Duration::from_millis(args.sweep_interval_ms),
             dead_after: Duration::from_millis(args.dead_after_ms),
         },
+        metrics_addr: args.metrics_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

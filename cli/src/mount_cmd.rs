@@ -64,6 +64,9 @@ pub struct MountArgs {
     /// released this long after its last renewal.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     session_lease_ms: u64,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
@@ -86,6 +89,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         },
         meta_timeout: Duration::from_millis(args.meta_timeout_ms),
         session_lease: Duration::from_millis(args.session_lease_ms),
+        metrics_addr: args.metrics_addr,
     };
     tessera_client::mount::run(config)?;
     Ok(())

@@ -32,6 +32,8 @@ pub struct MountConfig {
     pub meta_timeout: Duration,
     /// Session lease (see [`DEFAULT_SESSION_LEASE`]).
     pub session_lease: Duration,
+    /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
+    pub metrics_addr: Option<String>,
 }
 
 /// Why mounting failed.
@@ -51,6 +53,11 @@ pub enum MountError {
     Secret(#[from] tessera_rpc::SecretError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot serve metrics on {addr} (is another process using the port?)")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot open a session with the metadata service: {0}")]
     Session(#[from] crate::client::meta::MetaClientError),
     #[error(
@@ -101,6 +108,21 @@ fn raise_read_ahead(mountpoint: &Path) {
     }
 }
 
+/// The mount's `/metrics`: FUSE operations and the RPCs they cause.
+async fn start_metrics(addr: &str) -> Result<tessera_metrics::MetricsServer, MountError> {
+    let registry = tessera_metrics::Registry::new("mount");
+    registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
+    registry.register(|e| crate::fs::metrics::fs_metrics().render(e));
+    let server = tessera_metrics::serve(addr, registry)
+        .await
+        .map_err(|source| MountError::Metrics {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %server.local_addr(), "serving metrics");
+    Ok(server)
+}
+
 /// Mounts and serves until the file system is unmounted (`fusermount3 -u`, `umount`) or the
 /// process gets SIGINT/SIGTERM, which unmount it. Blocks the calling thread.
 pub fn run(config: MountConfig) -> Result<(), MountError> {
@@ -111,6 +133,10 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         .thread_name("tessera-mount")
         .build()
         .map_err(MountError::Runtime)?;
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => Some(rt.block_on(start_metrics(addr))?),
+        None => None,
+    };
     let meta = Arc::new(MetaClient::new(
         &config.meta,
         secret.clone(),

@@ -34,4 +34,6 @@ pub struct MetaConfig {
     pub session_check: Duration,
     /// Repair, GC and sweep settings.
     pub upkeep: UpkeepConfig,
+    /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
+    pub metrics_addr: Option<String>,
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 mod leader;
+pub mod metrics;
 pub mod namespace;
 pub mod node_id;
 pub mod raft;

@@ -36,6 +36,14 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics on {addr} (is another process using the port?)")]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Raft failed to start or to form the group.
     #[error("raft: {0}")]
     Raft(std::io::Error),
@@ -106,6 +114,19 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
             Err(e) => return Err(ServerError::Raft(e)),
         }
     }
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => {
+            let m = crate::metrics::start(addr, &server, raft.clone(), service.clone())
+                .await
+                .map_err(|source| ServerError::Metrics {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            tracing::info!(addr = %m.local_addr(), "serving metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let duties = tokio::spawn(run_leader_duties(
         raft.clone(),
         service,

@@ -4,12 +4,13 @@
 use crate::config::RpcConfig;
 use crate::conn::Connection;
 use crate::error::RpcError;
+use crate::metrics::{ClientErrorKind, client_metrics};
 use crate::secret::Secret;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tessera_proto::{Method, Rpc, Status, decode_body, encode_body};
+use tessera_proto::{HEADER_LEN, Method, Rpc, Status, decode_body, encode_body};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -97,6 +98,36 @@ impl Client {
         lane: Lane,
         timeout: Duration,
     ) -> Result<(Bytes, Bytes), RpcError> {
+        let started = std::time::Instant::now();
+        let request_len = (HEADER_LEN + body.len() + payload.len()) as u64;
+        let result = self
+            .call_raw_inner(method, body, payload, lane, timeout)
+            .await;
+        let (error, sent, received) = match &result {
+            Ok((b, p)) => (None, request_len, (HEADER_LEN + b.len() + p.len()) as u64),
+            Err(e) => {
+                let kind = error_kind(e);
+                let sent = match kind {
+                    ClientErrorKind::Connect | ClientErrorKind::Auth => 0,
+                    _ => request_len,
+                };
+                (Some(kind), sent, 0)
+            }
+        };
+        client_metrics()
+            .get(method)
+            .client_call(error, started.elapsed(), sent, received);
+        result
+    }
+
+    async fn call_raw_inner(
+        &self,
+        method: Method,
+        body: Bytes,
+        payload: Bytes,
+        lane: Lane,
+        timeout: Duration,
+    ) -> Result<(Bytes, Bytes), RpcError> {
         let deadline = Instant::now() + timeout;
         let conn = self.connection(lane, deadline).await?;
         let frame = conn.call(method, body, payload, deadline).await?;
@@ -169,5 +200,19 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+fn error_kind(e: &RpcError) -> ClientErrorKind {
+    match e {
+        RpcError::Connect { .. } => ClientErrorKind::Connect,
+        RpcError::Auth(_) => ClientErrorKind::Auth,
+        RpcError::Timeout { .. } => ClientErrorKind::Timeout,
+        RpcError::ConnectionClosed { .. } => ClientErrorKind::ConnectionClosed,
+        RpcError::UnknownMethod { .. } => ClientErrorKind::UnknownMethod,
+        RpcError::BadRequest { .. } => ClientErrorKind::BadRequest,
+        RpcError::Unavailable { .. } => ClientErrorKind::Unavailable,
+        RpcError::Internal { .. } => ClientErrorKind::Internal,
+        RpcError::Frame { .. } | RpcError::Body { .. } => ClientErrorKind::Protocol,
     }
 }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tessera_proto::{FrameHeader, FrameKind, Status};
+use tessera_proto::{FrameHeader, FrameKind, HEADER_LEN, Status};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -42,6 +42,11 @@ impl ServerHandle {
     /// Counters of what the server has done.
     pub fn stats(&self) -> &ServerStats {
         &self.stats
+    }
+
+    /// The same counters, shared (e.g. with a metrics collector).
+    pub fn stats_shared(&self) -> Arc<ServerStats> {
+        self.stats.clone()
     }
 
     /// Stops accepting, closes every connection and abandons running handlers.
@@ -193,6 +198,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
             Ok(f) => f,
             Err(e) => break Some(e),
         };
+        let received = Instant::now();
         let deadline = (header.deadline_ms > 0)
             .then(|| Instant::now() + Duration::from_millis(u64::from(header.deadline_ms)));
         let request = RawRequest {
@@ -224,6 +230,13 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
             };
             lock(&running_for_task).remove(&id);
             stats.inc(&stats.requests_handled);
+            let sent = HEADER_LEN + reply.body.len() + reply.payload.len();
+            stats.methods.get(header.method).server_call(
+                status,
+                received.elapsed(),
+                header.wire_len(),
+                sent as u64,
+            );
             let _ = out
                 .send(OutFrame {
                     header: FrameHeader::response(header.method, id, status),

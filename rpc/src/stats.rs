@@ -1,6 +1,8 @@
 //! Counters a server keeps about itself (read by tests and, later, the metrics endpoint).
 
+use crate::metrics::MethodTable;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tessera_metrics::Encoder;
 
 /// What a server has done since it started.
 #[derive(Debug, Default)]
@@ -15,6 +17,8 @@ pub struct ServerStats {
     pub requests_cancelled: AtomicU64,
     /// Connections closed because the peer broke the protocol.
     pub protocol_errors: AtomicU64,
+    /// Per-method calls, errors, latency and bytes.
+    pub methods: MethodTable,
 }
 
 impl ServerStats {
@@ -25,5 +29,30 @@ impl ServerStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Renders the server's families (`tessera_rpc_server_*`) for the metrics endpoint.
+    pub fn render(&self, e: &mut Encoder) {
+        e.counter(
+            "tessera_rpc_server_connections_accepted_total",
+            "Connections that passed the handshake.",
+            Self::get(&self.connections_accepted),
+        );
+        e.counter(
+            "tessera_rpc_server_auth_failures_total",
+            "Connections refused by the handshake (wrong secret, no handshake, timeout).",
+            Self::get(&self.auth_failures),
+        );
+        e.counter(
+            "tessera_rpc_server_requests_cancelled_total",
+            "Requests abandoned because the caller sent a cancel.",
+            Self::get(&self.requests_cancelled),
+        );
+        e.counter(
+            "tessera_rpc_server_protocol_errors_total",
+            "Connections closed because the peer broke the protocol.",
+            Self::get(&self.protocol_errors),
+        );
+        self.methods.render(e, "server");
     }
 }

@@ -4,7 +4,10 @@ use fuser::Errno;
 use tessera_proto::fs::FsError;
 
 /// The errno the kernel gets for `e`.
+/// Every error reply is made through here, so it also counts the error against the
+/// operation being answered (see `metrics`).
 pub fn errno(e: FsError) -> Errno {
+    super::metrics::note_error();
     Errno::from_i32(e.errno())
 }
 

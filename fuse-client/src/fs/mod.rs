@@ -6,6 +6,7 @@
 mod attr;
 mod errno;
 mod handles;
+pub mod metrics;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -27,6 +28,7 @@ use crate::client::data::{DataPath, InodeData};
 use crate::client::ops::{Caller, Namespace};
 pub use errno::errno;
 use handles::Handles;
+use metrics::{Answering, FsOp, fs_metrics, timed, timed_since};
 
 /// Entries per readdir round trip.
 const READDIR_BATCH: u32 = 256;
@@ -164,12 +166,12 @@ impl TesseraFs {
         NotifierSlot(self.inner.clone())
     }
 
-    fn run<F, Fut>(&self, f: F)
+    fn run<F, Fut>(&self, op: FsOp, f: F)
     where
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(f(self.inner.clone()));
+        self.rt.spawn(timed(op, f(self.inner.clone())));
     }
 }
 
@@ -208,14 +210,14 @@ impl Filesystem for TesseraFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name_of(name);
-        self.run(|i| async move {
+        self.run(FsOp::Lookup, |i| async move {
             let r = i.ns.lookup(parent.0, &name).await;
             i.entry(reply, r)
         });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.run(|i| async move {
+        self.run(FsOp::Getattr, |i| async move {
             match i.ns.getattr(ino.0).await {
                 Ok(a) => reply.attr(&i.ttl, &attr::file_attr(&i.data.with_local_size(a))),
                 Err(e) => reply.error(errno(e)),
@@ -249,7 +251,7 @@ impl Filesystem for TesseraFs {
             atime: attr::set_time(atime),
             mtime: attr::set_time(mtime),
         };
-        self.run(|i| async move {
+        self.run(FsOp::Setattr, |i| async move {
             let r = match size {
                 Some(size) => {
                     let a = i.data.truncate(ino.0, size, i.ns.setattr(ino.0, set)).await;
@@ -268,7 +270,7 @@ impl Filesystem for TesseraFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.run(|i| async move {
+        self.run(FsOp::Readlink, |i| async move {
             match i.ns.readlink(ino.0).await {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno(e)),
@@ -287,7 +289,7 @@ impl Filesystem for TesseraFs {
         reply: ReplyEntry,
     ) {
         let (name, who) = (name_of(name), caller(req));
-        self.run(|i| async move {
+        self.run(FsOp::Mknod, |i| async move {
             let r = match FileKind::from_mode(mode) {
                 Some(FileKind::Directory | FileKind::Symlink) | None => Err(FsError::Invalid),
                 Some(kind) => {
@@ -311,7 +313,7 @@ impl Filesystem for TesseraFs {
     ) {
         let (name, who) = (name_of(name), caller(req));
         let perm = (mode & !umask & 0o7777) as u16;
-        self.run(|i| async move {
+        self.run(FsOp::Mkdir, |i| async move {
             let r = i.ns.mkdir(parent.0, &name, perm, who).await;
             i.entry(reply, r)
         });
@@ -319,12 +321,16 @@ impl Filesystem for TesseraFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_of(name);
-        self.run(|i| async move { Inner::empty(reply, i.ns.unlink(parent.0, &name).await) });
+        self.run(FsOp::Unlink, |i| async move {
+            Inner::empty(reply, i.ns.unlink(parent.0, &name).await)
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_of(name);
-        self.run(|i| async move { Inner::empty(reply, i.ns.rmdir(parent.0, &name).await) });
+        self.run(FsOp::Rmdir, |i| async move {
+            Inner::empty(reply, i.ns.rmdir(parent.0, &name).await)
+        });
     }
 
     fn symlink(
@@ -337,7 +343,7 @@ impl Filesystem for TesseraFs {
     ) {
         let (name, who) = (name_of(link_name), caller(req));
         let target = target.as_os_str().as_bytes().to_vec();
-        self.run(|i| async move {
+        self.run(FsOp::Symlink, |i| async move {
             let r = i.ns.symlink(parent.0, &name, &target, who).await;
             i.entry(reply, r)
         });
@@ -354,7 +360,7 @@ impl Filesystem for TesseraFs {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (name_of(name), name_of(newname));
-        self.run(|i| async move {
+        self.run(FsOp::Rename, |i| async move {
             let r =
                 i.ns.rename(parent.0, &name, newparent.0, &newname, flags.bits())
                     .await;
@@ -371,14 +377,14 @@ impl Filesystem for TesseraFs {
         reply: ReplyEntry,
     ) {
         let newname = name_of(newname);
-        self.run(|i| async move {
+        self.run(FsOp::Link, |i| async move {
             let r = i.ns.link(ino.0, newparent.0, &newname).await;
             i.entry(reply, r)
         });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.run(|i| async move {
+        self.run(FsOp::Open, |i| async move {
             match i.ns.open(ino.0).await {
                 Ok(a) => {
                     // Close-to-open: the open saw the committed attributes; if they are not
@@ -409,7 +415,7 @@ impl Filesystem for TesseraFs {
     ) {
         let (name, who) = (name_of(name), caller(req));
         let perm = (mode & !umask & 0o7777) as u16;
-        self.run(|i| async move {
+        self.run(FsOp::Create, |i| async move {
             let r =
                 i.ns.mknod(parent.0, &name, FileKind::Regular, perm, 0, who, true)
                     .await;
@@ -441,10 +447,13 @@ impl Filesystem for TesseraFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Read, |i| async move {
             let d = i.handles.get(fh.0);
             match i.data.read(ino.0, d.as_ref(), offset, size).await {
-                Ok(b) => reply.data(&b),
+                Ok(b) => {
+                    fs_metrics().read_bytes.add(b.len() as u64);
+                    reply.data(&b)
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -465,19 +474,29 @@ impl Filesystem for TesseraFs {
         // Buffering is a short in-memory step: done here, it saves a thread hop per write
         // (most of a small write's cost). Only a write that must wait for a flush is handed
         // to a task.
+        let answering = Answering::new(FsOp::Write);
         let len = data.len() as u32;
         let d = match self.inner.handle(fh) {
             Ok(d) => d,
             Err(e) => return reply.error(errno(e)),
         };
         match self.inner.data.buffer_write(&d, offset, data) {
-            Ok(false) => reply.written(len),
-            Ok(true) => self.run(|i| async move {
-                match i.data.flush(&d).await {
-                    Ok(()) => reply.written(len),
-                    Err(e) => reply.error(errno(e)),
-                }
-            }),
+            Ok(false) => {
+                fs_metrics().written_bytes.add(u64::from(len));
+                reply.written(len)
+            }
+            Ok(true) => {
+                let (i, started) = (self.inner.clone(), answering.hand_off());
+                self.rt.spawn(timed_since(FsOp::Write, started, async move {
+                    match i.data.flush(&d).await {
+                        Ok(()) => {
+                            fs_metrics().written_bytes.add(u64::from(len));
+                            reply.written(len)
+                        }
+                        Err(e) => reply.error(errno(e)),
+                    }
+                }));
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -490,7 +509,7 @@ impl Filesystem for TesseraFs {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Flush, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
                 let flushed = i.data.flush(&d).await;
@@ -513,7 +532,7 @@ impl Filesystem for TesseraFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Release, |i| async move {
             let r = async {
                 let d = i.handles.remove(fh.0).ok_or(FsError::BadHandle)?;
                 // Every step runs even if an earlier one failed: the open must not leak.
@@ -538,7 +557,7 @@ impl Filesystem for TesseraFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Fsync, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
                 i.data.flush(&d).await
@@ -550,6 +569,7 @@ impl Filesystem for TesseraFs {
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // Cookies are the cursor: a directory handle needs no state.
+        let _answering = Answering::new(FsOp::Opendir);
         reply.opened(FileHandle(0), FopenFlags::empty());
     }
 
@@ -561,7 +581,7 @@ impl Filesystem for TesseraFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Readdir, |i| async move {
             match i.ns.readdir(ino.0, offset, READDIR_BATCH, false).await {
                 Ok(entries) => {
                     for e in entries {
@@ -585,7 +605,7 @@ impl Filesystem for TesseraFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Readdirplus, |i| async move {
             match i.ns.readdir(ino.0, offset, READDIR_BATCH, true).await {
                 Ok(entries) => {
                     for e in entries {
@@ -622,11 +642,12 @@ impl Filesystem for TesseraFs {
         reply: ReplyEmpty,
     ) {
         // Every namespace change is durable in the Raft log before it is answered.
+        let _answering = Answering::new(FsOp::Fsyncdir);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.run(|i| async move {
+        self.run(FsOp::Statfs, |i| async move {
             match i.ns.statfs().await {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -647,10 +668,12 @@ impl Filesystem for TesseraFs {
         reply: ReplyEmpty,
     ) {
         if position != 0 {
+            let _answering = Answering::new(FsOp::Setxattr);
+            metrics::note_error();
             return reply.error(Errno::EINVAL);
         }
         let (name, value) = (name_of(name), value.to_vec());
-        self.run(|i| async move {
+        self.run(FsOp::Setxattr, |i| async move {
             let r = i.ns.setxattr(ino.0, &name, &value, flags as u32).await;
             Inner::empty(reply, r)
         });
@@ -658,14 +681,14 @@ impl Filesystem for TesseraFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name_of(name);
-        self.run(|i| async move {
+        self.run(FsOp::Getxattr, |i| async move {
             let r = i.ns.getxattr(ino.0, &name).await;
             xattr_reply(reply, size, r)
         });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.run(|i| async move {
+        self.run(FsOp::Listxattr, |i| async move {
             let r = i.ns.listxattr(ino.0).await;
             xattr_reply(reply, size, r)
         });
@@ -673,11 +696,14 @@ impl Filesystem for TesseraFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_of(name);
-        self.run(|i| async move { Inner::empty(reply, i.ns.removexattr(ino.0, &name).await) });
+        self.run(FsOp::Removexattr, |i| async move {
+            Inner::empty(reply, i.ns.removexattr(ino.0, &name).await)
+        });
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // With default_permissions the kernel checks modes itself and does not ask.
+        let _answering = Answering::new(FsOp::Access);
         reply.ok();
     }
 
@@ -693,7 +719,7 @@ impl Filesystem for TesseraFs {
         _pid: u32,
         reply: ReplyLock,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Getlk, |i| async move {
             let r = async {
                 let kind = lock_kind(typ)?;
                 i.ns.getlk(ino.0, lock_owner.0, kind, start, end).await
@@ -727,7 +753,7 @@ impl Filesystem for TesseraFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|i| async move {
+        self.run(FsOp::Setlk, |i| async move {
             let r = async {
                 let kind = lock_kind(typ)?;
                 if kind != LockKind::Unlock {
@@ -755,9 +781,10 @@ impl Filesystem for TesseraFs {
         reply: ReplyEmpty,
     ) {
         if mode != 0 {
+            let _answering = Answering::new(FsOp::Fallocate);
             return reply.error(errno(FsError::NotSupported));
         }
-        self.run(|i| async move {
+        self.run(FsOp::Fallocate, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
                 i.data.flush(&d).await?;
