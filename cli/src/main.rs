@@ -4,6 +4,8 @@
 //! with the component that implements it.
 
 mod chunk_cmd;
+mod cluster;
+mod info_cmd;
 mod meta_cmd;
 mod mount_cmd;
 mod secret_cmd;
@@ -33,6 +35,9 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Mount the file system with FUSE (foreground; --detach to run in the background).
     Mount(mount_cmd::MountArgs),
+    /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
+    /// chunkserver that holds it.
+    Info(info_cmd::InfoArgs),
 }
 
 fn init_logging() {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Chunk(args) => finish(chunk_cmd::run(args)),
         Command::Meta(args) => finish(meta_cmd::run(args)),
         Command::Mount(args) => finish(mount_cmd::run(args)),
+        Command::Info(args) => finish(info_cmd::run(args)),
     }
 }
 
