@@ -22,7 +22,7 @@ pub struct ClusterArgs {
     )]
     pub meta: Vec<String>,
 
-    /// File holding the cluster secret (required).
+    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
     #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
     pub secret_file: PathBuf,
 
@@ -136,4 +136,29 @@ pub fn load_secret(args: &ClusterArgs) -> anyhow::Result<Secret> {
             "{e}; check --secret-file / TESSERA_SECRET_FILE (create one with `tessera gen-secret`)"
         )
     })
+}
+
+/// Fails with the one-line "cannot reach" error unless some metaserver in `meta` answers a
+/// status call within `timeout` (whether or not it leads: a group electing is fine).
+pub async fn probe(meta: &[String], secret: &Secret, timeout: Duration) -> anyhow::Result<()> {
+    let mut last_err = None;
+    for addr in meta {
+        let client = Client::new(addr.clone(), secret.clone(), RpcConfig::default());
+        match client
+            .call_with::<MetaStatus>(&(), bytes::Bytes::new(), timeout)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e @ RpcError::Auth(_)) => bail!("{e}"),
+        Some(e) => bail!(
+            "cannot reach any metaserver at {}: {}; is the cluster running? check --meta / TESSERA_META",
+            meta.join(","),
+            cause(&e)
+        ),
+        None => bail!("no metaserver given: set --meta or TESSERA_META"),
+    }
 }

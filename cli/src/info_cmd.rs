@@ -23,7 +23,7 @@ pub struct InfoArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
 
-    /// Print one JSON object (field names documented in docs/operations.md) instead of text.
+    /// Print one JSON object (field names documented in docs/operations.md) instead of text [default: text].
     #[arg(long)]
     json: bool,
 }
