@@ -38,6 +38,10 @@ impl Method {
     pub const PLACE_STRIPE: Method = Method(0x0106);
     /// Stripe health counts (metadata leader).
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
+    /// A metadata backup image of the whole namespace (metadata leader; image in the payload).
+    pub const META_DUMP: Method = Method(0x0110);
+    /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
+    pub const META_LOAD: Method = Method(0x0111);
 
     /// Raft AppendEntries between metaservers (body: openraft types, postcard).
     pub const RAFT_APPEND: Method = Method(0x0301);
@@ -71,6 +75,8 @@ impl Method {
             Self::LIST_CHUNKSERVERS => "list-chunkservers",
             Self::PLACE_STRIPE => "place-stripe",
             Self::CLUSTER_HEALTH => "cluster-health",
+            Self::META_DUMP => "meta-dump",
+            Self::META_LOAD => "meta-load",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

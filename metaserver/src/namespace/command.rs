@@ -83,6 +83,7 @@ impl fmt::Display for Command {
             Op::ExpireSession { session } => write!(f, "expire-session {session}"),
             Op::GcClaim { stripe } => write!(f, "gc-claim {stripe}"),
             Op::GcDone { stripe } => write!(f, "gc-done {stripe}"),
+            Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
         }
     }
 }

@@ -290,6 +290,8 @@ impl Model {
                 self.stripes.remove(stripe);
                 Ok(Response::Done)
             }
+            // Backups are tested in namespace::dump, not by the model.
+            Op::LoadImage { .. } => Err(FsError::NotPermitted),
         }
     }
 
