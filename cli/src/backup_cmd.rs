@@ -77,6 +77,11 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
     })?;
     write_atomically(&args.file, &image)?;
     println!("dumped {} to {}", describe(&summary), args.file.display());
+    if summary.bytes > MAX_LOAD_IMAGE {
+        eprintln!(
+            "tessera: warning: this image is larger than the {MAX_LOAD_IMAGE} bytes `tessera load` accepts; it cannot be restored online yet"
+        );
+    }
     Ok(())
 }
 

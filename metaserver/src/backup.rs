@@ -35,6 +35,13 @@ impl MetaService {
         .map_err(unavailable)?
         .map_err(unavailable)?;
         summary.bytes = image.len() as u64;
+        let max = u64::from(tessera_proto::frame::DEFAULT_MAX_PAYLOAD);
+        if summary.bytes > max {
+            return Err(unavailable(format!(
+                "the image is {} bytes, more than the {max} bytes one reply can carry",
+                summary.bytes
+            )));
+        }
         tracing::info!(
             inodes = summary.inodes,
             stripes = summary.stripes,

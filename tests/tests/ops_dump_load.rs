@@ -207,3 +207,95 @@ async fn dump_then_load_into_a_new_cluster_with_the_same_chunkservers() {
     drop(meta);
     drop(tmp);
 }
+
+/// An image close to the 3 MiB limit goes through Raft to every member, and a larger file
+/// is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_near_the_limit_loads_on_every_member() {
+    use std::sync::Arc;
+    use tessera_proto::fs::{FileKind, ROOT_INO};
+    use tessera_proto::meta::Op;
+
+    let dir = tessera_tests::TempDir::new("ops-dump-big");
+    let (secret_file, secret) = tessera_tests::process::write_secret(dir.path());
+    let old_dir = dir.join("old");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    let old = MetaCluster::start(&old_dir, &secret_file, &secret, 3, &MetaOptions::default()).await;
+    let client = Arc::new(old.client(MetaClientOptions::default()));
+    // Files with 200-byte names: about 0.5 KiB of image each, 2.9 MiB in all.
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..785u32 {
+                    let name = format!("{t:02}-{i:05}-{}", "n".repeat(190)).into_bytes();
+                    let r = client
+                        .write(Op::Mknod {
+                            parent: ROOT_INO,
+                            name,
+                            kind: FileKind::Regular,
+                            perm: 0o644,
+                            uid: t,
+                            gid: i,
+                            rdev: 0,
+                            open: false,
+                        })
+                        .await
+                        .unwrap();
+                    assert!(r.is_ok(), "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let dump1 = dir.join("one.dump");
+    let (code, out, err) = tessera(
+        &["dump", dump1.to_str().unwrap()],
+        &old.addrs(),
+        &secret_file,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let image = std::fs::read(&dump1).unwrap();
+    eprintln!("image of {} bytes", image.len());
+    assert!(
+        image.len() > (5 << 20) / 2 && image.len() as u64 <= tessera_proto::backup::MAX_LOAD_IMAGE,
+        "{} bytes",
+        image.len()
+    );
+    drop(client);
+    drop(old);
+
+    let new_dir = dir.join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let new = MetaCluster::start(&new_dir, &secret_file, &secret, 3, &MetaOptions::default()).await;
+    let (code, out, err) = tessera(
+        &["load", dump1.to_str().unwrap()],
+        &new.addrs(),
+        &secret_file,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        new.wait_converged(&[1, 2, 3], Duration::from_secs(20))
+            .await
+            .is_some(),
+        "the members did not all apply the load"
+    );
+    let dump2 = dir.join("two.dump");
+    let (code, out, err) = tessera(
+        &["dump", dump2.to_str().unwrap()],
+        &new.addrs(),
+        &secret_file,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(std::fs::read(&dump2).unwrap() == image);
+
+    // Over the limit: refused locally, in one line naming the limit.
+    let big = dir.join("big.dump");
+    std::fs::write(&big, vec![0u8; (3 << 20) + 1]).unwrap();
+    let (code, _, err) = tessera(&["load", big.to_str().unwrap()], &new.addrs(), &secret_file);
+    assert_ne!(code, 0);
+    assert!(err.contains("at most 3145728 bytes"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
