@@ -174,9 +174,18 @@ fn report(path: &Path, ino: u64, layout: FileLayout, servers: &[ChunkserverInfo]
         .iter()
         .map(|s| (s.layout.k, s.layout.m))
         .collect();
-    let stripes = layout
-        .stripes
-        .iter()
+    // Stripes in file order: by the first slice that references each.
+    let mut order: BTreeMap<tessera_proto::fs::StripeId, usize> = BTreeMap::new();
+    for slice in layout.chunks.iter().flat_map(|c| &c.slices) {
+        if let Some(r) = slice.data {
+            let next = order.len();
+            order.entry(r.stripe).or_insert(next);
+        }
+    }
+    let mut sorted: Vec<&tessera_proto::fs::StripeInfo> = layout.stripes.iter().collect();
+    sorted.sort_by_key(|s| order.get(&s.id).copied().unwrap_or(usize::MAX));
+    let stripes = sorted
+        .into_iter()
         .map(|s| StripeRow {
             id: s.id.to_string(),
             k: s.layout.k,

@@ -98,6 +98,11 @@ async fn info_lists_every_stripe_and_where_each_shard_is() {
     }
     assert_eq!(covered, 10 * MIB as u64);
 
+    // Stripes come in file order: the first slice's stripe first.
+    let first_chunk = &r["chunks"][0]["slices"];
+    assert_eq!(stripes[0]["id"], first_chunk[0]["stripe"], "{r:#}");
+    assert_eq!(stripes[1]["id"], first_chunk[1]["stripe"], "{r:#}");
+
     let mut listed = BTreeSet::new();
     for s in stripes {
         let shards = s["shards"].as_array().unwrap();
