@@ -260,4 +260,32 @@ mod tests {
         assert!(inspect(&bad).is_err());
         assert_eq!(digest(&fresh.store).unwrap(), before);
     }
+
+    #[test]
+    fn a_file_unlinked_while_open_is_left_out_as_if_closed() {
+        let unlink = |ns: &mut Ns, root| {
+            ns.cmd(Op::Unlink {
+                parent: root,
+                name: "f".into(),
+            })
+            .unwrap();
+        };
+        let mut open = Ns::new();
+        let root = open.root();
+        let f = open.create(root, "f");
+        open.create(root, "g");
+        open.cmd(Op::Open { ino: f }).unwrap();
+        unlink(&mut open, root);
+        assert!(open.store.inode(f).unwrap().is_some(), "kept while open");
+
+        let mut closed = Ns::new();
+        let f = closed.create(root, "f");
+        closed.create(root, "g");
+        closed.cmd(Op::Open { ino: f }).unwrap();
+        unlink(&mut closed, root);
+        closed.cmd(Op::Release { ino: f }).unwrap();
+        assert!(closed.store.inode(f).unwrap().is_none());
+
+        assert_eq!(dump(&open.store).unwrap(), dump(&closed.store).unwrap());
+    }
 }
