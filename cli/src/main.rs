@@ -3,8 +3,11 @@
 //! Each process role and admin command is a subcommand; every one of them arrives together
 //! with the component that implements it.
 
+mod backup_cmd;
 mod chunk_cmd;
 mod fsck_cmd;
+mod cluster;
+mod info_cmd;
 mod meta_cmd;
 mod mount_cmd;
 mod secret_cmd;
@@ -15,7 +18,15 @@ use std::process::ExitCode;
 
 /// Tessera: a distributed POSIX file system with erasure-coded, content-addressed storage.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, propagate_version = true)]
+#[command(
+    name = "tessera",
+    version,
+    propagate_version = true,
+    after_help = "Admin commands read --meta from TESSERA_META and --secret-file from \
+                  TESSERA_SECRET_FILE when the flag is not given.\n\
+                  Every flag and its default: tessera <COMMAND> --help. \
+                  Operations guide: docs/operations.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +49,16 @@ enum Command {
     /// orphaned; --deep re-reads shards, --repair fixes what it finds. Exits 1 on problems,
     /// 2 when the cluster cannot be reached.
     Fsck(fsck_cmd::FsckArgs),
+    /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
+    /// chunkserver that holds it.
+    Info(info_cmd::InfoArgs),
+    /// Write a metadata backup of the whole namespace to FILE (deterministic: the same files
+    /// give the same bytes). Restore it into a new cluster with `tessera load`.
+    Dump(backup_cmd::DumpArgs),
+    /// Restore a `tessera dump` image into a new cluster whose namespace holds only the root
+    /// directory (online, through Raft; images up to 3 MiB). Refused if the namespace is not
+    /// empty.
+    Load(backup_cmd::LoadArgs),
 }
 
 fn init_logging() {
@@ -67,6 +88,9 @@ fn main() -> ExitCode {
         Command::Chunk(args) => finish(chunk_cmd::run(args)),
         Command::Meta(args) => finish(meta_cmd::run(args)),
         Command::Mount(args) => finish(mount_cmd::run(args)),
+        Command::Info(args) => finish(info_cmd::run(args)),
+        Command::Dump(args) => finish(backup_cmd::dump(args)),
+        Command::Load(args) => finish(backup_cmd::load(args)),
     }
 }
 

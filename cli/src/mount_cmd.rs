@@ -70,6 +70,18 @@ pub struct MountArgs {
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
+    // Fail in seconds with one clear line when no metaserver is there at all, instead of
+    // after the metadata client's 30 s of retries.
+    let secret = tessera_rpc::Secret::load(&args.secret_file).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; check --secret-file / TESSERA_SECRET_FILE (create one with `tessera gen-secret`)"
+        )
+    })?;
+    crate::cluster::runtime()?.block_on(crate::cluster::probe(
+        &args.meta,
+        &secret,
+        Duration::from_secs(5),
+    ))?;
     if args.detach {
         return detach(&args);
     }

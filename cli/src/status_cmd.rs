@@ -15,7 +15,7 @@ use tessera_proto::meta::{
     ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatus,
     MetaStatusReply, StripeHealth,
 };
-use tessera_rpc::{Client, RpcConfig, Secret};
+use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
 
 /// Flags of `tessera status`.
 #[derive(Debug, Args)]
@@ -30,12 +30,12 @@ pub struct StatusArgs {
     )]
     meta: Vec<String>,
 
-    /// File holding the cluster secret (required).
+    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
     #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
     secret_file: PathBuf,
 
     /// Print one JSON object (stable field names, documented in docs/operations.md) instead
-    /// of tables.
+    /// of tables [default: tables].
     #[arg(long)]
     json: bool,
 
@@ -85,11 +85,19 @@ async fn call<R: Rpc>(
     timeout: Duration,
     req: &R::Request,
 ) -> Option<R::Reply> {
+    try_call::<R>(addr, secret, timeout, req).await.ok()
+}
+
+async fn try_call<R: Rpc>(
+    addr: &str,
+    secret: &Secret,
+    timeout: Duration,
+    req: &R::Request,
+) -> Result<R::Reply, RpcError> {
     let client = Client::new(addr, secret.clone(), RpcConfig::default());
     client
         .call_with::<R>(req, bytes::Bytes::new(), timeout)
         .await
-        .ok()
         .map(|(r, _)| r)
 }
 
@@ -104,16 +112,28 @@ fn state_name(s: ChunkserverState) -> &'static str {
 async fn gather(args: &StatusArgs, secret: &Secret) -> anyhow::Result<Report> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut answers: BTreeMap<String, MetaStatusReply> = BTreeMap::new();
+    let mut last_err = None;
     for addr in &args.meta {
-        if let Some(s) = call::<MetaStatus>(addr, secret, timeout, &()).await {
-            answers.insert(addr.clone(), s);
+        match try_call::<MetaStatus>(addr, secret, timeout, &()).await {
+            Ok(s) => {
+                answers.insert(addr.clone(), s);
+            }
+            Err(e) => last_err = Some(e),
         }
     }
     if answers.is_empty() {
-        anyhow::bail!(
-            "no metaserver answered at {}; is the cluster running, and do --meta / TESSERA_META and the secret match it?",
-            args.meta.join(",")
-        );
+        match last_err {
+            Some(e @ RpcError::Auth(_)) => anyhow::bail!("{e}"),
+            Some(RpcError::Connect { reason, .. }) => anyhow::bail!(
+                "cannot reach any metaserver at {}: {reason}; is the cluster running? check --meta / TESSERA_META",
+                args.meta.join(",")
+            ),
+            Some(e) => anyhow::bail!(
+                "cannot reach any metaserver at {}: {e}; is the cluster running? check --meta / TESSERA_META",
+                args.meta.join(",")
+            ),
+            None => anyhow::bail!("no metaserver given: set --meta or TESSERA_META"),
+        }
     }
     // Members as the group itself lists them, so a member left out of --meta is still shown.
     let mut members: BTreeMap<u64, String> = BTreeMap::new();
@@ -236,7 +256,11 @@ fn print_tables(r: &Report) {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let secret = Secret::load(&args.secret_file)?;
+    let secret = Secret::load(&args.secret_file).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; check --secret-file / TESSERA_SECRET_FILE (create one with `tessera gen-secret`)"
+        )
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

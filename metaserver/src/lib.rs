@@ -3,6 +3,7 @@
 //! `namespace` is the replicated state machine as a pure, storage-agnostic core; the Raft
 //! adapter, the RPC service and the server entry point wrap it.
 
+mod backup;
 pub mod chunk_registry;
 pub mod config;
 pub mod error;

@@ -69,7 +69,7 @@ impl MetaService {
     }
 
     /// `Err(address of the leader, if known)` unless this member leads.
-    fn require_leader(&self) -> Result<(), Option<String>> {
+    pub(crate) fn require_leader(&self) -> Result<(), Option<String>> {
         if self.raft.is_leader() {
             return Ok(());
         }
@@ -94,6 +94,12 @@ impl MetaService {
                 None => unavailable(e),
             }),
         }
+    }
+
+    /// Confirms that this member still leads (a read index), so a read of the local state
+    /// afterwards is linearizable.
+    pub(crate) async fn confirm_leader(&self) -> Result<(), ServiceError> {
+        self.reads.confirm(&self.raft).await
     }
 
     /// Reads after confirming leadership (shared with other reads queued at the same time).
@@ -158,6 +164,7 @@ impl MetaService {
     /// Adds the service's methods to a router.
     pub fn routes(self, router: Router) -> Router {
         let router = self.clone().cluster_routes(router);
+        let router = self.clone().backup_routes(router);
         let (w, r, s, d) = (self.clone(), self.clone(), self.clone(), self);
         router
             .route::<MetaWrite, _, _>(move |call| {

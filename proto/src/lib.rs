@@ -4,6 +4,7 @@
 //! fuzz target decode frames with exactly the same code. The byte layout is documented in
 //! `docs/formats.md`.
 
+pub mod backup;
 pub mod body;
 pub mod chunk;
 pub mod cluster;

@@ -147,6 +147,13 @@ pub enum Op {
         from: u64,
         to: u64,
     },
+
+    /// Replace an empty namespace (only the root directory) with a backup image from
+    /// `tessera dump` (`ENOTEMPTY` if the namespace holds anything, `EINVAL` if the image
+    /// does not decode). Sent by the leader for [`crate::backup::MetaLoad`].
+    LoadImage {
+        image: Vec<u8>,
+    },
 }
 
 /// A read of the state.

@@ -42,6 +42,10 @@ impl Method {
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
     /// Damaged shards found by an admin tool, for the repair scheduler (metadata leader).
     pub const REPORT_SHARDS: Method = Method(0x0108);
+    /// A metadata backup image of the whole namespace (metadata leader; image in the payload).
+    pub const META_DUMP: Method = Method(0x0110);
+    /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
+    pub const META_LOAD: Method = Method(0x0111);
 
     /// Raft AppendEntries between metaservers (body: openraft types, postcard).
     pub const RAFT_APPEND: Method = Method(0x0301);
@@ -77,6 +81,8 @@ impl Method {
             Self::PLACE_STRIPE => "place-stripe",
             Self::CLUSTER_HEALTH => "cluster-health",
             Self::REPORT_SHARDS => "report-shards",
+            Self::META_DUMP => "meta-dump",
+            Self::META_LOAD => "meta-load",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

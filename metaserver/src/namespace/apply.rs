@@ -11,7 +11,7 @@ use super::overlay::{Overlay, Writes, flush};
 use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
-use super::{attr, data, dir, lock, read, rename, session, stripes, xattr};
+use super::{attr, data, dir, dump, lock, read, rename, session, stripes, xattr};
 use crate::error::MetaError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
 
@@ -216,6 +216,11 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             from,
             to,
         } => stripes::move_shard(s, stripe, *index, *from, *to),
+        // Only the metaserver itself loads a backup (for `tessera load`, after its checks).
+        Op::LoadImage { image } => match cmd.session {
+            SYSTEM_SESSION => dump::load(s, image),
+            _ => Err(FsError::NotPermitted.into()),
+        },
     }
 }
 

@@ -89,6 +89,7 @@ impl fmt::Display for Command {
                 from,
                 to,
             } => write!(f, "move-shard {stripe}[{index}] {from:#x} -> {to:#x}"),
+            Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
         }
     }
 }

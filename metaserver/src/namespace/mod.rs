@@ -18,6 +18,7 @@ mod command;
 mod data;
 mod digest;
 mod dir;
+pub mod dump;
 mod lock;
 mod names;
 mod nodes;
