@@ -5,8 +5,8 @@
 
 mod backup_cmd;
 mod chunk_cmd;
-mod fsck_cmd;
 mod cluster;
+mod fsck_cmd;
 mod info_cmd;
 mod meta_cmd;
 mod mount_cmd;

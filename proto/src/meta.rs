@@ -437,6 +437,7 @@ pub struct PlaceRequest {
 }
 
 /// Pick `count` distinct live chunkservers with room, favouring free space (leader only).
+/// Fewer come back when fewer have room: the caller reports the shortage (`ENOSPC`).
 #[derive(Debug)]
 pub struct PlaceStripe;
 

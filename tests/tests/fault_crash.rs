@@ -10,6 +10,9 @@ use tessera_tests::MetaOptions;
 use tessera_tests::fault::{fsck, noise, wait_for};
 use tessera_tests::mount::DevCluster;
 
+/// A file name and the content its fsync made durable.
+type File = (String, Vec<u8>);
+
 fn options() -> MetaOptions {
     let flags = [
         ("--upload-window-ms", "2000"),
@@ -30,7 +33,7 @@ fn options() -> MetaOptions {
 async fn fsynced_files_survive_killing_every_process() {
     let mut c = DevCluster::start_opts("fault-crash", 3, 6, "4+2", 1, &options()).await;
     let dir = c.mount(0).path().to_path_buf();
-    let synced: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let synced: Arc<Mutex<Vec<File>>> = Arc::default();
     for w in 0..2u64 {
         let (dir, synced) = (dir.clone(), synced.clone());
         std::thread::spawn(move || {
@@ -94,5 +97,8 @@ async fn fsynced_files_survive_killing_every_process() {
         },
     )
     .await;
-    eprintln!("{} fsynced files intact after SIGKILL of every process\n{out}", synced.len());
+    eprintln!(
+        "{} fsynced files intact after SIGKILL of every process\n{out}",
+        synced.len()
+    );
 }

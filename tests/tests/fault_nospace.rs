@@ -49,7 +49,9 @@ async fn full_disks_give_enospc_and_harm_nothing() {
         let data = disk.path().join("data");
         disks.push(disk);
         let name = format!("chunk-{i}");
-        servers.push(Chunkserver::start(&dir, &name, &data, (&secret_file, &secret), &chunk_opts).await);
+        servers.push(
+            Chunkserver::start(&dir, &name, &data, (&secret_file, &secret), &chunk_opts).await,
+        );
     }
     let client = meta.client(MetaClientOptions::default());
     wait_for_up(&client, sizes.len()).await;
@@ -80,7 +82,10 @@ async fn full_disks_give_enospc_and_harm_nothing() {
     // 3) Nothing stored before is harmed.
     drop_caches();
     for (name, data) in &stored {
-        assert!(std::fs::read(mount.join(name)).unwrap() == *data, "{name} differs");
+        assert!(
+            std::fs::read(mount.join(name)).unwrap() == *data,
+            "{name} differs"
+        );
     }
     // 4) Free space, and writes succeed again.
     for (name, _) in stored.iter().filter(|(n, _)| n.starts_with('a')) {
