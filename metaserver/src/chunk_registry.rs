@@ -190,25 +190,32 @@ impl ChunkRegistry {
     /// all pick the same servers.
     pub fn place(&self, req: &PlaceRequest) -> Result<Vec<ChunkserverInfo>, ServiceError> {
         static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let mut candidates: Vec<ChunkserverInfo> = self
+        let live: Vec<ChunkserverInfo> = self
             .list()
             .into_iter()
-            .filter(|s| {
-                s.state == ChunkserverState::Up
-                    && !s.full
-                    && !req.exclude.contains(&s.id)
-                    && s.capacity.saturating_sub(s.used) >= req.shard_len
-            })
+            .filter(|s| s.state == ChunkserverState::Up && !req.exclude.contains(&s.id))
+            .collect();
+        let live_count = live.len();
+        let mut candidates: Vec<ChunkserverInfo> = live
+            .into_iter()
+            .filter(|s| !s.full && s.capacity.saturating_sub(s.used) >= req.shard_len)
             .collect();
         let count = usize::from(req.count);
         if candidates.len() < count {
-            // Fewer than asked: the caller sees the shortage at once (a writer reports
-            // ENOSPC) instead of retrying as if the leader were unreachable.
-            tracing::warn!(
-                "only {} chunkservers are up with room for a {}-byte shard; a stripe needs {count} distinct ones",
+            let why = format!(
+                "only {} of {live_count} chunkservers up (not counting excluded ones) have room \
+                 for a {}-byte shard; a stripe needs {count} distinct ones",
                 candidates.len(),
                 req.shard_len
             );
+            if live_count < count {
+                // Too few servers alive (or registered with a new leader yet): a transient
+                // state the caller retries through.
+                return Err(ServiceError::Unavailable { reason: why });
+            }
+            // Enough servers, but full: the caller gets the ones with room and reports the
+            // shortage (a writer gets ENOSPC) instead of retrying.
+            tracing::warn!("{why}");
             return Ok(candidates);
         }
         // Free space in coarse buckets (1 GiB), so servers with similar room share the load.
@@ -260,8 +267,11 @@ mod tests {
             exclude: vec![3],
             ..req
         };
-        // Not enough servers: the ones there are, so the caller sees the shortage.
-        assert_eq!(r.place(&req).unwrap().len(), 5);
+        // Not enough servers alive: retry later.
+        assert!(matches!(
+            r.place(&req),
+            Err(ServiceError::Unavailable { .. })
+        ));
     }
 
     #[test]
