@@ -8,6 +8,7 @@ mod chunk_cmd;
 mod cluster;
 mod fsck_cmd;
 mod info_cmd;
+mod membership_cmd;
 mod meta_cmd;
 mod mount_cmd;
 mod secret_cmd;

@@ -11,23 +11,29 @@ use tessera_meta::raft::node::RaftTuning;
 use tessera_meta::upkeep::UpkeepConfig;
 use tessera_rpc::RpcConfig;
 
-/// Flags of `tessera meta`.
+use crate::membership_cmd::MembershipCmd;
+
+/// Flags of `tessera meta` (run a member), or one of its membership subcommands.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct MetaArgs {
+    #[command(subcommand)]
+    action: Option<MembershipCmd>,
+
     /// This member's node id, a positive integer. Bound to --data on first start and never
     /// reused for another node (required).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    id: u64,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), required = true)]
+    id: Option<u64>,
 
     /// Address to listen on, HOST:PORT (required); other members, chunkservers and clients
     /// reach this member at the address given for it in --peers.
-    #[arg(long, value_name = "ADDR")]
-    listen: String,
+    #[arg(long, value_name = "ADDR", required = true)]
+    listen: Option<String>,
 
     /// Data directory: Raft log, namespace database and node id file (required). Created if
     /// missing. A restart on the same directory resumes with all state.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    data: Option<PathBuf>,
 
     /// Every member of the group as ID=HOST:PORT, comma-separated, including this one
     /// (required), e.g. 1=10.0.0.1:7000,2=10.0.0.2:7000,3=10.0.0.3:7000.
@@ -35,8 +41,8 @@ pub struct MetaArgs {
     peers: Vec<String>,
 
     /// File holding the cluster secret (required; create one with `tessera gen-secret`).
-    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
-    secret_file: PathBuf,
+    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE", required = true)]
+    secret_file: Option<PathBuf>,
 
     /// Form the group from --peers. Give it to ONE member, once, when the cluster is new;
     /// a member that already belongs to a group ignores it.
@@ -119,12 +125,16 @@ fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
 }
 
 pub fn run(args: MetaArgs) -> anyhow::Result<()> {
+    if let Some(action) = args.action {
+        return crate::membership_cmd::run(action);
+    }
+    let missing = |flag: &str| anyhow::anyhow!("{flag} is required to run a metaserver");
     let config = MetaConfig {
-        id: args.id,
-        listen: args.listen,
-        data: args.data,
+        id: args.id.ok_or_else(|| missing("--id"))?,
+        listen: args.listen.ok_or_else(|| missing("--listen"))?,
+        data: args.data.ok_or_else(|| missing("--data"))?,
         peers: parse_peers(&args.peers)?,
-        secret_file: args.secret_file,
+        secret_file: args.secret_file.ok_or_else(|| missing("--secret-file"))?,
         init: args.init,
         tuning: RaftTuning {
             heartbeat: Duration::from_millis(args.heartbeat_ms),

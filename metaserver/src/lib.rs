@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 mod leader;
+mod membership;
 pub mod metrics;
 pub mod namespace;
 pub mod node_id;

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
-    ClusterHealth, DigestReply, ListChunkservers, MetaRead, MetaStatus, MetaStatusReply, MetaWrite,
-    PlaceStripe, ReadRequest, Reply, ReportShards, ServiceError, StateDigest, WriteRequest,
+    ChangeMembership, ClusterHealth, DigestReply, ListChunkservers, MetaRead, MetaStatus,
+    MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards, ServiceError,
+    StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -25,6 +26,8 @@ pub struct MetaService {
     store: Arc<RedbStore>,
     reads: ReadGate,
     registry: Arc<ChunkRegistry>,
+    /// Membership changes run one at a time.
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Wall-clock time for the leader to stamp into a command.
@@ -55,6 +58,7 @@ impl MetaService {
             store,
             reads: ReadGate::default(),
             registry,
+            membership: Arc::default(),
         }
     }
 
@@ -190,8 +194,21 @@ impl MetaService {
     fn cluster_routes(self, router: Router) -> Router {
         let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
         let report = self.clone();
+        let members = self.clone();
         let health = self;
         router
+            .route::<ChangeMembership, _, _>(move |call| {
+                let svc = members.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => {
+                            crate::membership::change(&svc.raft, &svc.membership, call.req).await
+                        }
+                        Err(leader) => Err(ServiceError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
+            })
             .route::<ReportShards, _, _>(move |call| {
                 let svc = report.clone();
                 async move {

@@ -437,7 +437,8 @@ pub struct PlaceRequest {
 }
 
 /// Pick `count` distinct live chunkservers with room, favouring free space (leader only).
-/// Fewer come back when fewer have room: the caller reports the shortage (`ENOSPC`).
+/// Fewer come back when enough are up but fewer have room: the caller reports the shortage
+/// (`ENOSPC`); too few servers up is `Unavailable`, which callers retry.
 #[derive(Debug)]
 pub struct PlaceStripe;
 
@@ -487,4 +488,28 @@ impl Rpc for ReportShards {
     const METHOD: Method = Method::REPORT_SHARDS;
     type Request = Vec<DamagedShard>;
     type Reply = Result<(), ServiceError>;
+}
+
+/// A change to the metadata group's membership (leader only). Every change goes through this
+/// one call, which the leader serialises: a new member joins as a learner, catches up with
+/// the log, and only then becomes a voter.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add member `id` listening at `addr` (started with `tessera meta --id ID --peers
+    /// ID=ADDR`, without `--init`).
+    Add { id: u64, addr: String },
+    /// Remove member `id` from the group (it may then be stopped).
+    Remove { id: u64 },
+    /// Hand leadership to member `id`.
+    TransferLeader { id: u64 },
+}
+
+/// Change the metadata group's membership; the reply describes the new membership.
+#[derive(Debug)]
+pub struct ChangeMembership;
+
+impl Rpc for ChangeMembership {
+    const METHOD: Method = Method::CHANGE_MEMBERSHIP;
+    type Request = MembershipChange;
+    type Reply = Result<String, ServiceError>;
 }

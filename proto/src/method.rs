@@ -42,6 +42,8 @@ impl Method {
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
     /// Damaged shards found by an admin tool, for the repair scheduler (metadata leader).
     pub const REPORT_SHARDS: Method = Method(0x0108);
+    /// Add or remove a metaserver, or move the leadership (metadata leader).
+    pub const CHANGE_MEMBERSHIP: Method = Method(0x0109);
     /// A metadata backup image of the whole namespace (metadata leader; image in the payload).
     pub const META_DUMP: Method = Method(0x0110);
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
@@ -81,6 +83,7 @@ impl Method {
             Self::PLACE_STRIPE => "place-stripe",
             Self::CLUSTER_HEALTH => "cluster-health",
             Self::REPORT_SHARDS => "report-shards",
+            Self::CHANGE_MEMBERSHIP => "change-membership",
             Self::META_DUMP => "meta-dump",
             Self::META_LOAD => "meta-load",
             Self::RAFT_APPEND => "raft-append",
