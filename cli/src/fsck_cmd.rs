@@ -213,7 +213,13 @@ async fn check(c: &mut Cluster, args: &FsckArgs, deep: bool) -> anyhow::Result<F
     let mut inventories: HashMap<u64, HashMap<ShardId, u64>> = HashMap::new();
     for s in servers.values() {
         if s.state != ChunkserverState::Down {
-            inventories.insert(s.id, c.inventory(&s.addr).await?);
+            match c.inventory(&s.addr).await {
+                Ok(inv) => {
+                    inventories.insert(s.id, inv);
+                }
+                // Not yet marked down but not answering: its shards count as unavailable.
+                Err(e) => eprintln!("warning: {e:#}"),
+            }
         }
     }
     let mut f = Findings {

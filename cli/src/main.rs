@@ -13,6 +13,7 @@ mod meta_cmd;
 mod mount_cmd;
 mod secret_cmd;
 mod status_cmd;
+mod upkeep_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,6 +51,15 @@ enum Command {
     /// orphaned; --deep re-reads shards, --repair fixes what it finds. Exits 1 on problems,
     /// 2 when the cluster cannot be reached.
     Fsck(fsck_cmd::FsckArgs),
+    /// Show repair progress (stripes healthy, degraded, lost) and wait until every stripe
+    /// has all its shards; exits 1 if it did not happen within --wait-ms.
+    Repair(upkeep_cmd::RepairArgs),
+    /// Show the garbage-collection queue (stripes no file references, waiting to be
+    /// deleted); with --wait-ms, wait until it is empty.
+    Gc(upkeep_cmd::GcArgs),
+    /// Move every shard off a chunkserver before it is decommissioned, with progress; no new
+    /// shards go to it meanwhile. --cancel stops a drain.
+    Drain(upkeep_cmd::DrainArgs),
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
@@ -85,6 +95,9 @@ fn main() -> ExitCode {
             eprintln!("tessera: {e:#}");
             ExitCode::from(2)
         }),
+        Command::Repair(args) => checked(upkeep_cmd::repair(args)),
+        Command::Gc(args) => checked(upkeep_cmd::gc(args)),
+        Command::Drain(args) => checked(upkeep_cmd::drain(args)),
         Command::GenSecret(args) => finish(secret_cmd::run(args)),
         Command::Chunk(args) => finish(chunk_cmd::run(args)),
         Command::Meta(args) => finish(meta_cmd::run(args)),
@@ -92,6 +105,18 @@ fn main() -> ExitCode {
         Command::Info(args) => finish(info_cmd::run(args)),
         Command::Dump(args) => finish(backup_cmd::dump(args)),
         Command::Load(args) => finish(backup_cmd::load(args)),
+    }
+}
+
+/// Exit status of a check: 0 done, 1 not (yet), 2 failed with an error (printed).
+fn checked(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tessera: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -57,6 +57,8 @@ pub struct ChunkRegistry {
     liveness: Liveness,
     servers: Mutex<HashMap<u64, Entry>>,
     reports: Mutex<Vec<ShardReport>>,
+    /// Servers being drained: no new shards, and repair moves theirs away.
+    draining: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// Most shard reports kept waiting; beyond this the oldest are dropped (a scrub finds them
@@ -136,6 +138,23 @@ impl ChunkRegistry {
         Ok(())
     }
 
+    /// Starts or stops draining a server.
+    pub fn set_draining(&self, id: u64, on: bool) {
+        let mut d = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = if on { d.insert(id) } else { d.remove(&id) };
+        if changed {
+            tracing::info!(id = %format!("{id:#018x}"), on, "chunkserver drain");
+        }
+    }
+
+    /// Servers being drained.
+    pub fn draining(&self) -> std::collections::HashSet<u64> {
+        self.draining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Queues damaged shards found by an admin tool (fsck) for repair.
     pub fn add_reports(&self, found: Vec<tessera_proto::meta::DamagedShard>) {
         let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,10 +209,12 @@ impl ChunkRegistry {
     /// all pick the same servers.
     pub fn place(&self, req: &PlaceRequest) -> Result<Vec<ChunkserverInfo>, ServiceError> {
         static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let draining = self.draining();
         let live: Vec<ChunkserverInfo> = self
             .list()
             .into_iter()
             .filter(|s| s.state == ChunkserverState::Up && !req.exclude.contains(&s.id))
+            .filter(|s| !draining.contains(&s.id))
             .collect();
         let live_count = live.len();
         let mut candidates: Vec<ChunkserverInfo> = live

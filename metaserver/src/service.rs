@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
-    ChangeMembership, ClusterHealth, DigestReply, ListChunkservers, MetaRead, MetaStatus,
-    MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards, ServiceError,
-    StateDigest, WriteRequest,
+    ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
+    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards,
+    ServiceError, StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -195,8 +195,19 @@ impl MetaService {
         let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
         let report = self.clone();
         let members = self.clone();
+        let drain = self.clone();
         let health = self;
         router
+            .route::<DrainChunkserver, _, _>(move |call| {
+                let svc = drain.clone();
+                async move {
+                    let reply = svc
+                        .require_leader()
+                        .map(|()| svc.registry.set_draining(call.req.id, call.req.drain))
+                        .map_err(|leader| ServiceError::NotLeader { leader });
+                    (reply, Bytes::new())
+                }
+            })
             .route::<ChangeMembership, _, _>(move |call| {
                 let svc = members.clone();
                 async move {

@@ -513,3 +513,23 @@ impl Rpc for ChangeMembership {
     type Request = MembershipChange;
     type Reply = Result<String, ServiceError>;
 }
+
+/// Start (or stop) draining a chunkserver: no new shards go to it, and repair moves every
+/// shard it holds to other servers (leader only; soft state, so `tessera drain` repeats it
+/// until done, which also carries it across a leader change).
+#[derive(Debug)]
+pub struct DrainChunkserver;
+
+/// Body of a [`DrainChunkserver`] request.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainRequest {
+    pub id: u64,
+    /// `false` cancels a drain.
+    pub drain: bool,
+}
+
+impl Rpc for DrainChunkserver {
+    const METHOD: Method = Method::DRAIN_CHUNKSERVER;
+    type Request = DrainRequest;
+    type Reply = Result<(), ServiceError>;
+}

@@ -44,6 +44,8 @@ impl Method {
     pub const REPORT_SHARDS: Method = Method(0x0108);
     /// Add or remove a metaserver, or move the leadership (metadata leader).
     pub const CHANGE_MEMBERSHIP: Method = Method(0x0109);
+    /// Move every shard off a chunkserver before it is decommissioned (metadata leader).
+    pub const DRAIN_CHUNKSERVER: Method = Method(0x010A);
     /// A metadata backup image of the whole namespace (metadata leader; image in the payload).
     pub const META_DUMP: Method = Method(0x0110);
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
@@ -84,6 +86,7 @@ impl Method {
             Self::CLUSTER_HEALTH => "cluster-health",
             Self::REPORT_SHARDS => "report-shards",
             Self::CHANGE_MEMBERSHIP => "change-membership",
+            Self::DRAIN_CHUNKSERVER => "drain-chunkserver",
             Self::META_DUMP => "meta-dump",
             Self::META_LOAD => "meta-load",
             Self::RAFT_APPEND => "raft-append",

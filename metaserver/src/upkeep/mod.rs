@@ -160,6 +160,7 @@ impl Ctx {
                 .map(|s| (s.id, s))
                 .collect(),
             unknown_lost: leading_for >= self.cfg.dead_after,
+            draining: self.registry().draining(),
         }
     }
 }
@@ -170,6 +171,8 @@ struct Servers {
     /// Whether a server this leader has never heard from counts as lost: only once the
     /// leader has led for longer than the dead-after time.
     unknown_lost: bool,
+    /// Servers being drained: their shards move elsewhere, nothing new goes there.
+    draining: HashSet<u64>,
 }
 
 impl Servers {
@@ -194,6 +197,7 @@ impl Servers {
         self.by_id
             .values()
             .filter(|s| s.state == ChunkserverState::Up && !s.full)
+            .filter(|s| !self.draining.contains(&s.id))
     }
 }
 

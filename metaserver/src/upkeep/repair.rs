@@ -1,6 +1,7 @@
 //! Repair: every round, find each live stripe's unavailable shards (on a lost server, or
 //! reported corrupt or missing by the server that holds them), most endangered stripes first,
-//! and have a chunkserver rebuild each one from the other shards. A shard whose server is
+//! and have a chunkserver rebuild each one from the other shards. A server being drained is
+//! treated like a lost one, so its shards move away. A shard whose server is
 //! gone is rebuilt on a live server that holds no other shard of the stripe, then its new
 //! place is committed (`MoveShard`); a damaged shard on a live server is rebuilt in place.
 
@@ -108,6 +109,7 @@ async fn find_jobs(
         ids
     };
     let unknown_lost = servers.unknown_lost;
+    let draining = servers.draining.clone();
     let known: HashSet<u64> = servers.by_id.keys().copied().collect();
     let reported = reported.clone();
     let scan = tokio::task::spawn_blocking(move || {
@@ -123,7 +125,9 @@ async fn find_jobs(
                     .iter()
                     .enumerate()
                     .filter_map(|(i, p)| {
+                        // A draining server's shards move like a lost server's.
                         let gone = lost.contains(&p.server)
+                            || draining.contains(&p.server)
                             || (unknown_lost && !known.contains(&p.server));
                         if gone {
                             Some((i, false))

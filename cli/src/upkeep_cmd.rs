@@ -1,0 +1,230 @@
+//! `tessera repair`, `tessera gc` and `tessera drain`: the leader does repair and garbage
+//! collection by itself; these commands show their progress, wait for them, and start a
+//! drain (every shard moved off a server before it is decommissioned).
+
+use anyhow::bail;
+use clap::Args;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use tessera_client::{MetaClient, MetaClientOptions};
+use tessera_proto::meta::{
+    ClusterHealth, DrainChunkserver, DrainRequest, Query, Response, StripeHealth,
+};
+use tessera_rpc::RpcConfig;
+
+use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};
+
+/// Flags of `tessera repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Wait until every stripe has all its shards (repair runs by itself after a chunkserver
+    /// has been silent for the metaservers' --dead-after-ms), at most this long, in ms.
+    /// 0 only reports.
+    #[arg(long, value_name = "MS", default_value_t = 600_000)]
+    wait_ms: u64,
+}
+
+/// Flags of `tessera gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Wait until the GC queue is empty (stripes wait the metaservers' --gc-grace-ms first),
+    /// at most this long, in ms. 0 only reports.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    wait_ms: u64,
+}
+
+/// Flags of `tessera drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The chunkserver: its id (16 hex digits, as `tessera status` shows) or its address.
+    #[arg(value_name = "CHUNKSERVER")]
+    server: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Stop draining (new shards may go to the server again).
+    #[arg(long)]
+    cancel: bool,
+    /// Give up waiting after this long, in ms (the drain itself continues on the leader
+    /// until it changes; run the command again to resume it).
+    #[arg(long, value_name = "MS", default_value_t = 3_600_000)]
+    wait_ms: u64,
+}
+
+fn meta_client(args: &ClusterArgs) -> anyhow::Result<MetaClient> {
+    let secret = load_secret(args)?;
+    let options = MetaClientOptions {
+        deadline: Duration::from_millis(args.timeout_ms.max(1_000)),
+        ..MetaClientOptions::default()
+    };
+    Ok(MetaClient::new(
+        &args.meta,
+        secret,
+        RpcConfig::default(),
+        options,
+    ))
+}
+
+/// Prints a progress line: rewritten in place on a terminal, one line per change otherwise.
+fn progress(line: &str, last: &mut String) {
+    if line == last {
+        return;
+    }
+    if std::io::stdout().is_terminal() {
+        print!("\r{line}    ");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    } else {
+        println!("{line}");
+    }
+    *last = line.to_string();
+}
+
+pub fn repair(args: RepairArgs) -> anyhow::Result<bool> {
+    let secret = load_secret(&args.cluster)?;
+    runtime()?.block_on(async {
+        let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+        let mut last = String::new();
+        loop {
+            let leader = find_leader(&args.cluster, &secret).await?;
+            let (h, _): (StripeHealth, _) = leader
+                .call::<ClusterHealth, _>(&(), bytes::Bytes::new())
+                .await?;
+            progress(
+                &format!(
+                    "stripes: {} healthy, {} degraded, {} lost",
+                    h.healthy, h.degraded, h.lost
+                ),
+                &mut last,
+            );
+            if h.degraded == 0 && h.lost == 0 {
+                println!("\nevery stripe has all its shards");
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                println!("\nnot fully repaired yet (repair continues on the leader)");
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+pub fn gc(args: GcArgs) -> anyhow::Result<bool> {
+    let meta = meta_client(&args.cluster)?;
+    runtime()?.block_on(async {
+        let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+        let mut last = String::new();
+        loop {
+            let items = match meta.read(Query::GcQueue { limit: 1_000_000 }).await {
+                Ok(Ok(Response::Gc(items))) => items,
+                Ok(other) => bail!("unexpected reply to a GC queue read: {other:?}"),
+                Err(e) => bail!("cannot reach the metadata leader: {e}"),
+            };
+            let claimed = items.iter().filter(|i| i.claimed).count();
+            let bytes: u64 = items
+                .iter()
+                .map(|i| {
+                    i.stripe.layout.shard_len
+                        * (u64::from(i.stripe.layout.k) + u64::from(i.stripe.layout.m))
+                })
+                .sum();
+            progress(
+                &format!(
+                    "GC queue: {} stripes ({} being deleted), {} bytes of shards",
+                    items.len(),
+                    claimed,
+                    bytes
+                ),
+                &mut last,
+            );
+            if items.is_empty() {
+                println!();
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                println!();
+                return Ok(args.wait_ms == 0);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+pub fn drain(args: DrainArgs) -> anyhow::Result<bool> {
+    let secret = load_secret(&args.cluster)?;
+    let meta = meta_client(&args.cluster)?;
+    runtime()?.block_on(async {
+        let servers = meta
+            .list_chunkservers()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list chunkservers: {e}"))?;
+        let wanted = args.server.trim_start_matches("0x").to_lowercase();
+        let Some(server) = servers
+            .iter()
+            .find(|s| format!("{:016x}", s.id) == wanted || s.addr == args.server)
+        else {
+            bail!(
+                "no chunkserver {} is known to the leader; see `tessera status` for ids and addresses",
+                args.server
+            );
+        };
+        let id = server.id;
+        let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
+        let mut last = String::new();
+        loop {
+            // Repeated every round: the drain is soft state on the leader, so this also
+            // carries it over a leader change.
+            let leader = find_leader(&args.cluster, &secret).await?;
+            leader
+                .call::<DrainChunkserver, ()>(
+                    &DrainRequest {
+                        id,
+                        drain: !args.cancel,
+                    },
+                    bytes::Bytes::new(),
+                )
+                .await?;
+            if args.cancel {
+                println!("drain of {id:016x} cancelled");
+                return Ok(true);
+            }
+            let left = shards_on(&meta, id).await?;
+            progress(&format!("{id:016x}: {left} shards left"), &mut last);
+            if left == 0 {
+                println!("\n{id:016x} holds no referenced shard any more: it can be stopped");
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                println!("\ngave up waiting; run the command again to resume");
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Shards the stripe table records on server `id`.
+async fn shards_on(meta: &MetaClient, id: u64) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let page = match meta.read(Query::Stripes { after, limit: 1024 }).await {
+            Ok(Ok(Response::Stripes(page))) => page,
+            Ok(other) => bail!("unexpected reply to a stripe listing: {other:?}"),
+            Err(e) => bail!("cannot reach the metadata leader: {e}"),
+        };
+        count += page
+            .iter()
+            .filter(|e| !e.deleting)
+            .flat_map(|e| e.stripe.layout.shards.iter())
+            .filter(|p| p.server == id)
+            .count();
+        if page.len() < 1024 {
+            return Ok(count);
+        }
+        after = page.last().map(|e| e.stripe.id);
+    }
+}
