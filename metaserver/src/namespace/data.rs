@@ -7,6 +7,7 @@
 //! content addresses) simply revives it. A GC worker first claims it (`Deleting`), after
 //! which commits naming it get `EAGAIN` until the worker reports the shards gone.
 
+use super::chunk_codec::{decode_slices, encode_slices};
 use super::chunk_map::{ChunkMap, RefChanges};
 use super::codec::{corrupt, decode, key_u64};
 use super::command::{GcItem, Response};
@@ -178,20 +179,20 @@ pub(crate) fn commit<S: Store + ?Sized>(
         let map = match chunks.entry(cs.chunk) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let rec: ChunkRec = s
-                    .rec(Table::Chunks, &keys::chunk(ino, cs.chunk))?
-                    .unwrap_or_default();
-                e.insert(ChunkMap::from_slices(rec.slices, &mut changes))
+                let key = keys::chunk(ino, cs.chunk);
+                let old = match s.get(Table::Chunks, &key)? {
+                    Some(bytes) => decode_slices(&key, &bytes)?,
+                    None => Vec::new(),
+                };
+                e.insert(ChunkMap::from_slices(old, &mut changes))
             }
         };
         map.lay(slice, &mut changes);
         size = size.max(file_end);
     }
     for (index, map) in chunks {
-        let rec = ChunkRec {
-            slices: map.into_slices(),
-        };
-        s.put_rec(Table::Chunks, &keys::chunk(ino, index), &rec)?;
+        let bytes = encode_slices(&map.into_slices());
+        s.put(Table::Chunks, &keys::chunk(ino, index), &bytes)?;
     }
     // Gains first: a stripe both split and covered elsewhere never drops to zero on the way.
     for id in &changes.gained {
@@ -232,16 +233,11 @@ pub(crate) fn layout<S: StoreRead + ?Sized>(
         end.as_deref(),
         usize::MAX,
     )? {
-        let chunk: ChunkRec = decode(Table::Chunks, &key, &value)?;
-        ids.extend(
-            chunk
-                .slices
-                .iter()
-                .filter_map(|sl| sl.data.map(|r| r.stripe)),
-        );
+        let slices = decode_slices(&key, &value)?;
+        ids.extend(slices.iter().filter_map(|sl| sl.data.map(|r| r.stripe)));
         chunks.push(ChunkLayout {
             index: key_u64(Table::Chunks, &key, 8)?,
-            slices: chunk.slices,
+            slices,
         });
     }
     let mut stripes = Vec::with_capacity(ids.len());
