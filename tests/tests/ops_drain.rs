@@ -42,7 +42,10 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
     assert_eq!(code, 0, "no stripe may depend on the drained server: {out}");
     drop_caches();
     for (name, data) in &files {
-        assert!(std::fs::read(c.mount(0).join(name)).unwrap() == *data, "{name}");
+        assert!(
+            std::fs::read(c.mount(0).join(name)).unwrap() == *data,
+            "{name}"
+        );
     }
     let (code, out) = fsck(&c.meta.addrs(), &c.secret_file, &[]);
     assert_eq!(code, 0, "{out}");

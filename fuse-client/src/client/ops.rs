@@ -75,7 +75,18 @@ pub struct Namespace {
     meta: Arc<MetaClient>,
     /// Recent answers for `security.capability` (see [`CAPS`]).
     caps: Arc<Mutex<CapsCache>>,
+    /// Set-group-id bit and group of recently seen directories (see [`DIR_TTL`]).
+    dirs: Arc<Mutex<DirCache>>,
 }
+
+/// When each directory's attributes were seen, and its (perm, gid).
+type DirCache = HashMap<Ino, (Instant, u16, u32)>;
+
+/// A new inode takes its group (and a directory the set-group-id bit) from a set-group-id
+/// parent, so each create needs the parent's attributes: those seen within this long are
+/// reused, as the kernel reuses cached attributes. This mount's own changes to a directory's
+/// attributes take effect at once.
+const DIR_TTL: Duration = Duration::from_secs(1);
 
 /// When each inode's `security.capability` was read, and the answer.
 type CapsCache = HashMap<Ino, (Instant, Result<Vec<u8>, FsError>)>;
@@ -92,11 +103,16 @@ impl Namespace {
         Self {
             meta,
             caps: Arc::new(Mutex::new(HashMap::new())),
+            dirs: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     fn caps_table(&self) -> std::sync::MutexGuard<'_, CapsCache> {
         self.caps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dirs_table(&self) -> std::sync::MutexGuard<'_, DirCache> {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn meta(&self) -> &Arc<MetaClient> {
@@ -131,10 +147,14 @@ impl Namespace {
     }
 
     pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<Attr, FsError> {
-        attr_of(
+        self.dirs_table().remove(&ino);
+        let r = attr_of(
             "setattr",
             self.write("setattr", Op::SetAttr { ino, set }).await?,
-        )
+        );
+        // Dropped again: a create that read the old attributes meanwhile may have cached them.
+        self.dirs_table().remove(&ino);
+        r
     }
 
     /// Owner and mode of a new inode under `parent`: a set-group-id directory passes its
@@ -147,10 +167,26 @@ impl Namespace {
         perm: u16,
         dir: bool,
     ) -> Result<(u32, u16), FsError> {
-        let p = self.getattr(parent).await?;
-        if p.perm & 0o2000 != 0 {
+        let cached = self
+            .dirs_table()
+            .get(&parent)
+            .filter(|(at, _, _)| at.elapsed() < DIR_TTL)
+            .map(|&(_, perm, gid)| (perm, gid));
+        let (p_perm, p_gid) = match cached {
+            Some(v) => v,
+            None => {
+                let p = self.getattr(parent).await?;
+                let mut t = self.dirs_table();
+                if t.len() > 10_000 {
+                    t.clear();
+                }
+                t.insert(parent, (Instant::now(), p.perm, p.gid));
+                (p.perm, p.gid)
+            }
+        };
+        if p_perm & 0o2000 != 0 {
             let perm = if dir { perm | 0o2000 } else { perm };
-            Ok((p.gid, perm))
+            Ok((p_gid, perm))
         } else {
             Ok((caller.gid, perm))
         }

@@ -7,6 +7,7 @@ mod attr;
 mod errno;
 mod handles;
 pub mod metrics;
+mod releases;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -29,6 +30,7 @@ use crate::client::ops::{Caller, Namespace};
 pub use errno::errno;
 use handles::Handles;
 use metrics::{Answering, FsOp, fs_metrics, timed, timed_since};
+use releases::Releases;
 
 /// Entries per readdir round trip.
 const READDIR_BATCH: u32 = 256;
@@ -63,6 +65,8 @@ struct Inner {
     /// (inode, lock owner) pairs this mount has taken locks for: only those need an
     /// unlock on close (a lock-free close costs no metadata write).
     locked: Mutex<HashSet<(u64, u64)>>,
+    /// Releases go out in the background, in batches (see `releases.rs`).
+    releases: Releases,
     ttl: Duration,
 }
 
@@ -148,8 +152,10 @@ impl TesseraFs {
         options: FsOptions,
         rt: tokio::runtime::Handle,
     ) -> Self {
+        let releases = Releases::start(ns.clone(), &rt);
         Self {
             inner: Arc::new(Inner {
+                releases,
                 ns,
                 data,
                 handles: Handles::default(),
@@ -541,8 +547,8 @@ impl Filesystem for TesseraFs {
                     Some(owner) => i.unlock_owner(ino.0, owner.0).await,
                     None => Ok(()),
                 };
-                let released = i.ns.release(ino.0).await;
-                closed.and(unlocked).and(released)
+                i.releases.queue(ino.0);
+                closed.and(unlocked)
             }
             .await;
             Inner::empty(reply, r)

@@ -7,13 +7,15 @@
 //! content addresses) simply revives it. A GC worker first claims it (`Deleting`), after
 //! which commits naming it get `EAGAIN` until the worker reports the shards gone.
 
+use super::chunk_codec::{decode_slices, encode_slices};
+use super::chunk_map::{ChunkMap, RefChanges};
 use super::codec::{corrupt, decode, key_u64};
 use super::command::{GcItem, Response};
 use super::records::{ChunkRec, StripeRec, StripeState};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end};
 use crate::error::MetaError;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use tessera_proto::fs::{
     CHUNK_SIZE, ChunkLayout, ChunkSlice, FILE_SIZE_MAX, FileKind, FileLayout, FsError, Ino, Slice,
     StripeId, StripeInfo, StripeLayout,
@@ -141,8 +143,10 @@ fn check_layout(layout: &StripeLayout) -> Result<(), FsError> {
     Ok(())
 }
 
-/// `CommitSlice`: appends each slice to its chunk, takes a stripe reference per slice, grows
-/// the size to cover the new bytes and sets mtime and ctime.
+/// `CommitSlice`: lays each slice over its chunk (the parts of older slices it covers are
+/// cut away, see `chunk_map`), takes a stripe reference per slice, grows the size to cover
+/// the new bytes and sets mtime and ctime. Each chunk record is read and written once per
+/// commit, however many of its slices the commit carries.
 pub(crate) fn commit<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
@@ -153,6 +157,8 @@ pub(crate) fn commit<S: Store + ?Sized>(
     let inode = s.need_inode(ino)?;
     need_regular(inode.kind)?;
     let mut size = inode.size;
+    let mut chunks: BTreeMap<u64, ChunkMap> = BTreeMap::new();
+    let mut changes = RefChanges::default();
     for cs in slices {
         let slice = cs.slice;
         if slice.len == 0 || slice.end() > CHUNK_SIZE {
@@ -170,11 +176,30 @@ pub(crate) fn commit<S: Store + ?Sized>(
                 return Err(FsError::Invalid.into());
             }
         }
-        let key = keys::chunk(ino, cs.chunk);
-        let mut chunk: ChunkRec = s.rec(Table::Chunks, &key)?.unwrap_or_default();
-        chunk.slices.push(slice);
-        s.put_rec(Table::Chunks, &key, &chunk)?;
+        let map = match chunks.entry(cs.chunk) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let key = keys::chunk(ino, cs.chunk);
+                let old = match s.get(Table::Chunks, &key)? {
+                    Some(bytes) => decode_slices(&key, &bytes)?,
+                    None => Vec::new(),
+                };
+                e.insert(ChunkMap::from_slices(old, &mut changes))
+            }
+        };
+        map.lay(slice, &mut changes);
         size = size.max(file_end);
+    }
+    for (index, map) in chunks {
+        let bytes = encode_slices(&map.into_slices());
+        s.put(Table::Chunks, &keys::chunk(ino, index), &bytes)?;
+    }
+    // Gains first: a stripe both split and covered elsewhere never drops to zero on the way.
+    for id in &changes.gained {
+        incref(s, id, &[])?;
+    }
+    for slice in &changes.lost {
+        release(s, slice, now)?;
     }
     let rec = s.update_inode(ino, |r| {
         r.size = size;
@@ -208,16 +233,11 @@ pub(crate) fn layout<S: StoreRead + ?Sized>(
         end.as_deref(),
         usize::MAX,
     )? {
-        let chunk: ChunkRec = decode(Table::Chunks, &key, &value)?;
-        ids.extend(
-            chunk
-                .slices
-                .iter()
-                .filter_map(|sl| sl.data.map(|r| r.stripe)),
-        );
+        let slices = decode_slices(&key, &value)?;
+        ids.extend(slices.iter().filter_map(|sl| sl.data.map(|r| r.stripe)));
         chunks.push(ChunkLayout {
             index: key_u64(Table::Chunks, &key, 8)?,
-            slices: chunk.slices,
+            slices,
         });
     }
     let mut stripes = Vec::with_capacity(ids.len());

@@ -13,6 +13,8 @@
 
 mod apply;
 mod attr;
+mod chunk_codec;
+mod chunk_map;
 mod codec;
 mod command;
 mod data;

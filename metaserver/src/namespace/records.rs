@@ -61,7 +61,9 @@ pub struct DentryRec {
     pub cookie: u64,
 }
 
-/// `chunks[(ino, index)]`: slices in commit order; later ones shadow earlier ones.
+/// `chunks[(ino, index)]`: disjoint slices in offset order (commits lay new slices over old
+/// ones). Records from before that are in commit order, later slices shadowing earlier ones;
+/// a commit to the chunk flattens them.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChunkRec {
     pub slices: Vec<Slice>,

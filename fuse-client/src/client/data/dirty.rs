@@ -17,6 +17,8 @@ pub(crate) struct Dirty {
     pub(crate) flushing: Vec<(u64, Bytes)>,
     /// When the oldest unflushed write arrived (the timer flushes after a while).
     pub(crate) since: Option<tokio::time::Instant>,
+    /// A background flush of everything is queued and has not taken the buffer yet.
+    pub(crate) flush_queued: bool,
 }
 
 impl Dirty {

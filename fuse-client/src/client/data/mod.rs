@@ -39,10 +39,12 @@ pub struct DataConfig {
     pub stripe_size: u64,
     /// Buffered writes older than this are flushed by the timer.
     pub flush_after: Duration,
-    /// Buffered bytes of one inode above which a write flushes everything first.
+    /// Buffered bytes of one inode above which a background flush stores everything; past
+    /// twice this a write waits for a flush.
     pub max_dirty: u64,
-    /// Buffered extents (separate runs of bytes) of one inode above which a write flushes
-    /// everything first: each becomes a slice, and one commit should stay small.
+    /// Buffered extents (separate runs of bytes) of one inode above which a background flush
+    /// stores everything (each becomes a slice, and one commit should stay small); past
+    /// eight times this a write waits for a flush.
     pub max_extents: usize,
     /// Stripes stored at once by one flush.
     pub parallel_stripes: usize,

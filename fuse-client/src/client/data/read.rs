@@ -1,6 +1,5 @@
 //! Reads: which slice covers each byte (later slices win), fetched stripe by stripe.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,17 +46,25 @@ impl DataPath {
         let mut out = vec![0u8; (end - off) as usize];
         let pieces = resolve(&layout, off, end);
         if !pieces.is_empty() {
-            let stripes: HashMap<StripeId, &StripeInfo> =
-                layout.stripes.iter().map(|s| (s.id, s)).collect();
+            // Only the stripes this read touches (a layout may name thousands).
+            let info = |id: &StripeId| -> Option<&StripeInfo> {
+                match layout.stripes.binary_search_by(|s| s.id.cmp(id)) {
+                    Ok(i) => layout.stripes.get(i),
+                    // Layouts list stripes in id order; anything else is searched in full.
+                    Err(_) => layout.stripes.iter().find(|s| s.id == *id),
+                }
+            };
             let mut servers: Vec<u64> = Vec::new();
-            for s in &layout.stripes {
-                servers.extend(s.layout.shards.iter().map(|p| p.server));
+            for p in &pieces {
+                if let Some(s) = info(&p.stripe) {
+                    servers.extend(s.layout.shards.iter().map(|p| p.server));
+                }
             }
             self.learn_addrs(servers).await?;
             let fetched = futures_util::future::try_join_all(
                 pieces
                     .into_iter()
-                    .map(|p| self.fetch(ino, stripes.get(&p.stripe).copied(), p)),
+                    .map(|p| self.fetch(ino, info(&p.stripe), p)),
             )
             .await?;
             for (at, b) in fetched {
@@ -146,6 +153,24 @@ fn resolve(layout: &FileLayout, off: u64, end: u64) -> Vec<Piece> {
         if a >= b {
             continue;
         }
+        if chunk.slices.windows(2).all(|w| w[0].end() <= w[1].offset) {
+            // Disjoint slices in offset order (what the metaserver keeps): find the first
+            // one ending past `a` and walk on while they start before `b`.
+            let (ca, cb) = (a - base, b - base);
+            let first = chunk.slices.partition_point(|s| s.end() <= ca);
+            for slice in chunk.slices[first..].iter().take_while(|s| s.offset < cb) {
+                let (cs, ce) = (ca.max(slice.offset), cb.min(slice.end()));
+                if let Some(r) = slice.data {
+                    out.push(Piece {
+                        out_at: (base + cs - off) as usize,
+                        stripe: r.stripe,
+                        start: r.offset + (cs - slice.offset),
+                        end: r.offset + (ce - slice.offset),
+                    });
+                }
+            }
+            continue;
+        }
         // Ranges (within the chunk) not yet claimed by a newer slice.
         let mut open: Vec<(u64, u64)> = vec![(a - base, b - base)];
         for slice in chunk.slices.iter().rev() {
@@ -230,6 +255,41 @@ mod tests {
                 (5, 2, 5, 15),
                 (15, 1, 20, 50),
                 (55, 1, 60, 70)
+            ]
+        );
+    }
+
+    #[test]
+    fn disjoint_slices_are_found_by_search() {
+        let slices: Vec<Slice> = (0..100)
+            .map(|i| Slice {
+                offset: i * 10,
+                len: if i % 3 == 0 { 5 } else { 10 },
+                data: if i % 7 == 0 {
+                    None
+                } else {
+                    sref(i as u8, 1000)
+                },
+            })
+            .collect();
+        let layout = FileLayout {
+            size: 2000,
+            chunks: vec![ChunkLayout { index: 0, slices }],
+            stripes: vec![],
+        };
+        // The same answer as the general (newest-first) walk would give: every byte of
+        // 95..145 from the one slice covering it, holes and gaps left out.
+        let got: Vec<(usize, u8, u64, u64)> = resolve(&layout, 95, 145)
+            .iter()
+            .map(|p| (p.out_at, p.stripe.0[0], p.start, p.end))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (5, 10, 1000, 1010),
+                (15, 11, 1000, 1010),
+                (25, 12, 1000, 1005),
+                (35, 13, 1000, 1010)
             ]
         );
     }

@@ -14,6 +14,9 @@ use tessera_stripe::{Encoded, PutError, is_all_zero};
 use super::{DataPath, InodeData};
 use crate::client::ops::unavailable;
 
+/// A write waits for a flush past this many times `max_extents` buffered extents.
+const HARD_EXTENTS: u64 = 8;
+
 /// Re-placements of failed shards before a stripe write gives up.
 const PUT_ATTEMPTS: usize = 4;
 /// How long a commit keeps retrying while GC deletes an identical, unreferenced stripe.
@@ -23,9 +26,11 @@ impl DataPath {
     /// Buffers a write without waiting for anything but the inode's buffer lock, so the
     /// FUSE thread can answer at once. Full stripes the write completes are stored by a
     /// background task (one at a time per inode, each taking every full stripe buffered by
-    /// then, so a fast writer's stripes are stored in parallel). Returns `true` when the
-    /// inode buffers more than `max_dirty` bytes or `max_extents` extents: the caller must
-    /// then [`Self::flush`] before answering, which paces a writer to the cluster's speed.
+    /// then, so a fast writer's stripes are stored in parallel). When the inode buffers more
+    /// than `max_dirty` bytes or `max_extents` extents, a background task stores everything
+    /// buffered while the writer goes on; only past twice `max_dirty` or `HARD_EXTENTS`
+    /// times `max_extents` does this return `true`: the caller must then [`Self::flush`]
+    /// before answering, which paces a writer to the cluster's speed.
     pub fn buffer_write(
         self: &Arc<Self>,
         data: &Arc<InodeData>,
@@ -36,29 +41,50 @@ impl DataPath {
             .checked_add(bytes.len() as u64)
             .filter(|&e| e <= tessera_proto::fs::FILE_SIZE_MAX)
             .ok_or(FsError::FileTooLarge)?;
-        let (full, over) = {
+        let (full, soft, hard) = {
             let mut d = data.lock();
             d.write(off, bytes);
             let s = self.cfg.stripe_size;
+            let held = d.bytes() + d.flushing_bytes();
+            let over = |bytes: u64, extents: u64| {
+                held > bytes.saturating_mul(self.cfg.max_dirty)
+                    || d.extents() as u64 > extents.saturating_mul(self.cfg.max_extents as u64)
+            };
+            // Extents wait longer than bytes: while one commit of many small slices is being
+            // applied (its cost grows with the chunk's record), the next batch gathers.
+            let (soft, hard) = (over(1, 1) && !d.flush_queued, over(2, HARD_EXTENTS));
+            if soft && !hard {
+                d.flush_queued = true;
+            }
             // A stripe boundary crossed by this write may have completed a stripe.
-            (
-                off / s != end / s || end % s == 0,
-                d.bytes() + d.flushing_bytes() > self.cfg.max_dirty
-                    || d.extents() > self.cfg.max_extents,
-            )
+            (off / s != end / s || end % s == 0, soft, hard)
         };
-        if full && !over {
+        if hard {
+            return Ok(true);
+        }
+        if soft || full {
             let (me, data) = (self.clone(), data.clone());
             self.rt.spawn(async move {
                 let _g = data.flush_lock.lock().await;
-                let pieces = data.lock().take_full_stripes(me.cfg.stripe_size);
+                let pieces = {
+                    let mut d = data.lock();
+                    if soft {
+                        // Full stripes if there are any (a fast sequential writer), so no
+                        // stripe is cut short; else everything (many small extents).
+                        d.flush_queued = false;
+                        let full = d.take_full_stripes(me.cfg.stripe_size);
+                        if full.is_empty() { d.take_all() } else { full }
+                    } else {
+                        d.take_full_stripes(me.cfg.stripe_size)
+                    }
+                };
                 if let Err(e) = me.store(&data, pieces).await {
                     let mut err = data.error.lock().unwrap_or_else(|p| p.into_inner());
                     err.get_or_insert(e);
                 }
             });
         }
-        Ok(over)
+        Ok(false)
     }
 
     /// [`Self::buffer_write`], then the flush it may ask for.

@@ -499,6 +499,55 @@ impl Model {
         n.size = size;
     }
 
+    /// Lays `new` over a chunk: older slices lose the bytes it covers (one cut in two
+    /// becomes two slices, each holding a stripe reference), so the chunk's slices stay
+    /// disjoint, in offset order.
+    fn lay(&mut self, ino: Ino, chunk: u64, new: Slice, now: i64) {
+        let piece = |s: &Slice, from: u64, to: u64| Slice {
+            offset: from,
+            len: to - from,
+            data: s.data.map(|r| StripeRef {
+                stripe: r.stripe,
+                offset: r.offset + from - s.offset,
+            }),
+        };
+        let (a, b) = (new.offset, new.offset + new.len);
+        let n = self.nodes.get_mut(&ino).expect("node");
+        let old = n.chunks.remove(&chunk).unwrap_or_default();
+        let mut out = Vec::new();
+        let (mut split, mut dropped) = (Vec::new(), Vec::new());
+        for s in old {
+            let end = s.offset + s.len;
+            if end <= a || s.offset >= b {
+                out.push(s);
+                continue;
+            }
+            let head = (s.offset < a).then(|| piece(&s, s.offset, a));
+            let tail = (end > b).then(|| piece(&s, b, end));
+            match (head, tail) {
+                (None, None) => dropped.push(s),
+                (Some(h), Some(t)) => {
+                    out.extend([h, t]);
+                    split.push(s);
+                }
+                (Some(p), None) | (None, Some(p)) => out.push(p),
+            }
+        }
+        out.push(new);
+        out.sort_by_key(|s| s.offset);
+        n.chunks.insert(chunk, out);
+        for s in split {
+            if let Some(r) = s.data {
+                let st = self.stripes.get_mut(&r.stripe).expect("stripe");
+                st.refs += 1;
+                st.queued_at = None;
+            }
+        }
+        for s in &dropped {
+            self.unref(s, now);
+        }
+    }
+
     fn commit(&mut self, ino: Ino, slices: &[ChunkSlice], known: &[StripeInfo], now: i64) -> Reply {
         match self.node(ino)?.kind {
             FileKind::Regular => {}
@@ -545,8 +594,7 @@ impl Model {
                     return Err(FsError::Invalid);
                 }
             }
-            let n = self.nodes.get_mut(&ino).expect("node");
-            n.chunks.entry(cs.chunk).or_default().push(s);
+            self.lay(ino, cs.chunk, s, now);
             size = size.max(end as u64);
         }
         let n = self.nodes.get_mut(&ino).expect("node");

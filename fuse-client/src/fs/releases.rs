@@ -1,0 +1,61 @@
+//! Releases of opens, sent to the metadata service in the background and in batches.
+//!
+//! The kernel does not wait for RELEASE (`close(2)` returns after FLUSH), and a release only
+//! drops this session's open count of the inode, so nothing needs it at once; sent alone,
+//! each would be one more Raft entry whose fsync a following create or write waits behind.
+//! Releases gathered for a short while go out together, so the group's log commits them in
+//! one or two fsyncs. An open is always recorded before its release is queued (the kernel
+//! had the handle), and opens are counted, so order among them does not matter. Releases
+//! still queued at unmount are covered by closing the session, which drops all its opens.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use tessera_proto::fs::Ino;
+use tokio::sync::mpsc;
+
+use crate::client::ops::Namespace;
+
+/// How long releases gather before a batch goes out.
+const GATHER: Duration = Duration::from_millis(50);
+/// Releases of one batch in flight at once.
+const IN_FLIGHT: usize = 64;
+
+/// Queues releases for the background sender.
+#[derive(Debug, Clone)]
+pub(crate) struct Releases {
+    tx: mpsc::UnboundedSender<Ino>,
+}
+
+impl Releases {
+    /// Starts the sender on `rt`.
+    pub(crate) fn start(ns: Namespace, rt: &tokio::runtime::Handle) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ino>();
+        rt.spawn(async move {
+            while let Some(first) = rx.recv().await {
+                tokio::time::sleep(GATHER).await;
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                stream::iter(batch)
+                    .for_each_concurrent(IN_FLIGHT, |ino| {
+                        let ns = ns.clone();
+                        async move {
+                            if let Err(e) = ns.release(ino).await {
+                                tracing::warn!(ino, "release failed: {e}");
+                            }
+                        }
+                    })
+                    .await;
+            }
+        });
+        Self { tx }
+    }
+
+    pub(crate) fn queue(&self, ino: Ino) {
+        if self.tx.send(ino).is_err() {
+            tracing::warn!(ino, "release dropped: the sender has stopped");
+        }
+    }
+}
