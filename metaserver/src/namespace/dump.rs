@@ -8,12 +8,12 @@
 //! files unlinked while open are freed. So two clusters with the same files give the same
 //! bytes, whatever clients they have, and `dump -> load -> dump` is byte-identical.
 //!
-//! Layout: the line `tessera-dump 1\n`, then postcard of [`Image`] (tables in a fixed order,
+//! Layout: the line `tessera-dump 1\n`, then postcard of `Image` (tables in a fixed order,
 //! rows in key order, values exactly as stored), then the 32-byte BLAKE3 of everything before
 //! it. Values keep their own format version byte, so a newer metaserver loads an older dump
 //! through the usual `decode` migrations.
 //!
-//! Loading ([`load`]) runs as one replicated command on an empty namespace (only the root
+//! Loading (`load`) runs as one replicated command on an empty namespace (only the root
 //! directory): it replaces the dumped tables and keeps the target's sessions and next
 //! session id.
 
