@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tessera_client::mount::is_mounted;
+use tessera_tests::fault::noise;
 use tessera_tests::mount::{drop_caches, unmount};
 use tessera_tests::process::write_secret;
 use tessera_tests::{START_TIMEOUT, TempDir, TesseraProcess, free_port};
@@ -278,19 +279,6 @@ impl Drop for MountGuard {
         }
         self.process = None;
     }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn addr() -> String {

@@ -8,23 +8,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use tessera_tests::fault::noise;
 use tessera_tests::mount::{DevCluster, drop_caches};
 
 const MIB: usize = 1 << 20;
-
-/// Deterministic pseudo-random bytes (xorshift), different per seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Reads `path` in 1 MiB pieces and compares with `want`, naming the first difference.
 fn assert_content(path: &Path, want: &[u8]) {

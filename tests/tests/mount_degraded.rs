@@ -3,20 +3,8 @@
 //! held it, so every byte comes from the surviving shards).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use tessera_tests::fault::noise;
 use tessera_tests::mount::{DevCluster, drop_caches};
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn files_read_back_with_two_chunkservers_killed() {

@@ -14,23 +14,11 @@ use tessera_client::MetaClientOptions;
 use tessera_proto::meta::ChunkserverState;
 use tessera_rpc::Secret;
 use tessera_tests::chunk::{ChunkOptions, Chunkserver};
+use tessera_tests::fault::noise;
 use tessera_tests::mount::{DevCluster, Mount};
 use tessera_tests::{MetaCluster, MetaOptions, START_TIMEOUT, tessera_bin};
 
 const MIB: usize = 1 << 20;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Runs `tessera ARGS` against the cluster at `meta`; returns (exit code, stdout, stderr).
 fn tessera(args: &[&str], meta: &[String], secret_file: &Path) -> (i32, String, String) {

@@ -8,23 +8,11 @@ use std::process::Command;
 
 use tessera_proto::ShardId;
 use tessera_tests::chunk::shard_file;
+use tessera_tests::fault::noise;
 use tessera_tests::mount::DevCluster;
 use tessera_tests::tessera_bin;
 
 const MIB: usize = 1 << 20;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn info(c: &DevCluster, path: &Path, json: bool) -> (i32, String, String) {
     let mut cmd = Command::new(tessera_bin());
