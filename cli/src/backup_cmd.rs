@@ -1,7 +1,7 @@
 //! `tessera dump FILE` and `tessera load FILE`: a metadata backup that a NEW cluster can be
 //! restored from (see docs/operations.md, "Backup and restore").
 //!
-//! The image is made and read by the metadata leader (`tessera_meta::namespace::dump`); this
+//! The image is made and read by the metadata leader (`tessera_namespace::dump`); this
 //! side moves the bytes, writes the file atomically and explains refusals.
 
 use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};

@@ -1,10 +1,10 @@
 //! The backup RPCs: `MetaDump` (a consistent image of the namespace, from the leader) and
 //! `MetaLoad` (an image into an empty namespace, as one Raft entry). The image format and
-//! the load itself are in [`crate::namespace::dump`].
+//! the load itself are in [`tessera_namespace::dump`].
 
-use crate::namespace::dump;
 use crate::service::MetaService;
 use bytes::Bytes;
+use tessera_namespace::dump;
 use tessera_proto::backup::{DumpSummary, LoadError, MAX_LOAD_IMAGE, MetaDump, MetaLoad};
 use tessera_proto::fs::FsError;
 use tessera_proto::meta::{Op, Response, ServiceError, WriteRequest};

@@ -1,10 +1,10 @@
 //! Work only the leader does: format an empty namespace, and (later) expire sessions and
 //! schedule GC and repair. Each duty proposes ordinary commands, so followers apply the same.
 
-use crate::namespace::expired_sessions;
 use crate::raft::types::Raft;
 use crate::service::MetaService;
 use std::time::{Duration, Instant};
+use tessera_namespace::expired_sessions;
 use tessera_proto::fs::{FsError, ROOT_INO};
 use tessera_proto::meta::{Op, Query, ReadRequest, WriteRequest};
 

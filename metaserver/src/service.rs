@@ -2,14 +2,15 @@
 //! and the status and digest every member answers.
 
 use crate::chunk_registry::ChunkRegistry;
-use crate::namespace::{Command, RedbStore, query};
 use crate::raft::types::{NodeId, Raft};
 use crate::read_gate::ReadGate;
+use crate::store::RedbStore;
 use bytes::Bytes;
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_namespace::{Command, query};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,

@@ -4,7 +4,7 @@ use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::state_machine::StateMachine;
 use super::types::{NodeId, Raft};
-use crate::namespace::RedbStore;
+use crate::store::RedbStore;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::io;

@@ -12,12 +12,13 @@ mod repair;
 mod sweep;
 
 use crate::chunk_registry::ChunkRegistry;
-use crate::namespace::{RedbStore, SYSTEM_SESSION};
 use crate::raft::types::Raft;
 use crate::service::MetaService;
+use crate::store::RedbStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_namespace::SYSTEM_SESSION;
 use tessera_proto::ShardId;
 use tessera_proto::fs::FsError;
 use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Op, Response, WriteRequest};
@@ -224,12 +225,12 @@ impl Leadership {
 fn referenced_places(
     store: &RedbStore,
     skip: &HashSet<tessera_proto::fs::StripeId>,
-) -> Result<HashSet<(u64, ShardId)>, crate::error::MetaError> {
+) -> Result<HashSet<(u64, ShardId)>, tessera_namespace::NamespaceError> {
     let view = store.read_view()?;
     let mut out = HashSet::new();
     let mut after = None;
     loop {
-        let page = crate::namespace::all_stripes(&view, after.as_ref(), 4096)?;
+        let page = tessera_namespace::all_stripes(&view, after.as_ref(), 4096)?;
         for (id, layout) in &page.stripes {
             if !skip.contains(id) {
                 out.extend(layout.shards.iter().map(|p| (p.server, p.shard)));

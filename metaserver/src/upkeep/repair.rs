@@ -117,7 +117,7 @@ async fn find_jobs(
         let mut jobs = Vec::new();
         let mut after = None;
         loop {
-            let page = crate::namespace::live_stripes(&view, after.as_ref(), 4096)
+            let page = tessera_namespace::live_stripes(&view, after.as_ref(), 4096)
                 .map_err(|e| e.to_string())?;
             for (id, layout) in page.stripes {
                 let bad: Vec<(usize, bool)> = layout

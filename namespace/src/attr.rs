@@ -65,8 +65,8 @@ fn set_time(field: &mut i64, how: SetTime, now: i64) {
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::Op;
-    use crate::namespace::testkit::Ns;
+    use crate::command::Op;
+    use crate::testkit::Ns;
     use tessera_proto::fs::{FileKind, FsError, SetAttr, SetTime};
 
     #[test]

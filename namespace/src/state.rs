@@ -3,7 +3,7 @@
 use super::codec::{Key, decode, encode};
 use super::records::{DentryRec, InodeRec, OpenRec, SessionRec, StripeRec};
 use super::store::{Store, StoreRead, Table};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_proto::fs::{FsError, Ino, StripeId};
@@ -13,7 +13,7 @@ use tessera_proto::fs::{FsError, Ino, StripeId};
 #[derive(Debug)]
 pub(crate) enum OpError {
     Fs(FsError),
-    Meta(MetaError),
+    Meta(NamespaceError),
 }
 
 impl From<FsError> for OpError {
@@ -22,8 +22,8 @@ impl From<FsError> for OpError {
     }
 }
 
-impl From<MetaError> for OpError {
-    fn from(e: MetaError) -> Self {
+impl From<NamespaceError> for OpError {
+    fn from(e: NamespaceError) -> Self {
         OpError::Meta(e)
     }
 }
@@ -83,34 +83,38 @@ pub(crate) mod keys {
 
 /// Typed reads, available on every store.
 pub(crate) trait Tables: StoreRead {
-    fn rec<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, MetaError> {
+    fn rec<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, NamespaceError> {
         match self.get(table, key)? {
             Some(bytes) => decode(table, key, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    fn inode(&self, ino: Ino) -> Result<Option<InodeRec>, MetaError> {
+    fn inode(&self, ino: Ino) -> Result<Option<InodeRec>, NamespaceError> {
         self.rec(Table::Inodes, &keys::inode(ino))
     }
 
-    fn dentry(&self, parent: Ino, name: &[u8]) -> Result<Option<DentryRec>, MetaError> {
+    fn dentry(&self, parent: Ino, name: &[u8]) -> Result<Option<DentryRec>, NamespaceError> {
         self.rec(Table::Dentries, &keys::dentry(parent, name))
     }
 
-    fn stripe(&self, id: &StripeId) -> Result<Option<StripeRec>, MetaError> {
+    fn stripe(&self, id: &StripeId) -> Result<Option<StripeRec>, NamespaceError> {
         self.rec(Table::Stripes, &keys::stripe(id))
     }
 
-    fn session(&self, id: u64) -> Result<Option<SessionRec>, MetaError> {
+    fn session(&self, id: u64) -> Result<Option<SessionRec>, NamespaceError> {
         self.rec(Table::Sessions, &keys::session(id))
     }
 
-    fn open_rec(&self, session: u64, ino: Ino) -> Result<Option<OpenRec>, MetaError> {
+    fn open_rec(&self, session: u64, ino: Ino) -> Result<Option<OpenRec>, NamespaceError> {
         self.rec(Table::OpenFiles, &keys::open(session, ino))
     }
 
-    fn counter(&self, name: &[u8]) -> Result<u64, MetaError> {
+    fn counter(&self, name: &[u8]) -> Result<u64, NamespaceError> {
         Ok(self.rec(Table::Counters, name)?.unwrap_or(0))
     }
 
@@ -148,21 +152,21 @@ pub(crate) trait TablesMut: Store {
         table: Table,
         key: &[u8],
         value: &T,
-    ) -> Result<(), MetaError> {
+    ) -> Result<(), NamespaceError> {
         self.put(table, key, &encode(value))
     }
 
-    fn put_inode(&mut self, ino: Ino, rec: &InodeRec) -> Result<(), MetaError> {
+    fn put_inode(&mut self, ino: Ino, rec: &InodeRec) -> Result<(), NamespaceError> {
         self.put_rec(Table::Inodes, &keys::inode(ino), rec)
     }
 
-    fn put_counter(&mut self, name: &[u8], value: u64) -> Result<(), MetaError> {
+    fn put_counter(&mut self, name: &[u8], value: u64) -> Result<(), NamespaceError> {
         self.put_rec(Table::Counters, name, &value)
     }
 
     /// Adds a signed amount to a counter, saturating (counters are statistics, not state
     /// other logic depends on, so they must never fail a command).
-    fn add_counter(&mut self, name: &[u8], delta: i64) -> Result<(), MetaError> {
+    fn add_counter(&mut self, name: &[u8], delta: i64) -> Result<(), NamespaceError> {
         let v = self.counter(name)?;
         self.put_counter(name, v.saturating_add_signed(delta))
     }
@@ -173,8 +177,8 @@ pub(crate) trait TablesMut: Store {
         &mut self,
         ino: Ino,
         f: impl FnOnce(&mut InodeRec),
-    ) -> Result<InodeRec, MetaError> {
-        let mut rec = self.inode(ino)?.ok_or(MetaError::Invariant {
+    ) -> Result<InodeRec, NamespaceError> {
+        let mut rec = self.inode(ino)?.ok_or(NamespaceError::Invariant {
             what: "inode vanished during a command",
             ino,
         })?;

@@ -8,7 +8,7 @@ use super::data;
 use super::records::{DentryRec, InodeRec, OrphanRec};
 use super::state::{Tables, TablesMut, counter, keys};
 use super::store::{Store, Table, scan_prefix};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{COOKIE_FIRST, FileKind, Ino, ROOT_INO};
 
 /// The fields a new inode is created with.
@@ -29,7 +29,7 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
     new: NewInode,
     parent: Ino,
     now: i64,
-) -> Result<(Ino, InodeRec), MetaError> {
+) -> Result<(Ino, InodeRec), NamespaceError> {
     let ino = s.counter(counter::NEXT_INO)?;
     s.put_counter(counter::NEXT_INO, ino + 1)?;
     s.add_counter(counter::INODES, 1)?;
@@ -65,7 +65,7 @@ pub(crate) fn create_root<S: Store + ?Sized>(
     gid: u32,
     perm: u16,
     now: i64,
-) -> Result<InodeRec, MetaError> {
+) -> Result<InodeRec, NamespaceError> {
     s.put_counter(counter::NEXT_INO, ROOT_INO)?;
     s.put_counter(counter::NEXT_SESSION, 1)?;
     s.put_counter(counter::GENERATION, 1)?;
@@ -90,7 +90,7 @@ pub(crate) fn add_entry<S: Store + ?Sized>(
     ino: Ino,
     kind: FileKind,
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     let mut cookie = 0;
     s.update_inode(dir, |d| {
         cookie = d.next_cookie;
@@ -121,7 +121,7 @@ pub(crate) fn remove_entry<S: Store + ?Sized>(
     name: &[u8],
     entry: &DentryRec,
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     s.delete(Table::Dentries, &keys::dentry(dir, name))?;
     s.delete(Table::DirCookies, &keys::cookie(dir, entry.cookie))?;
     s.update_inode(dir, |d| {
@@ -144,7 +144,7 @@ pub(crate) fn repoint_entry<S: Store + ?Sized>(
     ino: Ino,
     kind: FileKind,
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     s.put_rec(
         Table::Dentries,
         &keys::dentry(dir, name),
@@ -168,7 +168,11 @@ pub(crate) fn repoint_entry<S: Store + ?Sized>(
 
 /// Drops one name of `ino` (its entry is already gone). A directory loses both its entry
 /// and its "." at once. At zero links the inode is freed, or kept as an orphan while open.
-pub(crate) fn drop_link<S: Store + ?Sized>(s: &mut S, ino: Ino, now: i64) -> Result<(), MetaError> {
+pub(crate) fn drop_link<S: Store + ?Sized>(
+    s: &mut S,
+    ino: Ino,
+    now: i64,
+) -> Result<(), NamespaceError> {
     let rec = s.update_inode(ino, |r| {
         r.nlink = if r.kind.is_dir() {
             0
@@ -193,7 +197,7 @@ pub(crate) fn free_inode<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     let key = keys::inode(ino);
     s.delete(Table::Inodes, &key)?;
     s.delete(Table::Orphans, &key)?;
@@ -212,7 +216,7 @@ pub(crate) fn is_ancestor<S: Store + ?Sized>(
     s: &S,
     ancestor: Ino,
     dir: Ino,
-) -> Result<bool, MetaError> {
+) -> Result<bool, NamespaceError> {
     let limit = s.counter(counter::INODES)? + 1;
     let mut cur = dir;
     for _ in 0..=limit {
@@ -224,13 +228,13 @@ pub(crate) fn is_ancestor<S: Store + ?Sized>(
         }
         cur = s
             .inode(cur)?
-            .ok_or(MetaError::Invariant {
+            .ok_or(NamespaceError::Invariant {
                 what: "directory parent chain reaches a missing inode",
                 ino: cur,
             })?
             .parent;
     }
-    Err(MetaError::Invariant {
+    Err(NamespaceError::Invariant {
         what: "directory parent chain has a cycle",
         ino: dir,
     })

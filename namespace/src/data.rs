@@ -14,7 +14,7 @@ use super::command::{GcItem, Response};
 use super::records::{ChunkRec, StripeRec, StripeState};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use std::collections::{BTreeMap, BTreeSet};
 use tessera_proto::fs::{
     CHUNK_SIZE, ChunkLayout, ChunkSlice, FILE_SIZE_MAX, FileKind, FileLayout, FsError, Ino, Slice,
@@ -37,7 +37,7 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
     ino: Ino,
     size: u64,
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     let first_whole = size.div_ceil(CHUNK_SIZE);
     let end = prefix_end(&keys::inode(ino));
     for (key, value) in s.scan(
@@ -76,15 +76,15 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
     }
 }
 
-fn release<S: Store + ?Sized>(s: &mut S, slice: &Slice, now: i64) -> Result<(), MetaError> {
+fn release<S: Store + ?Sized>(s: &mut S, slice: &Slice, now: i64) -> Result<(), NamespaceError> {
     match slice.data {
         Some(r) => decref(s, &r.stripe, now),
         None => Ok(()),
     }
 }
 
-fn decref<S: Store + ?Sized>(s: &mut S, id: &StripeId, now: i64) -> Result<(), MetaError> {
-    let mut rec = s.stripe(id)?.ok_or(MetaError::Invariant {
+fn decref<S: Store + ?Sized>(s: &mut S, id: &StripeId, now: i64) -> Result<(), NamespaceError> {
+    let mut rec = s.stripe(id)?.ok_or(NamespaceError::Invariant {
         what: "a slice references a missing stripe",
         ino: 0,
     })?;
@@ -242,7 +242,7 @@ pub(crate) fn layout<S: StoreRead + ?Sized>(
     }
     let mut stripes = Vec::with_capacity(ids.len());
     for id in ids {
-        let rec = s.stripe(&id)?.ok_or(MetaError::Invariant {
+        let rec = s.stripe(&id)?.ok_or(NamespaceError::Invariant {
             what: "a slice references a missing stripe",
             ino,
         })?;
@@ -268,7 +268,7 @@ pub(crate) fn gc_queue<S: StoreRead + ?Sized>(s: &S, limit: u32) -> OpResult<Res
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| corrupt(Table::GcQueue, &key, "bad stripe id".into()))?;
         let id = StripeId(id_bytes);
-        let rec = s.stripe(&id)?.ok_or(MetaError::Invariant {
+        let rec = s.stripe(&id)?.ok_or(NamespaceError::Invariant {
             what: "gc queue names a missing stripe",
             ino: 0,
         })?;
@@ -312,8 +312,8 @@ pub(crate) fn gc_done<S: Store + ?Sized>(s: &mut S, id: &StripeId) -> OpResult<R
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{GcItem, Op, Query, Response};
-    use crate::namespace::testkit::Ns;
+    use crate::command::{GcItem, Op, Query, Response};
+    use crate::testkit::Ns;
     use tessera_proto::fs::{
         CHUNK_SIZE, ChunkSlice, FileLayout, FsError, Ino, SetAttr, ShardId, ShardPlace, Slice,
         StripeId, StripeInfo, StripeLayout, StripeRef,

@@ -151,8 +151,8 @@ fn exchange<S: Store + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::Op;
-    use crate::namespace::testkit::Ns;
+    use crate::command::Op;
+    use crate::testkit::Ns;
     use tessera_proto::fs::{FsError, Ino, RenameMode};
 
     fn mv(
@@ -286,13 +286,13 @@ mod tests {
         assert_eq!(ns.attr(a).unwrap().mtime_ns, ns.now);
         assert_eq!(ns.attr(b).unwrap().mtime_ns, ns.now);
         // ".." now names b.
-        let entries = ns.q(crate::namespace::command::Query::ReadDir {
+        let entries = ns.q(crate::command::Query::ReadDir {
             ino: c,
             after: 0,
             limit: 10,
             plus: false,
         });
-        let Ok(crate::namespace::command::Response::Entries(e)) = entries else {
+        let Ok(crate::command::Response::Entries(e)) = entries else {
             panic!()
         };
         assert_eq!((e[1].name.as_slice(), e[1].ino), (&b".."[..], b));

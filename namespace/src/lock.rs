@@ -12,7 +12,7 @@ use super::command::Response;
 use super::records::LockRec;
 use super::state::{OpResult, Tables, TablesMut};
 use super::store::{Store, StoreRead, Table, scan_prefix};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{FsError, Ino, LockFlavor, LockInfo, LockKind};
 
 /// A lock request or a held lock, owner included.
@@ -52,7 +52,7 @@ fn held<S: StoreRead + ?Sized>(
     ino: Ino,
     flavor: LockFlavor,
     owner: Option<(u64, u64)>,
-) -> Result<Vec<Lock>, MetaError> {
+) -> Result<Vec<Lock>, NamespaceError> {
     let mut p = prefix(ino, flavor);
     if let Some((session, owner)) = owner {
         p = p.u64(session).u64(owner);
@@ -74,7 +74,11 @@ fn held<S: StoreRead + ?Sized>(
 }
 
 /// The first lock of another owner that `req` conflicts with.
-fn conflict<S: StoreRead + ?Sized>(s: &S, ino: Ino, req: &Lock) -> Result<Option<Lock>, MetaError> {
+fn conflict<S: StoreRead + ?Sized>(
+    s: &S,
+    ino: Ino,
+    req: &Lock,
+) -> Result<Option<Lock>, NamespaceError> {
     Ok(held(s, ino, req.flavor, None)?.into_iter().find(|h| {
         (h.session, h.owner) != (req.session, req.owner)
             && h.start <= req.end
@@ -170,7 +174,7 @@ pub(crate) fn drop_session_locks<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
     session: u64,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     for flavor in [LockFlavor::Flock, LockFlavor::Posix] {
         let p = prefix(ino, flavor).u64(session).done();
         for (k, _) in scan_prefix(s, Table::Locks, &p)? {
@@ -182,8 +186,8 @@ pub(crate) fn drop_session_locks<S: Store + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{Command, Op, Query, Response};
-    use crate::namespace::testkit::Ns;
+    use crate::command::{Command, Op, Query, Response};
+    use crate::testkit::Ns;
     use tessera_proto::fs::{FsError, Ino, LockFlavor, LockInfo, LockKind};
 
     fn lock(

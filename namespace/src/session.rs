@@ -129,7 +129,7 @@ pub fn expired_sessions<S: super::store::StoreRead + ?Sized>(
     s: &S,
     now: i64,
     limit: usize,
-) -> Result<Vec<u64>, crate::error::MetaError> {
+) -> Result<Vec<u64>, crate::error::NamespaceError> {
     let mut out = Vec::new();
     for (key, value) in scan_prefix(s, Table::Sessions, &[])? {
         let rec: SessionRec = decode(Table::Sessions, &key, &value)?;
@@ -145,9 +145,9 @@ pub fn expired_sessions<S: super::store::StoreRead + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{Op, Response};
-    use crate::namespace::testkit::Ns;
-    use crate::namespace::{StoreRead, Table};
+    use crate::command::{Op, Response};
+    use crate::testkit::Ns;
+    use crate::{StoreRead, Table};
     use tessera_proto::fs::{FileKind, FsError};
 
     #[test]

@@ -9,7 +9,7 @@
 use super::codec::{FORMAT_VERSION, corrupt, decode};
 use super::records::ChunkRec;
 use super::store::Table;
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{Slice, StripeId, StripeRef};
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -90,7 +90,7 @@ impl Reader<'_> {
 }
 
 /// The slices of a stored chunk record.
-pub(crate) fn decode_slices(key: &[u8], bytes: &[u8]) -> Result<Vec<Slice>, MetaError> {
+pub(crate) fn decode_slices(key: &[u8], bytes: &[u8]) -> Result<Vec<Slice>, NamespaceError> {
     if bytes.first() != Some(&FORMAT_VERSION) {
         return decode::<ChunkRec>(Table::Chunks, key, bytes).map(|r| r.slices);
     }
@@ -118,7 +118,7 @@ pub(crate) fn decode_slices(key: &[u8], bytes: &[u8]) -> Result<Vec<Slice>, Meta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::codec::encode;
+    use crate::codec::encode;
 
     #[test]
     fn same_bytes_as_postcard_and_back() {

@@ -5,7 +5,7 @@ use super::command::Response;
 use super::names::check_name;
 use super::state::{OpError, OpResult, Tables, counter, keys};
 use super::store::{StoreRead, Table, prefix_end};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{
     COOKIE_DOT, COOKIE_DOTDOT, COOKIE_FIRST, DirEntry, FileKind, FsError, Ino, NAME_MAX, StatFs,
 };
@@ -19,7 +19,7 @@ pub(crate) fn lookup<S: StoreRead + ?Sized>(s: &S, parent: Ino, name: &[u8]) -> 
     let entry = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
     let rec = s
         .inode(entry.ino)?
-        .ok_or(OpError::Meta(MetaError::Invariant {
+        .ok_or(OpError::Meta(NamespaceError::Invariant {
             what: "directory entry names a missing inode",
             ino: entry.ino,
         }))?;
@@ -78,7 +78,7 @@ pub(crate) fn readdir<S: StoreRead + ?Sized>(
     for (key, value) in s.scan(Table::DirCookies, &start, end.as_deref(), want)? {
         let cookie = key_u64(Table::DirCookies, &key, 8)?;
         let name: Vec<u8> = decode(Table::DirCookies, &key, &value)?;
-        let entry = s.dentry(ino, &name)?.ok_or(MetaError::Invariant {
+        let entry = s.dentry(ino, &name)?.ok_or(NamespaceError::Invariant {
             what: "readdir cookie names a missing entry",
             ino,
         })?;
@@ -116,8 +116,8 @@ pub(crate) fn statfs<S: StoreRead + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{Op, Query, Response};
-    use crate::namespace::testkit::Ns;
+    use crate::command::{Op, Query, Response};
+    use crate::testkit::Ns;
     use tessera_proto::fs::{DirEntry, FsError, Ino};
 
     fn page(ns: &Ns, ino: Ino, after: u64, limit: u32, plus: bool) -> Vec<DirEntry> {

@@ -6,7 +6,7 @@
 //! of by careful ordering in every handler.
 
 use super::store::{Entry, Store, StoreRead, Table};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use std::collections::BTreeMap;
 
 /// Pending writes of one command; `None` is a delete.
@@ -33,7 +33,10 @@ impl<'a, S: StoreRead + ?Sized> Overlay<'a, S> {
 }
 
 /// Applies collected writes to the real store.
-pub(crate) fn flush<S: Store + ?Sized>(store: &mut S, writes: Writes) -> Result<(), MetaError> {
+pub(crate) fn flush<S: Store + ?Sized>(
+    store: &mut S,
+    writes: Writes,
+) -> Result<(), NamespaceError> {
     for ((table, key), value) in writes {
         match value {
             Some(v) => store.put(table, &key, &v)?,
@@ -44,7 +47,7 @@ pub(crate) fn flush<S: Store + ?Sized>(store: &mut S, writes: Writes) -> Result<
 }
 
 impl<S: StoreRead + ?Sized> StoreRead for Overlay<'_, S> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, NamespaceError> {
         match self.writes.get(&(table, key.to_vec())) {
             Some(pending) => Ok(pending.clone()),
             None => self.base.get(table, key),
@@ -57,7 +60,7 @@ impl<S: StoreRead + ?Sized> StoreRead for Overlay<'_, S> {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, MetaError> {
+    ) -> Result<Vec<Entry>, NamespaceError> {
         if end.is_some_and(|e| e <= start) {
             return Ok(Vec::new());
         }
@@ -85,13 +88,13 @@ impl<S: StoreRead + ?Sized> StoreRead for Overlay<'_, S> {
 }
 
 impl<S: StoreRead + ?Sized> Store for Overlay<'_, S> {
-    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), NamespaceError> {
         self.writes
             .insert((table, key.to_vec()), Some(value.to_vec()));
         Ok(())
     }
 
-    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), MetaError> {
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), NamespaceError> {
         self.writes.insert((table, key.to_vec()), None);
         Ok(())
     }
@@ -100,7 +103,7 @@ impl<S: StoreRead + ?Sized> Store for Overlay<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::store::MemStore;
+    use crate::store::MemStore;
 
     fn keys(entries: Vec<Entry>) -> Vec<u8> {
         entries.into_iter().map(|(k, _)| k[0]).collect()

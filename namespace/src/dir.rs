@@ -10,7 +10,7 @@ use super::nodes::{NewInode, add_entry, create_inode, drop_link, remove_entry};
 use super::session;
 use super::state::{OpError, OpResult, Tables, TablesMut};
 use super::store::Store;
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, Ino, LINK_MAX};
 
 /// Creates `name` in `parent` as a new inode; with `open_in` the creating session also opens
@@ -116,7 +116,7 @@ pub(crate) fn rmdir<S: Store + ?Sized>(
     }
     let child = s
         .inode(entry.ino)?
-        .ok_or(OpError::Meta(MetaError::Invariant {
+        .ok_or(OpError::Meta(NamespaceError::Invariant {
             what: "directory entry names a missing inode",
             ino: entry.ino,
         }))?;
@@ -130,8 +130,8 @@ pub(crate) fn rmdir<S: Store + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{Op, Query, Response};
-    use crate::namespace::testkit::Ns;
+    use crate::command::{Op, Query, Response};
+    use crate::testkit::Ns;
     use tessera_proto::fs::{FileKind, FsError};
 
     #[test]

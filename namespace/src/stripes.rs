@@ -6,7 +6,7 @@ use super::command::Response;
 use super::records::{ChunkRec, StripeRec, StripeState};
 use super::state::{OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use std::collections::BTreeMap;
 use tessera_proto::fs::{FsError, StripeId, StripeInfo, StripeLayout};
 use tessera_proto::meta::{RefcountMismatch, StripeEntry};
@@ -25,7 +25,7 @@ pub fn live_stripes<S: StoreRead + ?Sized>(
     s: &S,
     after: Option<&StripeId>,
     limit: usize,
-) -> Result<StripePage, MetaError> {
+) -> Result<StripePage, NamespaceError> {
     scan_stripes(s, after, limit, false)
 }
 
@@ -35,7 +35,7 @@ pub fn all_stripes<S: StoreRead + ?Sized>(
     s: &S,
     after: Option<&StripeId>,
     limit: usize,
-) -> Result<StripePage, MetaError> {
+) -> Result<StripePage, NamespaceError> {
     scan_stripes(s, after, limit, true)
 }
 
@@ -44,7 +44,7 @@ fn scan_stripes<S: StoreRead + ?Sized>(
     after: Option<&StripeId>,
     limit: usize,
     deleting_too: bool,
-) -> Result<StripePage, MetaError> {
+) -> Result<StripePage, NamespaceError> {
     let mut page = StripePage::default();
     let rows = s.scan(Table::Stripes, &start_after(after), None, limit.max(1))?;
     let full = rows.len() >= limit.max(1);
@@ -166,10 +166,10 @@ fn start_after(after: Option<&StripeId>) -> Vec<u8> {
     }
 }
 
-fn stripe_key(key: &[u8]) -> Result<StripeId, MetaError> {
+fn stripe_key(key: &[u8]) -> Result<StripeId, NamespaceError> {
     <[u8; 32]>::try_from(key)
         .map(StripeId)
-        .map_err(|_| MetaError::Corrupt {
+        .map_err(|_| NamespaceError::Corrupt {
             table: Table::Stripes,
             key: format!("{key:02x?}"),
             reason: "stripe key is not 32 bytes".into(),

@@ -4,12 +4,12 @@
 //! framed by a marker byte and lengths so no two different states hash the same input.
 
 use super::store::{StoreRead, Table};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 
 /// Entries read per scan: bounds memory on a large namespace.
 const PAGE: usize = 1024;
 
-pub fn digest<S: StoreRead + ?Sized>(store: &S) -> Result<[u8; 32], MetaError> {
+pub fn digest<S: StoreRead + ?Sized>(store: &S) -> Result<[u8; 32], NamespaceError> {
     let mut h = blake3::Hasher::new();
     for table in Table::ALL {
         h.update(table.name().as_bytes());

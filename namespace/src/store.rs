@@ -23,7 +23,7 @@
 //! | requests | session, seq | `Reply` |
 //! | counters | name | `u64` |
 
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -98,7 +98,7 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// Read access to the tables: what queries need, and what a snapshot view provides.
 pub trait StoreRead {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError>;
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, NamespaceError>;
 
     /// Up to `limit` entries with `start <= key < end` (no upper bound when `end` is `None`),
     /// in key order. Returning owned vectors keeps the trait object-safe and free of iterator
@@ -109,14 +109,14 @@ pub trait StoreRead {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, MetaError>;
+    ) -> Result<Vec<Entry>, NamespaceError>;
 }
 
 /// Write access. Only [`apply`](super::apply) writes, and it writes through a per-command
 /// overlay, so a command that fails with a POSIX error leaves no trace.
 pub trait Store: StoreRead {
-    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), MetaError>;
-    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), MetaError>;
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), NamespaceError>;
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), NamespaceError>;
 }
 
 /// The smallest key greater than every key that starts with `prefix`, or `None` when no such
@@ -137,7 +137,7 @@ pub fn scan_prefix<S: StoreRead + ?Sized>(
     store: &S,
     table: Table,
     prefix: &[u8],
-) -> Result<Vec<Entry>, MetaError> {
+) -> Result<Vec<Entry>, NamespaceError> {
     let end = prefix_end(prefix);
     store.scan(table, prefix, end.as_deref(), usize::MAX)
 }
@@ -156,7 +156,7 @@ impl MemStore {
 }
 
 impl StoreRead for MemStore {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, NamespaceError> {
         Ok(self.tables[table.index()].get(key).cloned())
     }
 
@@ -166,7 +166,7 @@ impl StoreRead for MemStore {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, MetaError> {
+    ) -> Result<Vec<Entry>, NamespaceError> {
         use std::ops::Bound;
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         if end.is_some_and(|e| e <= start) {
@@ -181,12 +181,12 @@ impl StoreRead for MemStore {
 }
 
 impl Store for MemStore {
-    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), NamespaceError> {
         self.tables[table.index()].insert(key.to_vec(), value.to_vec());
         Ok(())
     }
 
-    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), MetaError> {
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), NamespaceError> {
         self.tables[table.index()].remove(key);
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! that name the table and key.
 
 use super::store::Table;
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,7 +25,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a value written by [`encode`] (of this or an older format version).
-pub fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, MetaError> {
+pub fn decode<T: DeserializeOwned>(
+    table: Table,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, NamespaceError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(corrupt(table, key, "empty value".to_string()));
     };
@@ -42,7 +46,7 @@ pub fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Re
             }
             Ok(value)
         }
-        found => Err(MetaError::UnknownVersion {
+        found => Err(NamespaceError::UnknownVersion {
             table,
             key: hex(key),
             found,
@@ -51,8 +55,8 @@ pub fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Re
     }
 }
 
-pub fn corrupt(table: Table, key: &[u8], reason: String) -> MetaError {
-    MetaError::Corrupt {
+pub fn corrupt(table: Table, key: &[u8], reason: String) -> NamespaceError {
+    NamespaceError::Corrupt {
         table,
         key: hex(key),
         reason,
@@ -98,7 +102,7 @@ impl Key {
 }
 
 /// Reads the big-endian `u64` at `at` in a key scanned from `table`.
-pub fn key_u64(table: Table, key: &[u8], at: usize) -> Result<u64, MetaError> {
+pub fn key_u64(table: Table, key: &[u8], at: usize) -> Result<u64, NamespaceError> {
     key.get(at..at + 8)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
@@ -106,7 +110,7 @@ pub fn key_u64(table: Table, key: &[u8], at: usize) -> Result<u64, MetaError> {
 }
 
 /// The bytes of a key after `at` (names in dentry and xattr keys).
-pub fn key_tail(table: Table, key: &[u8], at: usize) -> Result<Vec<u8>, MetaError> {
+pub fn key_tail(table: Table, key: &[u8], at: usize) -> Result<Vec<u8>, NamespaceError> {
     key.get(at..)
         .map(<[u8]>::to_vec)
         .ok_or_else(|| corrupt(table, key, format!("key shorter than {at} bytes")))
@@ -132,23 +136,23 @@ mod tests {
         let good = encode(&(1u64, 2u64));
         assert!(matches!(
             decode::<(u64, u64)>(Table::Inodes, b"k", &[]),
-            Err(MetaError::Corrupt { .. })
+            Err(NamespaceError::Corrupt { .. })
         ));
         assert!(matches!(
             decode::<(u64, u64)>(Table::Inodes, b"k", &good[..2]),
-            Err(MetaError::Corrupt { .. })
+            Err(NamespaceError::Corrupt { .. })
         ));
         let mut long = good.clone();
         long.push(0);
         assert!(matches!(
             decode::<(u64, u64)>(Table::Inodes, b"k", &long),
-            Err(MetaError::Corrupt { .. })
+            Err(NamespaceError::Corrupt { .. })
         ));
         let mut future = good;
         future[0] = 9;
         assert!(matches!(
             decode::<(u64, u64)>(Table::Inodes, b"k", &future),
-            Err(MetaError::UnknownVersion { found: 9, .. })
+            Err(NamespaceError::UnknownVersion { found: 9, .. })
         ));
     }
 

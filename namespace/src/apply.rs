@@ -12,12 +12,12 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{attr, data, dir, dump, lock, read, rename, session, stripes, xattr};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
 
 /// Applies one command. `Err` means the store failed or holds undecodable bytes: the caller
 /// must stop applying (and abort the surrounding transaction), not reply to the client.
-pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, MetaError> {
+pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, NamespaceError> {
     if cmd.session != SYSTEM_SESSION {
         let Some(sess) = store.session(cmd.session)? else {
             return Ok(Err(FsError::Stale));
@@ -53,12 +53,24 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, M
     Ok(reply)
 }
 
+/// The reply of a command that was applied before (a log entry replayed after a restart):
+/// its remembered reply if it carried `(session, seq)` and the reply is still kept, `ESTALE`
+/// otherwise. Changes nothing.
+pub fn replayed<S: StoreRead + ?Sized>(store: &S, cmd: &Command) -> Result<Reply, NamespaceError> {
+    if cmd.seq == 0 {
+        return Ok(Err(FsError::Stale));
+    }
+    Ok(store
+        .rec::<Reply>(Table::Requests, &keys::request(cmd.session, cmd.seq))?
+        .unwrap_or(Err(FsError::Stale)))
+}
+
 /// Stores the reply under `(session, seq)` and forgets replies below the client's floor.
 fn remember<S: Store + ?Sized>(
     store: &mut S,
     cmd: &Command,
     reply: &Reply,
-) -> Result<(), MetaError> {
+) -> Result<(), NamespaceError> {
     // The command may have ended its own session (CloseSession): nothing to remember then.
     let Some(mut sess) = store.session(cmd.session)? else {
         return Ok(());
@@ -225,7 +237,7 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
 }
 
 /// Answers a read. Like `apply`, `Err` is a store failure, not a POSIX error.
-pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, MetaError> {
+pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, NamespaceError> {
     let result = match q {
         Query::Lookup { parent, name } => read::lookup(store, *parent, name),
         Query::GetAttr { ino } => read::getattr(store, *ino),
@@ -277,8 +289,8 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, MetaE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::digest::digest;
-    use crate::namespace::testkit::Ns;
+    use crate::digest::digest;
+    use crate::testkit::Ns;
 
     #[test]
     fn replayed_command_returns_its_first_reply_without_applying_twice() {
@@ -384,7 +396,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             query(&ns.store, &Query::GetAttr { ino: ROOT_INO }),
-            Err(MetaError::Corrupt { .. })
+            Err(NamespaceError::Corrupt { .. })
         ));
         let cmd = ns.next(Op::Mkdir {
             parent: ROOT_INO,

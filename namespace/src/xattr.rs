@@ -73,8 +73,8 @@ pub(crate) fn list<S: StoreRead + ?Sized>(s: &S, ino: Ino) -> OpResult<Response>
 
 #[cfg(test)]
 mod tests {
-    use crate::namespace::command::{Op, Query, Response};
-    use crate::namespace::testkit::Ns;
+    use crate::command::{Op, Query, Response};
+    use crate::testkit::Ns;
     use tessera_proto::fs::{FsError, XattrMode};
 
     fn set(ns: &mut Ns, ino: u64, name: &str, value: &str, mode: XattrMode) -> Result<(), FsError> {
@@ -157,10 +157,10 @@ mod tests {
             name: "f".into(),
         })
         .unwrap();
-        use crate::namespace::StoreRead;
+        use crate::StoreRead;
         assert!(
             ns.store
-                .scan(crate::namespace::Table::Xattrs, &[], None, 10)
+                .scan(crate::Table::Xattrs, &[], None, 10)
                 .unwrap()
                 .is_empty()
         );

@@ -21,7 +21,7 @@ use super::codec::{FORMAT_VERSION, key_u64};
 use super::session;
 use super::state::{OpError, OpResult, Tables, TablesMut, counter, keys};
 use super::store::{MemStore, Store, StoreRead, Table};
-use crate::error::MetaError;
+use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
 use tessera_proto::backup::DumpSummary;
 use tessera_proto::fs::{FsError, ROOT_INO};
@@ -83,15 +83,15 @@ fn summary(img: &Image, bytes: usize) -> DumpSummary {
     }
 }
 
-fn fs_to_meta(e: OpError) -> MetaError {
+fn fs_to_meta(e: OpError) -> NamespaceError {
     match e {
         OpError::Meta(e) => e,
-        OpError::Fs(e) => MetaError::BadImage(format!("ending a session for the dump: {e:?}")),
+        OpError::Fs(e) => NamespaceError::BadImage(format!("ending a session for the dump: {e:?}")),
     }
 }
 
 /// The image of `store` (see the module docs) and what it holds.
-pub fn dump<S: StoreRead + ?Sized>(store: &S) -> Result<(Vec<u8>, DumpSummary), MetaError> {
+pub fn dump<S: StoreRead + ?Sized>(store: &S) -> Result<(Vec<u8>, DumpSummary), NamespaceError> {
     let mut copy = MemStore::new();
     for table in Table::ALL {
         for (k, v) in store.scan(table, &[], None, usize::MAX)? {
@@ -120,7 +120,7 @@ pub fn dump<S: StoreRead + ?Sized>(store: &S) -> Result<(Vec<u8>, DumpSummary), 
         tables,
     };
     let mut out = MAGIC.to_vec();
-    out = postcard::to_extend(&img, out).map_err(|e| MetaError::BadImage(e.to_string()))?;
+    out = postcard::to_extend(&img, out).map_err(|e| NamespaceError::BadImage(e.to_string()))?;
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
     let summary = summary(&img, out.len());
@@ -167,7 +167,7 @@ pub fn inspect(image: &[u8]) -> Result<DumpSummary, String> {
 }
 
 /// `Some(what)` when the namespace holds more than an empty root directory.
-pub fn not_empty<S: StoreRead + ?Sized>(s: &S) -> Result<Option<String>, MetaError> {
+pub fn not_empty<S: StoreRead + ?Sized>(s: &S) -> Result<Option<String>, NamespaceError> {
     let inodes = s.scan(Table::Inodes, &[], None, 2)?;
     if inodes.iter().any(|(k, _)| *k != keys::inode(ROOT_INO)) {
         return Ok(Some("it has inodes besides the root directory".into()));
@@ -221,9 +221,9 @@ pub(crate) fn load<S: Store + ?Sized>(s: &mut S, image: &[u8]) -> OpResult<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::command::Op;
-    use crate::namespace::digest::digest;
-    use crate::namespace::testkit::Ns;
+    use crate::command::Op;
+    use crate::digest::digest;
+    use crate::testkit::Ns;
 
     #[test]
     fn dump_load_dump_is_identical_and_sessions_are_left_out() {
