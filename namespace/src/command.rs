@@ -29,7 +29,7 @@ pub struct Command {
 }
 
 impl fmt::Display for Command {
-    /// One line for logs (and openraft, which requires `Display` on log payloads).
+    /// One line for logs (and the Raft library, which requires `Display` on log payloads).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s{}#{} ", self.session, self.seq)?;
         let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();

@@ -51,7 +51,8 @@ impl Method {
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
     pub const META_LOAD: Method = Method(0x0111);
 
-    /// Raft AppendEntries between metaservers (body: openraft types, postcard).
+    /// Raft AppendEntries between metaservers (body: the Raft library's own types, postcard;
+    /// they never leave `metaserver/src/raft/`).
     pub const RAFT_APPEND: Method = Method(0x0301);
     /// Raft RequestVote.
     pub const RAFT_VOTE: Method = Method(0x0302);

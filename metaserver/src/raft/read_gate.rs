@@ -6,7 +6,8 @@
 //! flight wait for the next round and then share it: under load each round serves every read
 //! that queued behind the previous one.
 
-use crate::raft::types::Raft;
+use super::refusal::refused;
+use super::types::Raft;
 use openraft::ReadPolicy;
 use std::sync::{Arc, Mutex};
 use tessera_proto::meta::ServiceError;
@@ -66,14 +67,7 @@ async fn run_rounds(state: Arc<Mutex<GateState>>, raft: Raft) {
         };
         let result = match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(match e.forward_to_leader() {
-                Some(f) => ServiceError::NotLeader {
-                    leader: f.leader_node.as_ref().map(|n| n.addr.clone()),
-                },
-                None => ServiceError::Unavailable {
-                    reason: e.to_string(),
-                },
-            }),
+            Err(e) => Err(refused(&e)),
         };
         for w in batch {
             let _ = w.send(result.clone());

@@ -3,7 +3,8 @@
 //! with the log; only then is it promoted to voter (joint consensus, so the group never
 //! loses its majority on the way). Removal demotes and drops a voter the same way.
 
-use crate::raft::types::Raft;
+use super::refusal::refused;
+use super::types::Raft;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +15,7 @@ use tessera_proto::meta::{MembershipChange, ServiceError};
 const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 /// Applies one change; the reply describes the membership afterwards.
-pub(crate) async fn change(
+pub(super) async fn change(
     raft: &Raft,
     serialise: &tokio::sync::Mutex<()>,
     change: MembershipChange,
@@ -25,16 +26,16 @@ pub(crate) async fn change(
             // Blocks until the learner has the whole log (or a snapshot of it).
             raft.add_learner(id, BasicNode { addr: addr.clone() }, true)
                 .await
-                .map_err(|e| refused(e.forward_to_leader().map(|f| f.leader_node.clone()), e))?;
+                .map_err(|e| refused(&e))?;
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
-                .map_err(|e| refused(e.forward_to_leader().map(|f| f.leader_node.clone()), e))?;
+                .map_err(|e| refused(&e))?;
             tracing::info!(id, %addr, "metaserver added as a voter");
         }
         MembershipChange::Remove { id } => {
             raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                 .await
-                .map_err(|e| refused(e.forward_to_leader().map(|f| f.leader_node.clone()), e))?;
+                .map_err(|e| refused(&e))?;
             tracing::info!(id, "metaserver removed from the group");
         }
         MembershipChange::TransferLeader { id } => {
@@ -81,15 +82,4 @@ fn describe(raft: &Raft) -> String {
     let voters = voters(raft);
     let list: Vec<String> = voters.iter().map(|(id, a)| format!("{id}={a}")).collect();
     format!("voters: {}", list.join(","))
-}
-
-fn refused(leader: Option<Option<BasicNode>>, e: impl std::fmt::Display) -> ServiceError {
-    match leader {
-        Some(node) => ServiceError::NotLeader {
-            leader: node.map(|n| n.addr),
-        },
-        None => ServiceError::Unavailable {
-            reason: e.to_string(),
-        },
-    }
 }
