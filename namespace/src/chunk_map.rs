@@ -82,6 +82,15 @@ impl ChunkMap {
             }
         }
         self.runs.insert(a, new);
+        // The new run now sits between neighbours it does not overlap.
+        debug_assert!(
+            self.runs
+                .range(..a)
+                .next_back()
+                .is_none_or(|(_, s)| s.end() <= a)
+                && self.runs.range(a + 1..).next().is_none_or(|(k, _)| b <= *k),
+            "laying {new:?} left overlapping runs"
+        );
     }
 
     /// The runs in offset order.

@@ -7,6 +7,7 @@
 //! content addresses) simply revives it. A GC worker first claims it (`Deleting`), after
 //! which commits naming it get `EAGAIN` until the worker reports the shards gone.
 
+use super::audit::RefAudit;
 use super::chunk_codec::{decode_slices, encode_slices};
 use super::chunk_map::{ChunkMap, RefChanges};
 use super::codec::{corrupt, decode, key_u64};
@@ -40,6 +41,16 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
 ) -> Result<(), NamespaceError> {
     let first_whole = size.div_ceil(CHUNK_SIZE);
     let end = prefix_end(&keys::inode(ino));
+    let audit = RefAudit::start(
+        s,
+        || {
+            let from = keys::chunk(ino, size / CHUNK_SIZE);
+            let rows = s.scan(Table::Chunks, &from, end.as_deref(), usize::MAX);
+            rows.map(|r| r.into_iter().map(|(k, _)| k).collect())
+                .unwrap_or_default()
+        },
+        Vec::new,
+    );
     for (key, value) in s.scan(
         Table::Chunks,
         &keys::chunk(ino, first_whole),
@@ -53,13 +64,16 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
         s.delete(Table::Chunks, &key)?;
     }
     let cut = size % CHUNK_SIZE;
-    if cut == 0 {
-        return Ok(());
-    }
     let key = keys::chunk(ino, size / CHUNK_SIZE);
-    let Some(chunk) = s.rec::<ChunkRec>(Table::Chunks, &key)? else {
+    let chunk = match cut {
+        0 => None,
+        _ => s.rec::<ChunkRec>(Table::Chunks, &key)?,
+    };
+    let Some(chunk) = chunk else {
+        audit.finish(s);
         return Ok(());
     };
+    let was_disjoint = disjoint(&chunk.slices);
     let mut kept = Vec::with_capacity(chunk.slices.len());
     for mut slice in chunk.slices {
         if slice.offset >= cut {
@@ -69,11 +83,23 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
             kept.push(slice);
         }
     }
+    // Cutting keeps the order, so runs stay disjoint (a record from before lay-over, in
+    // commit order, stays in commit order until a commit flattens it).
+    debug_assert!(!was_disjoint || disjoint(&kept), "cut made runs overlap");
     if kept.is_empty() {
-        s.delete(Table::Chunks, &key)
+        s.delete(Table::Chunks, &key)?;
     } else {
-        s.put_rec(Table::Chunks, &key, &ChunkRec { slices: kept })
+        s.put_rec(Table::Chunks, &key, &ChunkRec { slices: kept })?;
     }
+    audit.finish(s);
+    Ok(())
+}
+
+/// Whether `slices` are non-empty runs in offset order that do not overlap and stay inside
+/// the chunk: the shape of every record written since commits lay slices over.
+pub(crate) fn disjoint(slices: &[Slice]) -> bool {
+    slices.iter().all(|s| s.len > 0 && s.end() <= CHUNK_SIZE)
+        && slices.windows(2).all(|w| w[0].end() <= w[1].offset)
 }
 
 fn release<S: Store + ?Sized>(s: &mut S, slice: &Slice, now: i64) -> Result<(), NamespaceError> {
@@ -88,6 +114,16 @@ fn decref<S: Store + ?Sized>(s: &mut S, id: &StripeId, now: i64) -> Result<(), N
         what: "a slice references a missing stripe",
         ino: 0,
     })?;
+    // The slice giving up its reference was counted, and GC never claims a referenced stripe.
+    debug_assert!(
+        rec.refcount > 0,
+        "stripe {id:?}: a reference dropped below zero"
+    );
+    debug_assert_eq!(
+        rec.state,
+        StripeState::Live,
+        "stripe {id:?}: referenced while deleting"
+    );
     rec.refcount = rec.refcount.saturating_sub(1);
     if rec.refcount == 0 {
         rec.queued_at = Some(now);
@@ -126,6 +162,12 @@ fn incref<S: Store + ?Sized>(
             rec
         }
     };
+    // Only an unreferenced stripe waits in the GC queue.
+    debug_assert!(
+        rec.queued_at.is_none() || rec.refcount == 0,
+        "stripe {id:?}: queued for GC with {} references",
+        rec.refcount
+    );
     if let Some(at) = rec.queued_at.take() {
         s.delete(Table::GcQueue, &keys::gc(at, id))?;
     }
@@ -156,6 +198,17 @@ pub(crate) fn commit<S: Store + ?Sized>(
 ) -> OpResult<Response> {
     let inode = s.need_inode(ino)?;
     need_regular(inode.kind)?;
+    let audit = RefAudit::start(
+        s,
+        || {
+            let indexes: BTreeSet<u64> = slices.iter().map(|cs| cs.chunk).collect();
+            indexes.into_iter().map(|i| keys::chunk(ino, i)).collect()
+        },
+        || {
+            let data = slices.iter().filter_map(|cs| cs.slice.data);
+            data.map(|r| r.stripe).collect()
+        },
+    );
     let mut size = inode.size;
     let mut chunks: BTreeMap<u64, ChunkMap> = BTreeMap::new();
     let mut changes = RefChanges::default();
@@ -191,7 +244,12 @@ pub(crate) fn commit<S: Store + ?Sized>(
         size = size.max(file_end);
     }
     for (index, map) in chunks {
-        let bytes = encode_slices(&map.into_slices());
+        let runs = map.into_slices();
+        debug_assert!(
+            disjoint(&runs),
+            "chunk {index} of inode {ino}: runs overlap"
+        );
+        let bytes = encode_slices(&runs);
         s.put(Table::Chunks, &keys::chunk(ino, index), &bytes)?;
     }
     // Gains first: a stripe both split and covered elsewhere never drops to zero on the way.
@@ -206,6 +264,7 @@ pub(crate) fn commit<S: Store + ?Sized>(
         r.mtime = now;
         r.ctime = now;
     })?;
+    audit.finish(s);
     Ok(Response::Attr(rec.attr(ino)))
 }
 
@@ -301,6 +360,8 @@ pub(crate) fn gc_done<S: Store + ?Sized>(s: &mut S, id: &StripeId) -> OpResult<R
     if rec.state != StripeState::Deleting {
         return Err(FsError::Invalid.into());
     }
+    // A claimed stripe cannot gain references (commits naming it get EAGAIN).
+    debug_assert_eq!(rec.refcount, 0, "stripe {id:?}: deleted while referenced");
     s.delete(Table::Stripes, &keys::stripe(id))?;
     if let Some(at) = rec.queued_at {
         s.delete(Table::GcQueue, &keys::gc(at, id))?;

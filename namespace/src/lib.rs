@@ -15,6 +15,7 @@
 
 mod apply;
 mod attr;
+mod audit;
 mod chunk_codec;
 mod chunk_map;
 mod codec;

@@ -79,7 +79,15 @@ fn conflict<S: StoreRead + ?Sized>(
     ino: Ino,
     req: &Lock,
 ) -> Result<Option<Lock>, NamespaceError> {
-    Ok(held(s, ino, req.flavor, None)?.into_iter().find(|h| {
+    let held = held(s, ino, req.flavor, None)?;
+    // A lock lives only as long as its session holds the file open: the last release and
+    // the end of a session (unmount, expired lease) drop it.
+    debug_assert!(
+        held.iter()
+            .all(|h| matches!(s.open_rec(h.session, ino), Ok(Some(_)))),
+        "inode {ino}: a lock outlived its session's open"
+    );
+    Ok(held.into_iter().find(|h| {
         (h.session, h.owner) != (req.session, req.owner)
             && h.start <= req.end
             && req.start <= h.end
@@ -143,6 +151,14 @@ pub(crate) fn set<S: Store + ?Sized>(s: &mut S, ino: Ino, req: Lock) -> OpResult
             _ => merged.push(l),
         }
     }
+    // An owner's locks stay sorted, disjoint and coalesced.
+    debug_assert!(
+        merged.windows(2).all(|w| w[0].end < w[1].start
+            && (w[0].kind != w[1].kind || w[0].end.checked_add(1) != Some(w[1].start))),
+        "inode {ino}: owner {}/{} holds overlapping or uncoalesced locks",
+        req.session,
+        req.owner
+    );
     for l in &merged {
         let rec = LockRec {
             kind: l.kind,

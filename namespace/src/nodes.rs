@@ -93,6 +93,7 @@ pub(crate) fn add_entry<S: Store + ?Sized>(
 ) -> Result<(), NamespaceError> {
     let mut cookie = 0;
     s.update_inode(dir, |d| {
+        debug_assert!(d.nlink >= 2, "directory {dir} has {} links", d.nlink);
         cookie = d.next_cookie;
         d.next_cookie += 1;
         d.size += 1;
@@ -125,6 +126,16 @@ pub(crate) fn remove_entry<S: Store + ?Sized>(
     s.delete(Table::Dentries, &keys::dentry(dir, name))?;
     s.delete(Table::DirCookies, &keys::cookie(dir, entry.cookie))?;
     s.update_inode(dir, |d| {
+        // The entry was counted, and a subdirectory's ".." link too (2 + subdirectories).
+        debug_assert!(
+            d.size > 0,
+            "directory {dir} loses an entry it did not count"
+        );
+        debug_assert!(
+            !entry.kind.is_dir() || d.nlink > 2,
+            "directory {dir} loses a subdirectory with {} links",
+            d.nlink
+        );
         d.size = d.size.saturating_sub(1);
         if entry.kind.is_dir() {
             d.nlink = d.nlink.saturating_sub(1);
@@ -156,7 +167,10 @@ pub(crate) fn repoint_entry<S: Store + ?Sized>(
     )?;
     s.update_inode(dir, |d| {
         match (old.kind.is_dir(), kind.is_dir()) {
-            (true, false) => d.nlink = d.nlink.saturating_sub(1),
+            (true, false) => {
+                debug_assert!(d.nlink > 2, "directory {dir} has {} links", d.nlink);
+                d.nlink = d.nlink.saturating_sub(1)
+            }
             (false, true) => d.nlink += 1,
             _ => {}
         }
@@ -174,6 +188,19 @@ pub(crate) fn drop_link<S: Store + ?Sized>(
     now: i64,
 ) -> Result<(), NamespaceError> {
     let rec = s.update_inode(ino, |r| {
+        // A file loses one of its names; a directory goes only when empty ("." and its one
+        // entry left).
+        debug_assert!(
+            if r.kind.is_dir() {
+                r.nlink == 2 && r.size == 0
+            } else {
+                r.nlink > 0
+            },
+            "inode {ino} ({:?}) drops a link with nlink {} and size {}",
+            r.kind,
+            r.nlink,
+            r.size
+        );
         r.nlink = if r.kind.is_dir() {
             0
         } else {
@@ -198,6 +225,10 @@ pub(crate) fn free_inode<S: Store + ?Sized>(
     ino: Ino,
     now: i64,
 ) -> Result<(), NamespaceError> {
+    debug_assert!(
+        matches!(s.inode(ino), Ok(Some(r)) if r.nlink == 0 && r.opens == 0),
+        "inode {ino} freed while linked or open"
+    );
     let key = keys::inode(ino);
     s.delete(Table::Inodes, &key)?;
     s.delete(Table::Orphans, &key)?;

@@ -106,17 +106,23 @@ fn drop_opens<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<()> {
     let key = keys::open(session, ino);
-    let left = s
-        .open_rec(session, ino)?
-        .map_or(0, |o| o.count)
-        .saturating_sub(n);
+    let held = s.open_rec(session, ino)?.map_or(0, |o| o.count);
+    debug_assert!(
+        held >= n,
+        "session {session} drops {n} opens of inode {ino}, holds {held}"
+    );
+    let left = held.saturating_sub(n);
     if left == 0 {
         s.delete(Table::OpenFiles, &key)?;
         lock::drop_session_locks(s, ino, session)?;
     } else {
         s.put_rec(Table::OpenFiles, &key, &OpenRec { count: left })?;
     }
-    let rec = s.update_inode(ino, |r| r.opens = r.opens.saturating_sub(n))?;
+    let rec = s.update_inode(ino, |r| {
+        // The inode counts every session's opens, this one's among them.
+        debug_assert!(r.opens >= n, "inode {ino} has {} opens, loses {n}", r.opens);
+        r.opens = r.opens.saturating_sub(n)
+    })?;
     if rec.nlink == 0 && rec.opens == 0 {
         free_inode(s, ino, now)?;
     }
