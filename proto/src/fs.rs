@@ -411,7 +411,9 @@ pub struct StripeInfo {
     pub layout: StripeLayout,
 }
 
-/// The slices of one chunk, in commit order.
+/// The slices of one chunk: disjoint runs in offset order (a record no commit has touched
+/// since before commits laid slices over may still be in commit order, later slices winning
+/// where they overlap).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ChunkLayout {
     pub index: u64,
