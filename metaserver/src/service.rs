@@ -1,7 +1,7 @@
 //! RPC handlers of the metadata service: namespace writes through Raft, linearizable reads,
 //! the status and digest every member answers, and the calls only the leader answers
 //! (chunkserver table, placement, stripe health, membership). Every handler works through
-//! the [`Replica`]; leader-only calls are registered through one guard, [`LeaderOnly`].
+//! the [`Replica`]; leader-only calls are registered through one guard, `LeaderOnly`.
 
 use crate::chunk_registry::ChunkRegistry;
 use crate::replica::Replica;

@@ -102,7 +102,8 @@ impl RefAudit {
 
 /// Each check fires on the broken state it guards against (debug builds only: in release
 /// the checks compile away and these tests would have nothing to observe).
-#[cfg(all(test, debug_assertions))]
+#[cfg(test)]
+#[cfg(debug_assertions)]
 mod tests {
     use super::*;
     use crate::command::{Op, Query};

@@ -24,7 +24,7 @@ use std::path::Path;
 use tessera_namespace::{Command, NamespaceError, Reply, Table, apply, decode, digest, encode};
 use view::WriteView;
 
-pub use view::RedbView;
+pub use view::{RedbView, View};
 
 type Bytes = &'static [u8];
 

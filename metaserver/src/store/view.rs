@@ -35,10 +35,19 @@ pub(super) fn scan_from(
     Ok(out)
 }
 
-/// The open tables of a write transaction, indexed like `Table::ALL`.
-pub(super) struct WriteView<'txn> {
-    pub(super) tables: Vec<redb::Table<'txn, Bytes, Bytes>>,
+/// The namespace tables of one redb transaction, indexed like `Table::ALL`: over a write
+/// transaction's tables (`WriteView`, what `apply` writes through) or a read
+/// transaction's ([`RedbView`]).
+pub struct View<T> {
+    pub(super) tables: Vec<T>,
 }
+
+/// The open tables of a write transaction.
+pub(super) type WriteView<'txn> = View<redb::Table<'txn, Bytes, Bytes>>;
+
+/// A read-only snapshot of the namespace; owns its read transaction, so it is `Send` and may
+/// outlive later applies.
+pub type RedbView = View<redb::ReadOnlyTable<Bytes, Bytes>>;
 
 impl<'txn> WriteView<'txn> {
     pub(super) fn open(
@@ -48,11 +57,28 @@ impl<'txn> WriteView<'txn> {
         for table in Table::ALL {
             tables.push(txn.open_table(def(table)).map_err(storage)?);
         }
-        Ok(WriteView { tables })
+        Ok(View { tables })
     }
 }
 
-impl StoreRead for WriteView<'_> {
+impl RedbView {
+    /// Opens every namespace table of `txn`.
+    pub(super) fn open(txn: &redb::ReadTransaction) -> Result<RedbView, NamespaceError> {
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for table in Table::ALL {
+            tables.push(txn.open_table(def(table)).map_err(storage)?);
+        }
+        Ok(View { tables })
+    }
+}
+
+impl<T> std::fmt::Debug for View<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").finish_non_exhaustive()
+    }
+}
+
+impl<T: ReadableTable<Bytes, Bytes>> StoreRead for View<T> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, NamespaceError> {
         get_from(&self.tables[table as usize], key)
     }
@@ -79,44 +105,5 @@ impl Store for WriteView<'_> {
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), NamespaceError> {
         self.tables[table as usize].remove(key).map_err(storage)?;
         Ok(())
-    }
-}
-
-/// A read-only snapshot of the namespace; owns its read transaction, so it is `Send` and may
-/// outlive later applies.
-pub struct RedbView {
-    tables: Vec<redb::ReadOnlyTable<Bytes, Bytes>>,
-}
-
-impl RedbView {
-    /// Opens every namespace table of `txn`.
-    pub(super) fn open(txn: &redb::ReadTransaction) -> Result<RedbView, NamespaceError> {
-        let mut tables = Vec::with_capacity(Table::ALL.len());
-        for table in Table::ALL {
-            tables.push(txn.open_table(def(table)).map_err(storage)?);
-        }
-        Ok(RedbView { tables })
-    }
-}
-
-impl std::fmt::Debug for RedbView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbView").finish_non_exhaustive()
-    }
-}
-
-impl StoreRead for RedbView {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, NamespaceError> {
-        get_from(&self.tables[table as usize], key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, NamespaceError> {
-        scan_from(&self.tables[table as usize], start, end, limit)
     }
 }
