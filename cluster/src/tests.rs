@@ -144,15 +144,16 @@ async fn unavailable_is_retried_by_a_mount_and_reported_by_an_admin_command() {
 async fn a_final_answer_is_the_callers_and_statuses_come_from_every_member() {
     let m = member(Ok(()), Arc::new(AtomicUsize::new(0))).await;
     let c = ClusterClient::new(&[addr(&m), closed_port()], secret(), RpcConfig::default());
+    // What a chunkserver says to a new leader that has not seen its registration.
     let hb = Heartbeat {
-        id: 9,
-        addr: "x".into(),
-        capacity: 1,
-        used: 0,
-        shards: 0,
-        full: false,
         corrupt: vec![],
         missing: vec![],
+        full: false,
+        capacity: 1 << 30,
+        used: 1 << 20,
+        shards: 1,
+        addr: addr(&m),
+        id: 9,
     };
     let e = c
         .call::<ChunkHeartbeat, _, _>(&hb, &Retry::default())

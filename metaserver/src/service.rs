@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
-    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards,
-    ServiceError, StateDigest, WriteRequest,
+    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, PlaceStripes, ReadRequest, Reply,
+    ReportShards, ServiceError, StateDigest, WriteRequest,
 };
 use tessera_rpc::Router;
 
@@ -194,6 +194,7 @@ impl MetaService {
     fn cluster_routes(self, router: Router) -> Router {
         let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
         let report = self.clone();
+        let place_many = self.clone();
         let members = self.clone();
         let drain = self.clone();
         let health = self;
@@ -286,6 +287,16 @@ impl MetaService {
                 async move {
                     let reply = match svc.require_leader() {
                         Ok(()) => svc.registry.place(&call.req),
+                        Err(leader) => Err(ServiceError::NotLeader { leader }),
+                    };
+                    (reply, Bytes::new())
+                }
+            })
+            .route::<PlaceStripes, _, _>(move |call| {
+                let svc = place_many.clone();
+                async move {
+                    let reply = match svc.require_leader() {
+                        Ok(()) => svc.registry.place_many(&call.req),
                         Err(leader) => Err(ServiceError::NotLeader { leader }),
                     };
                     (reply, Bytes::new())
