@@ -4,7 +4,7 @@
 //! also when the test panics:
 //!
 //! - [`bin::tessera_bin`]: the binary under test (`TESSERA_BIN`, else the workspace's debug
-//!   build; build it first with `cargo build -p tessera`).
+//!   build; build it first with `cargo build -p tessera-cli`).
 //! - [`ports::free_port`]: a free 127.0.0.1 port.
 //! - [`tempdir::TempDir`]: a scratch directory removed on drop.
 //! - [`process::TesseraProcess`]: a child `tessera ...` logging to a file, waited on until it
