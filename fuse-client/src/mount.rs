@@ -9,10 +9,10 @@ use tessera_proto::meta::Op;
 use tessera_rpc::{RpcConfig, Secret};
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 
-use crate::client::data::{DataConfig, DataPath};
-use crate::client::meta::{MetaClient, MetaClientOptions};
-use crate::client::ops::Namespace;
 use crate::fs::{FsOptions, TesseraFs};
+use tessera_client::data::{DataConfig, DataPath};
+use tessera_client::meta::{MetaClient, MetaClientOptions};
+use tessera_client::ops::Namespace;
 
 /// Default session lease: a crashed mount's opens and locks are released this long after
 /// it dies.
@@ -59,7 +59,7 @@ pub enum MountError {
         source: std::io::Error,
     },
     #[error("cannot open a session with the metadata service: {0}")]
-    Session(#[from] crate::client::meta::MetaClientError),
+    Session(#[from] tessera_client::meta::MetaClientError),
     #[error(
         "cannot mount at {path}: {source}; check that you are root or that fusermount3 is installed, and that the mountpoint is not busy"
     )]

@@ -12,8 +12,8 @@ use tessera_proto::Rpc;
 use tessera_proto::cluster::{ChunkHeartbeat, RegisterChunkserver};
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
-    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards,
-    ServiceError, StateDigest, StripeHealth, WriteRequest,
+    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, PlaceStripes, ReadRequest, Reply,
+    ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
 };
 use tessera_rpc::{Call, Router};
 
@@ -122,6 +122,9 @@ impl MetaService {
             .route::<ClusterHealth, _, _>(|svc, _call| async move { svc.health().await })
             .route::<ChangeMembership, _, _>(|svc, call| async move {
                 svc.replica.change_membership(call.req).await
+            })
+            .route::<PlaceStripes, _, _>(|svc, call| async move {
+                svc.registry.place_many(&call.req)
             })
             .into_router()
     }

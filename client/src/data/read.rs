@@ -7,7 +7,7 @@ use tessera_proto::fs::{CHUNK_SIZE, FileLayout, FsError, Ino, StripeId, StripeIn
 use tessera_proto::meta::{Query, Response};
 
 use super::{DataPath, InodeData};
-use crate::client::ops::unavailable;
+use crate::error::ClientError;
 
 /// Bytes `stripe_range` of a stripe go to `out_at` in the output.
 #[derive(Debug)]
@@ -87,19 +87,19 @@ impl DataPath {
         ino: Ino,
         info: Option<&StripeInfo>,
         p: Piece,
-    ) -> Result<(usize, Bytes), FsError> {
-        let info = info.ok_or_else(|| {
-            tracing::error!(ino, stripe = %p.stripe, "layout names a stripe it does not describe");
-            FsError::Io
+    ) -> Result<(usize, Bytes), ClientError> {
+        let info = info.ok_or(ClientError::MissingStripe {
+            ino,
+            stripe: p.stripe,
         })?;
         let addrs = |id: u64| self.addr_of(id);
         let bytes = self
             .chunks
             .read(info, &addrs, p.start..p.end)
             .await
-            .map_err(|e| {
-                tracing::error!(ino, "read failed: {e}");
-                FsError::Io
+            .map_err(|e| ClientError::Read {
+                ino,
+                source: Box::new(e),
             })?;
         Ok((p.out_at, bytes))
     }
@@ -112,7 +112,7 @@ impl DataPath {
         data: Option<&Arc<InodeData>>,
         off: u64,
         end: u64,
-    ) -> Result<Arc<FileLayout>, FsError> {
+    ) -> Result<Arc<FileLayout>, ClientError> {
         let first = off / CHUNK_SIZE;
         let last = end.saturating_sub(1).max(off) / CHUNK_SIZE;
         let generation = match data.map(|d| d.cached_layout(first, last)) {
@@ -125,7 +125,7 @@ impl DataPath {
             .meta
             .read(q)
             .await
-            .map_err(|e| unavailable("layout", e))??
+            .map_err(|e| ClientError::meta("layout", e))??
         {
             Response::Layout(l) => {
                 let l = Arc::new(l);
@@ -134,10 +134,7 @@ impl DataPath {
                 }
                 Ok(l)
             }
-            other => {
-                tracing::error!("layout: unexpected reply {other:?}");
-                Err(FsError::Io)
-            }
+            other => Err(ClientError::unexpected("layout", &other)),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! FUSE adapter, an admin tool, a test) never sees transport details.
 //!
 //! A metadata service that cannot be reached within the `MetaClient`'s deadline is `EIO`
-//! (design: a lost cluster gives EIO, never a wedged kernel).
+//! (design: a lost cluster gives EIO, never a wedged kernel); `error.rs` makes it so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,13 +15,8 @@ use tessera_proto::fs::{
 };
 use tessera_proto::meta::{ChunkserverState, Op, Query, Reply, Response};
 
-use crate::client::meta::{MetaClient, MetaClientError};
-
-/// Turns a transport failure into `EIO`, logging the cause (the caller only sees the errno).
-pub(crate) fn unavailable(what: &str, e: MetaClientError) -> FsError {
-    tracing::error!("{what}: {e}");
-    FsError::Io
-}
+use crate::error::ClientError;
+use crate::meta::MetaClient;
 
 /// POSIX ACLs are not supported (the kernel would not enforce them: permissions are its
 /// mode checks), so their attributes are refused as on a file system mounted `noacl`. This
@@ -43,19 +38,18 @@ fn stale(e: FsError) -> FsError {
     }
 }
 
-fn unexpected(what: &str, r: &Response) -> FsError {
-    tracing::error!("{what}: unexpected reply from the metadata service: {r:?}");
-    FsError::Io
+fn unexpected(what: &'static str, r: &Response) -> FsError {
+    ClientError::unexpected(what, r).into()
 }
 
-fn attr_of(what: &str, r: Reply) -> Result<Attr, FsError> {
+fn attr_of(what: &'static str, r: Reply) -> Result<Attr, FsError> {
     match r? {
         Response::Attr(a) => Ok(a),
         other => Err(unexpected(what, &other)),
     }
 }
 
-fn done(what: &str, r: Reply) -> Result<(), FsError> {
+fn done(what: &'static str, r: Reply) -> Result<(), FsError> {
     match r? {
         Response::Done | Response::Attr(_) => Ok(()),
         other => Err(unexpected(what, &other)),
@@ -119,12 +113,20 @@ impl Namespace {
         &self.meta
     }
 
-    async fn write(&self, what: &str, op: Op) -> Result<Reply, FsError> {
-        self.meta.write(op).await.map_err(|e| unavailable(what, e))
+    async fn write(&self, what: &'static str, op: Op) -> Result<Reply, FsError> {
+        Ok(self
+            .meta
+            .write(op)
+            .await
+            .map_err(|e| ClientError::meta(what, e))?)
     }
 
-    async fn read(&self, what: &str, q: Query) -> Result<Reply, FsError> {
-        self.meta.read(q).await.map_err(|e| unavailable(what, e))
+    async fn read(&self, what: &'static str, q: Query) -> Result<Reply, FsError> {
+        Ok(self
+            .meta
+            .read(q)
+            .await
+            .map_err(|e| ClientError::meta(what, e))?)
     }
 
     pub async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr, FsError> {
@@ -339,7 +341,7 @@ impl Namespace {
             .meta
             .list_chunkservers()
             .await
-            .map_err(|e| unavailable("statfs", e))?;
+            .map_err(|e| ClientError::meta("statfs", e))?;
         let total_bytes = servers
             .iter()
             .filter(|s| s.state != ChunkserverState::Down)

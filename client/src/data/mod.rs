@@ -2,9 +2,11 @@
 //! that resolve slices to stripes.
 //!
 //! - `dirty.rs`: the per-inode write buffer (disjoint extents).
-//! - `write.rs`: flushing: cut extents into stripes aligned in the file, store holes for
-//!   all-zero ranges, encode and put the rest (placement from the metadata leader, failed
-//!   shards re-placed elsewhere), then one `CommitSlice` for the whole flush.
+//! - `write.rs`: when to flush: full stripes at once in the background, the rest on
+//!   `fsync`, close, the timer, or past the buffer limits (which also pace a writer).
+//! - `flush/`: one flush as a pipeline of stages, a file each: cut, pack, place (one call
+//!   for every stripe of the flush), encode, put (failed shards re-placed), commit (one
+//!   `CommitSlice`).
 //! - `read.rs`: layout of the chunks in range, later slices shadow earlier ones, stripe reads
 //!   through the chunk client (parity fallback there), zeros for holes, buffered bytes on top.
 //!
@@ -13,6 +15,7 @@
 //! buffered, on `fsync`, `flush` (close) and `release`, and by a timer.
 
 mod dirty;
+mod flush;
 mod read;
 mod write;
 
@@ -24,8 +27,8 @@ use std::time::Duration;
 use tessera_proto::fs::{Attr, FileLayout, FsError, Ino};
 use tessera_stripe::ChunkClient;
 
-use crate::client::meta::MetaClient;
-use crate::client::ops::unavailable;
+use crate::error::ClientError;
+use crate::meta::MetaClient;
 use dirty::Dirty;
 
 /// Settings of the data path.
@@ -297,7 +300,7 @@ impl DataPath {
     }
 
     /// Addresses of the listed chunkservers, asking the leader for the ones not known yet.
-    async fn learn_addrs(&self, ids: Vec<u64>) -> Result<(), FsError> {
+    async fn learn_addrs(&self, ids: Vec<u64>) -> Result<(), ClientError> {
         let missing = {
             let a = self.addrs.read().unwrap_or_else(|e| e.into_inner());
             ids.iter().any(|id| !a.contains_key(id))
@@ -307,7 +310,7 @@ impl DataPath {
                 .meta
                 .list_chunkservers()
                 .await
-                .map_err(|e| unavailable("list chunkservers", e))?;
+                .map_err(|e| ClientError::meta("list chunkservers", e))?;
             let mut a = self.addrs.write().unwrap_or_else(|e| e.into_inner());
             for s in list {
                 a.insert(s.id, s.addr);
