@@ -123,9 +123,9 @@ impl MetaService {
             .route::<ChangeMembership, _, _>(|svc, call| async move {
                 svc.replica.change_membership(call.req).await
             })
-            .route::<PlaceStripes, _, _>(|svc, call| async move {
-                svc.registry.place_many(&call.req)
-            })
+            .route::<PlaceStripes, _, _>(
+                |svc, call| async move { svc.registry.place_many(&call.req) },
+            )
             .into_router()
     }
 }
