@@ -89,8 +89,15 @@ impl MetaClient {
             // Without a session there is nothing to deduplicate against.
             return self.send(0, 0, op).await;
         }
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.lock_in_flight().insert(seq);
+        // Numbered and marked in flight under one lock: a concurrent send computing its
+        // floor in between would otherwise tell the group to forget this number before it
+        // was ever sent, and the group would then refuse it as a stale replay (ESTALE).
+        let seq = {
+            let mut in_flight = self.lock_in_flight();
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            in_flight.insert(seq);
+            seq
+        };
         let result = self.send(session, seq, op).await;
         self.lock_in_flight().remove(&seq);
         result
