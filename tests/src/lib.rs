@@ -14,6 +14,7 @@
 //!   registrations and heartbeats and records them, until the real metaserver is used.
 //! - [`chunk`]: starting a chunkserver and calling its service.
 //! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
+//! - [`scrape`]: reading a process's `/metrics`.
 //!
 //! Drop order matters: declare the `TempDir` first, then mounts, then processes, so
 //! processes die before their mounts go and mounts go before their directory is removed
@@ -32,6 +33,7 @@ pub mod meta_workload;
 pub mod mount;
 pub mod ports;
 pub mod process;
+pub mod scrape;
 pub mod tempdir;
 pub mod tmpfs;
 

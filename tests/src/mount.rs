@@ -181,17 +181,34 @@ impl DevCluster {
         mounts: usize,
         meta_opts: &MetaOptions,
     ) -> DevCluster {
+        Self::start_custom(tag, metas, chunks, ec, mounts, meta_opts, |_, o| o).await
+    }
+
+    /// Like [`Self::start_opts`]; `chunk(i, options)` gives chunkserver `chunk-{i+1}` its
+    /// flags and environment (the `--meta` addresses are filled in).
+    pub async fn start_custom(
+        tag: &str,
+        metas: u64,
+        chunks: usize,
+        ec: &str,
+        mounts: usize,
+        meta_opts: &MetaOptions,
+        chunk: impl Fn(usize, ChunkOptions) -> ChunkOptions,
+    ) -> DevCluster {
         let dir = TempDir::new(tag);
         let (secret_file, secret) = write_secret(dir.path());
         let meta = MetaCluster::start(dir.path(), &secret_file, &secret, metas, meta_opts).await;
-        let opts = ChunkOptions {
-            meta: meta.addrs(),
-            ..ChunkOptions::default()
-        };
         let mut servers = Vec::new();
         for i in 1..=chunks {
             let name = format!("chunk-{i}");
             let data = dir.join(&name);
+            let opts = chunk(
+                i - 1,
+                ChunkOptions {
+                    meta: meta.addrs(),
+                    ..ChunkOptions::default()
+                },
+            );
             servers
                 .push(Chunkserver::start(&dir, &name, &data, (&secret_file, &secret), &opts).await);
         }

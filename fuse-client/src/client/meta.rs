@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tessera_proto::Rpc;
 use tessera_proto::meta::{
-    ChunkserverInfo, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest, PlaceStripe, Query,
-    ReadRequest, Reply, Response, ServiceError, WriteRequest,
+    ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
+    PlaceStripe, Query, ReadRequest, Reply, ReportShards, Response, ServiceError, WriteRequest,
 };
 use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
 use tokio::time::Instant;
@@ -170,6 +170,16 @@ impl MetaClient {
             exclude,
         };
         self.call_leader::<PlaceStripe, _>(&req).await
+    }
+
+    /// Hands shards whose servers sent bytes that failed verification to the leader's
+    /// repair (which rebuilds them on other servers).
+    pub async fn report_shards(
+        &self,
+        bad: Vec<tessera_proto::chunk::BadReply>,
+    ) -> Result<(), MetaClientError> {
+        let damaged: Vec<DamagedShard> = bad.into_iter().map(DamagedShard::from).collect();
+        self.call_leader::<ReportShards, _>(&damaged).await
     }
 
     /// Every chunkserver the leader knows, with its address and state.
