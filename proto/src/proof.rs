@@ -114,8 +114,8 @@ pub fn span_of(range: &Range<u64>, len: u64) -> Range<u64> {
 pub fn is_span(span: &Range<u64>, len: u64) -> bool {
     span.start < span.end
         && span.end <= len
-        && span.start % CHUNK_LEN == 0
-        && (span.end % CHUNK_LEN == 0 || span.end == len)
+        && span.start.is_multiple_of(CHUNK_LEN)
+        && (span.end.is_multiple_of(CHUNK_LEN) || span.end == len)
 }
 
 /// What a walk over the tree asks of its caller.

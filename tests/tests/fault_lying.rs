@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tessera_client::MetaClientOptions;
 use tessera_tests::MetaOptions;
+use tessera_tests::chunk::ChunkOptions;
 use tessera_tests::fault::{fsck, noise, wait_for};
 use tessera_tests::free_port;
 use tessera_tests::mount::{DevCluster, drop_caches};
@@ -48,16 +49,20 @@ fn metrics_addr() -> String {
 /// A cluster whose chunkserver 1 lies in `mode`; every chunkserver serves metrics.
 async fn cluster(tag: &str, chunks: usize, mode: &str) -> (DevCluster, Vec<String>) {
     let addrs: Vec<String> = (0..chunks).map(|_| metrics_addr()).collect();
-    let chunk_metrics = addrs.clone();
-    let mode = mode.to_string();
-    let c = DevCluster::start_custom(tag, 3, chunks, "4+2", 0, &options(), |i, mut o| {
-        o.extra_args = vec!["--metrics-addr".into(), chunk_metrics[i].clone()];
-        if i == 0 {
-            o.env = vec![(LIE_ENV.into(), mode.clone())];
-        }
-        o
-    })
-    .await;
+    let opts = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ChunkOptions {
+            extra_args: vec!["--metrics-addr".into(), a.clone()],
+            env: if i == 0 {
+                vec![(LIE_ENV.into(), mode.into())]
+            } else {
+                Vec::new()
+            },
+            ..ChunkOptions::default()
+        })
+        .collect();
+    let c = DevCluster::start_custom(tag, (3, &options()), opts, "4+2", 0).await;
     (c, addrs)
 }
 
@@ -155,13 +160,19 @@ async fn a_lying_chunkserver_never_gets_a_wrong_byte_through(mode: &str) {
 
     let manifest = write_files(&mount.join("files"), total, 1600);
     fio(&mount.join("fio"), "seq", "write", "1M", fio_mib, false);
-    fio(&mount.join("fio"), "rand", "randwrite", "4k", fio_mib, false);
+    fio(
+        &mount.join("fio"),
+        "rand",
+        "randwrite",
+        "4k",
+        fio_mib,
+        false,
+    );
 
     let started = Instant::now();
     read_everything(&mount, &manifest, fio_mib);
-    let bad = |labels: &[(&str, &str)]| {
-        sum_at(&mount_metrics, "tessera_shard_bad_replies_total", labels)
-    };
+    let bad =
+        |labels: &[(&str, &str)]| sum_at(&mount_metrics, "tessera_shard_bad_replies_total", labels);
     let caught = bad(&[("server", &liar)]);
     let told = sum_at(&chunk_metrics[0], "tessera_chunk_lies_told_total", &[]);
     let ranges = sum_at(
@@ -179,7 +190,10 @@ async fn a_lying_chunkserver_never_gets_a_wrong_byte_through(mode: &str) {
     assert_eq!(bad(&[]), caught, "bad replies from honest servers");
     // Every lie reached the mount (the only reader so far) and was caught; one may still
     // be in flight on a call the mount gave up on, which nothing used.
-    assert!(caught <= told && caught >= told - 1.0, "told {told}, caught {caught}");
+    assert!(
+        caught <= told && caught >= told - 1.0,
+        "told {told}, caught {caught}"
+    );
 
     // Reported and moved off the liar: the same reads then meet no lie.
     wait_for(
@@ -193,7 +207,11 @@ async fn a_lying_chunkserver_never_gets_a_wrong_byte_through(mode: &str) {
         },
     )
     .await;
-    let reported = sum_at(&mount_metrics, "tessera_shard_bad_replies_reported_total", &[]);
+    let reported = sum_at(
+        &mount_metrics,
+        "tessera_shard_bad_replies_reported_total",
+        &[],
+    );
     assert!(reported >= 1.0, "nothing was reported");
     let (code, out) = fsck(&c.meta.addrs(), &c.secret_file, &[]);
     assert_eq!(code, 0, "fsck after the moves:\n{out}");

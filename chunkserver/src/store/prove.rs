@@ -69,7 +69,7 @@ impl Subtrees for Walk<'_, '_> {
         let s = self.shard;
         let block = BLOCK_LEN as u64;
         // Whole blocks (the last one may be short): straight from the list.
-        let cv = if t.offset % block == 0 && (t.len >= block || t.end() == s.len) {
+        let cv = if t.offset.is_multiple_of(block) && (t.len >= block || t.end() == s.len) {
             let first = (t.offset / block) as usize * CV_LEN;
             let last = t.end().div_ceil(block) as usize * CV_LEN;
             let part = s.list.get(first..last).ok_or(NotLoaded(t))?;

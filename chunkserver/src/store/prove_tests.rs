@@ -2,12 +2,11 @@
 //! the shard id with the proof alone, damage near the range is caught, and shard files
 //! written before proofs existed (`testdata/`) serve proofs as they are.
 
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 
 use tessera_proto::proof::{self, CHUNK_LEN};
 
+use super::file_tests::{assert_corrupt, flip};
 use super::{BLOCK_LEN, FileStore, FileStoreConfig, ShardId, ShardStore};
 use crate::error::{Damage, Error};
 use crate::testutil::{TempDir, shard};
@@ -87,24 +86,6 @@ fn an_empty_range_has_no_bytes_and_a_bad_one_is_refused() {
     ));
 }
 
-fn flip(store: &FileStore, id: &ShardId, offset: u64) {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .open(store.shard_path(id))
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x08], offset).unwrap();
-}
-
-fn assert_damage<T: std::fmt::Debug>(r: crate::Result<T>, want: Damage) {
-    match r {
-        Err(Error::Corrupt { damage, .. }) => assert_eq!(damage, want),
-        other => panic!("expected Corrupt({want:?}), got {other:?}"),
-    }
-}
-
 #[test]
 fn damage_in_a_block_the_range_touches_is_caught_even_outside_the_range() {
     let dir = TempDir::new("prove-damage");
@@ -119,7 +100,7 @@ fn damage_in_a_block_the_range_touches_is_caught_even_outside_the_range() {
     // In block 2, outside the span but inside the block the span lies in: the sibling
     // subtree it hashes into does not match, so the shard is quarantined.
     flip(&store, &id, data_at + 2 * b + 60_000);
-    assert_damage(
+    assert_corrupt(
         store.get_proved(&id, 2 * b + 4096..2 * b + 8192),
         Damage::BadData,
     );
@@ -133,7 +114,7 @@ fn a_small_shard_with_rot_is_quarantined() {
     let (id, _) = shard(10_000, 3);
     store.put(&id, shard(10_000, 3).1).unwrap();
     flip(&store, &id, 64 + 9_000);
-    assert_damage(store.get_proved(&id, 0..CHUNK_LEN), Damage::BadData);
+    assert_corrupt(store.get_proved(&id, 0..CHUNK_LEN), Damage::BadData);
 }
 
 #[test]
@@ -143,5 +124,5 @@ fn a_damaged_hash_list_is_caught() {
     let (id, data) = shard(2 * BLOCK_LEN + 1, 4);
     store.put(&id, data).unwrap();
     flip(&store, &id, 64 + 40);
-    assert_damage(store.get_proved(&id, 0..10), Damage::BadHashList);
+    assert_corrupt(store.get_proved(&id, 0..10), Damage::BadHashList);
 }
