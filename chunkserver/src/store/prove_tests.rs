@@ -126,3 +126,27 @@ fn a_damaged_hash_list_is_caught() {
     flip(&store, &id, 64 + 40);
     assert_corrupt(store.get_proved(&id, 0..10), Damage::BadHashList);
 }
+
+#[test]
+fn shard_files_written_before_proofs_serve_them() {
+    // Written by a chunkserver built before proofs existed (see tests/tests/chunk_old_shards.rs).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/v1");
+    let dir = TempDir::new("prove-v1");
+    drop(open(&dir));
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let entry = entry.unwrap();
+        let id: ShardId = entry.file_name().to_str().unwrap().parse().unwrap();
+        let to = super::shard_file(dir.path(), &id);
+        std::fs::copy(entry.path(), to).unwrap();
+        ids.push(id);
+    }
+    assert_eq!(ids.len(), 2, "fixtures in {}", fixtures.display());
+    let store = open(&dir);
+    for id in ids {
+        let data = store.get(&id, None).unwrap();
+        for r in ranges(data.len() as u64) {
+            check(&store, &id, &data, r);
+        }
+    }
+}
