@@ -119,6 +119,8 @@ fn fio(dir: &Path, name: &str, rw: &str, bs: &str, size_mib: usize, read: bool) 
         "--verify=crc32c",
         "--verify_interval=4096",
         "--randrepeat=1",
+        // fio would otherwise leave `local-*-verify.state` files in the test's directory.
+        "--verify_state_save=0",
     ]);
     if read {
         // Random 4 KiB O_DIRECT reads reach the mount as 4 KiB ranged shard reads.
