@@ -18,5 +18,5 @@ if [[ $# -gt 0 ]]; then
   export TESSERA_BENCH_DIR=$1
 fi
 
-cargo build --release -p tessera --quiet
+cargo build --release -p tessera-cli --quiet
 TESSERA_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/release/tessera cargo bench -p tessera-tests --bench chunk_bench --quiet

@@ -4,5 +4,5 @@
 # Usage: scripts/bench-meta.sh   (TESSERA_BENCH_ROUNDS=N for more rounds; default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p tessera
+cargo build --release -p tessera-cli
 TESSERA_BIN="$PWD/target/release/tessera" cargo bench -p tessera-tests --bench meta_ops

@@ -133,7 +133,7 @@ for t in $TARGETS; do
       bin=${TESSERA_BIN:-}
       if [[ -z $bin ]]; then
         log "building tessera (release)"
-        (cd "$root" && cargo build --release -p tessera --quiet) || die "build failed"
+        (cd "$root" && cargo build --release -p tessera-cli --quiet) || die "build failed"
         bin=${CARGO_TARGET_DIR:-$root/target}/release/tessera
       fi
       cluster=$work/cluster

@@ -44,9 +44,9 @@ up() {
   done
   if [[ -z ${TESSERA_BIN:-} && ! -x $bin ]]; then
     echo "building tessera..."
-    (cd "$root" && cargo build -p tessera) || die "build failed"
+    (cd "$root" && cargo build -p tessera-cli) || die "build failed"
   fi
-  [[ -x $bin ]] || die "$bin not found: build it with 'cargo build -p tessera' or set TESSERA_BIN"
+  [[ -x $bin ]] || die "$bin not found: build it with 'cargo build -p tessera-cli' or set TESSERA_BIN"
   local secret=$dir/secret
   [[ -f $secret ]] || "$bin" gen-secret "$secret" >/dev/null
   touch "$dir/ports"

@@ -28,7 +28,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # Multi-process tests start this binary; build it before the tests that need it.
-step "build tessera" cargo build -p tessera --quiet
+step "build tessera" cargo build -p tessera-cli --quiet
 
 echo "==> cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/test.log"

@@ -1,6 +1,6 @@
 //! Rough figures for the file backend: a benchmark, not a test.
 //!
-//!     cargo run -p tessera-chunk --example store_bench -- [DIR] [SHARDS]
+//!     cargo run -p tessera-chunkserver --example store_bench -- [DIR] [SHARDS]
 //!
 //! DIR (default: the system temp dir) should be on the disk to measure. Prints, for 1 MiB
 //! shards: put and get MB/s with 1 and 8 in flight and CPU ms per MiB, beside a plain
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use blake3::hazmat::HasherExt;
 use bytes::Bytes;
-use tessera_chunk::store::{FileStore, FileStoreConfig, ShardId, ShardStore};
+use tessera_chunkserver::store::{FileStore, FileStoreConfig, ShardId, ShardStore};
 use tessera_proto::proof;
 
 const MIB: usize = 1 << 20;

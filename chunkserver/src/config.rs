@@ -27,6 +27,8 @@ pub struct ChunkConfig {
     pub scrub: ScrubConfig,
     /// Time between heartbeats to the metadata leader.
     pub heartbeat_interval: Duration,
+    /// Timeout of one call to a metaserver; `None`: one heartbeat interval, within 0.5-5 s.
+    pub meta_timeout: Option<Duration>,
     /// RPC limits and timeouts, shared by the server and the heartbeat client.
     pub rpc: RpcConfig,
     /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
@@ -51,6 +53,7 @@ impl ChunkConfig {
             capacity: None,
             scrub: ScrubConfig::default(),
             heartbeat_interval: DEFAULT_HEARTBEAT,
+            meta_timeout: None,
             rpc: RpcConfig::default(),
             metrics_addr: None,
         }

@@ -1,7 +1,8 @@
 //! The one error type of the chunkserver crate.
 //!
 //! Each variant names what went wrong, carries the ids involved, and its message says what the
-//! caller can do next. The RPC layer will map these to wire status codes in one place.
+//! caller can do next. `service.rs` turns them into the chunk service's wire errors in one
+//! place (`to_wire`, `tessera_proto::chunk::ChunkError`), recording corrupt shards on the way.
 
 use std::io;
 use std::path::PathBuf;

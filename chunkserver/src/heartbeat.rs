@@ -1,22 +1,22 @@
 //! Registration and heartbeats to the metadata leader.
 //!
-//! The task finds the leader among the `--meta` addresses, registers, then sends a heartbeat
-//! every interval with the server's space and the damaged shards found since the last
-//! acknowledged one. A `NotLeader` answer with a hint sends the next call to the hinted
-//! address (registering there first); without a hint, or when a metaserver is unreachable,
-//! the next address in the list is tried. Nothing here can stop the chunk service: an
+//! The task registers with the leader, then sends a heartbeat every interval with the
+//! server's space and the damaged shards found since the last acknowledged one. Finding the
+//! leader (hints, every `--meta` address, retries) is the cluster client's
+//! (`tessera-cluster`); a leader that answers "unknown chunkserver" (a new leader) gets a
+//! registration and the heartbeat again at once. Nothing here can stop the chunk service: an
 //! unreachable metadata service only means findings wait, and it is logged once per change
 //! of state, not on every tick.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_cluster::{CallError, ClusterClient, Retry};
 use tessera_proto::cluster::{
     ChunkHeartbeat, ChunkserverId, ClusterError, Heartbeat, RegisterChunkserver, Registration,
 };
-use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
+use tessera_rpc::{RpcConfig, Secret};
 use tokio::sync::watch;
 
 use crate::health::{Findings, Health};
@@ -32,6 +32,8 @@ pub struct HeartbeatConfig {
     /// Metadata servers to look for the leader among.
     pub meta: Vec<String>,
     pub interval: Duration,
+    /// Timeout of one call to a metaserver; `None`: one interval, within 0.5-5 s.
+    pub timeout: Option<Duration>,
     pub data_dir: PathBuf,
     pub secret: Secret,
     pub rpc: RpcConfig,
@@ -70,99 +72,78 @@ struct Link {
     config: HeartbeatConfig,
     store: Arc<dyn ShardStore>,
     health: Arc<Health>,
-    clients: HashMap<String, Arc<Client>>,
-    /// Where the leader is believed to be (a hint or the last address that answered).
-    leader: Option<String>,
-    /// The leader we registered with; a new leader gets a registration first.
-    registered_with: Option<String>,
-    /// Next `--meta` address to try when there is no leader to call.
-    next_seed: usize,
+    cluster: ClusterClient,
+    retry: Retry,
+    /// Registered with the leader the cluster client calls (cleared when one says it does
+    /// not know this server).
+    registered: bool,
     state: State,
 }
 
-/// How one call to a metaserver ended.
-enum Outcome {
-    Done,
-    /// Call this address next (a leader hint).
-    Redirect(String),
-    /// Register with the same address, then heartbeat again.
-    Reregister,
-    /// This address is no good now; try the next one. The text is for the log.
-    Failed(String),
-}
+type CallResult = Result<(), CallError<ClusterError>>;
 
 impl Link {
     fn new(config: HeartbeatConfig, store: Arc<dyn ShardStore>, health: Arc<Health>) -> Link {
+        let cluster = ClusterClient::new(&config.meta, config.secret.clone(), config.rpc.clone());
+        // A call gets at most one interval (within 0.5-5 s), so a metaserver that swallows
+        // packets delays the next heartbeat by about one tick, not by the RPC default of
+        // 30 s; a tick tries every address twice at most (hints followed on the way).
+        let attempt = config.timeout.unwrap_or(
+            config
+                .interval
+                .clamp(Duration::from_millis(500), Duration::from_secs(5)),
+        );
+        let retry = Retry {
+            deadline: attempt.saturating_mul(2 * config.meta.len() as u32 + 4),
+            attempt_timeout: attempt,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+            rounds: 2,
+            retry_unavailable: true,
+        };
         Link {
             config,
             store,
             health,
-            clients: HashMap::new(),
-            leader: None,
-            registered_with: None,
-            next_seed: 0,
+            cluster,
+            retry,
+            registered: false,
             state: State::Starting,
         }
     }
 
-    /// One heartbeat, including whatever registering and leader-finding it takes. Bounded:
-    /// every seed once plus a few hint hops, so two confused metaservers pointing at each
-    /// other cannot keep it busy.
+    /// One heartbeat, including whatever registering and leader-finding it takes.
     async fn tick(&mut self) {
-        let mut last_error = String::new();
-        let max_steps = self.config.meta.len() * 2 + 4;
-        for _ in 0..max_steps {
-            let addr = match &self.leader {
-                Some(a) => a.clone(),
-                None => {
-                    let a = self.config.meta[self.next_seed % self.config.meta.len()].clone();
-                    self.next_seed += 1;
-                    a
-                }
-            };
-            let outcome = if self.registered_with.as_deref() == Some(addr.as_str()) {
-                self.heartbeat(&addr).await
-            } else {
-                match self.register(&addr).await {
-                    Outcome::Done => {
-                        self.registered_with = Some(addr.clone());
-                        self.leader = Some(addr.clone());
-                        // Heartbeat at once, so pending findings do not wait a whole interval.
-                        self.heartbeat(&addr).await
-                    }
-                    other => other,
-                }
-            };
-            match outcome {
-                Outcome::Done => {
-                    self.leader = Some(addr.clone());
-                    self.set_state(State::Reporting { leader: addr }, "");
-                    return;
-                }
-                Outcome::Redirect(hint) => {
-                    if hint == addr {
-                        // A leader that names itself but refuses: treat it as unavailable.
-                        self.leader = None;
-                        last_error = format!("{addr} says it is the leader but refused");
-                    } else {
-                        tracing::debug!(from = %addr, to = %hint, "following leader hint");
-                        self.leader = Some(hint);
-                    }
-                }
-                Outcome::Reregister => {
-                    self.registered_with = None;
-                    self.leader = Some(addr);
-                }
-                Outcome::Failed(why) => {
-                    self.leader = None;
-                    last_error = why;
-                }
+        match self.report().await {
+            Ok(()) => {
+                let leader = self.cluster.leader().unwrap_or_default();
+                self.set_state(State::Reporting { leader }, "");
             }
+            Err(e) => self.set_state(State::Unreachable, &e.to_string()),
         }
-        self.set_state(State::Unreachable, &last_error);
     }
 
-    async fn register(&mut self, addr: &str) -> Outcome {
+    async fn report(&mut self) -> CallResult {
+        if !self.registered {
+            self.register().await?;
+        }
+        match self.heartbeat().await {
+            Err(CallError::Refused {
+                error: ClusterError::UnknownChunkserver { .. },
+                addr,
+            }) => {
+                // A leader that has not seen this server's registration (a new one).
+                tracing::debug!(leader = %addr, "the leader does not know this server; registering");
+                self.registered = false;
+                self.register().await?;
+                // Heartbeat at once, so pending findings do not wait a whole interval.
+                self.heartbeat().await
+            }
+            other => other,
+        }
+    }
+
+    async fn register(&mut self) -> CallResult {
         let space = self.space().await;
         let req = Registration {
             id: self.config.id,
@@ -171,25 +152,22 @@ impl Link {
             used: space.used,
             shards: space.shards,
         };
-        let client = self.client(addr);
-        let result = client
-            .call_with::<RegisterChunkserver>(&req, bytes::Bytes::new(), self.timeout())
-            .await;
-        let outcome = judge(addr, result.map(|(r, _)| r));
-        if matches!(outcome, Outcome::Done) {
-            tracing::info!(
-                id = %format!("{:016x}", self.config.id),
-                leader = %addr,
-                capacity = space.capacity,
-                used = space.used,
-                shards = space.shards,
-                "registered with the metadata leader"
-            );
-        }
-        outcome
+        self.cluster
+            .call::<RegisterChunkserver, _, _>(&req, &self.retry)
+            .await?;
+        self.registered = true;
+        tracing::info!(
+            id = %format!("{:016x}", self.config.id),
+            leader = %self.cluster.leader().unwrap_or_default(),
+            capacity = space.capacity,
+            used = space.used,
+            shards = space.shards,
+            "registered with the metadata leader"
+        );
+        Ok(())
     }
 
-    async fn heartbeat(&mut self, addr: &str) -> Outcome {
+    async fn heartbeat(&mut self) -> CallResult {
         let space = self.space().await;
         let findings: Findings = self.health.pending();
         let req = Heartbeat {
@@ -202,22 +180,18 @@ impl Link {
             corrupt: findings.corrupt.clone(),
             missing: findings.missing.clone(),
         };
-        let client = self.client(addr);
-        let result = client
-            .call_with::<ChunkHeartbeat>(&req, bytes::Bytes::new(), self.timeout())
-            .await;
-        let outcome = judge(addr, result.map(|(r, _)| r));
-        if matches!(outcome, Outcome::Done) {
-            if !findings.corrupt.is_empty() || !findings.missing.is_empty() {
-                tracing::info!(
-                    corrupt = findings.corrupt.len(),
-                    missing = findings.missing.len(),
-                    "reported damaged shards to the metadata leader"
-                );
-            }
-            self.health.acknowledged(&findings);
+        self.cluster
+            .call::<ChunkHeartbeat, _, _>(&req, &self.retry)
+            .await?;
+        if !findings.corrupt.is_empty() || !findings.missing.is_empty() {
+            tracing::info!(
+                corrupt = findings.corrupt.len(),
+                missing = findings.missing.len(),
+                "reported damaged shards to the metadata leader"
+            );
         }
-        outcome
+        self.health.acknowledged(&findings);
+        Ok(())
     }
 
     async fn space(&self) -> Space {
@@ -239,22 +213,6 @@ impl Link {
         })
     }
 
-    /// A call gets at most one interval (within 0.5-5 s), so a metaserver that swallows
-    /// packets delays the next heartbeat by about one tick, not by the RPC default of 30 s.
-    fn timeout(&self) -> Duration {
-        self.config
-            .interval
-            .clamp(Duration::from_millis(500), Duration::from_secs(5))
-    }
-
-    fn client(&mut self, addr: &str) -> Arc<Client> {
-        let (secret, rpc) = (&self.config.secret, &self.config.rpc);
-        self.clients
-            .entry(addr.to_string())
-            .or_insert_with(|| Arc::new(Client::new(addr, secret.clone(), rpc.clone())))
-            .clone()
-    }
-
     fn set_state(&mut self, state: State, detail: &str) {
         if self.state == state {
             return;
@@ -271,19 +229,5 @@ impl Link {
             State::Starting => {}
         }
         self.state = state;
-    }
-}
-
-/// Turns a call's result into what to do next.
-fn judge(addr: &str, result: Result<Result<(), ClusterError>, RpcError>) -> Outcome {
-    match result {
-        Ok(Ok(())) => Outcome::Done,
-        Ok(Err(ClusterError::NotLeader { leader: Some(hint) })) => Outcome::Redirect(hint),
-        Ok(Err(ClusterError::NotLeader { leader: None })) => {
-            Outcome::Failed(format!("{addr} is not the leader and knows no leader"))
-        }
-        Ok(Err(ClusterError::UnknownChunkserver { .. })) => Outcome::Reregister,
-        Ok(Err(e @ ClusterError::Unavailable { .. })) => Outcome::Failed(format!("{addr}: {e}")),
-        Err(e) => Outcome::Failed(e.to_string()),
     }
 }

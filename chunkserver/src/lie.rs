@@ -11,7 +11,7 @@
 //! A release build has no lying code at all: there [`Liar`] is an empty type, and a set
 //! `TESSERA_CHUNK_LIE` is ignored with a warning. A cargo feature would do the same, but the
 //! tests would then need their own build of the binary, and the feature set would flip between
-//! `cargo build -p tessera` and `cargo test --workspace`, rebuilding it each time.
+//! `cargo build -p tessera-cli` and `cargo test --workspace`, rebuilding it each time.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -120,6 +120,7 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
             addr,
             meta: config.meta.clone(),
             interval: config.heartbeat_interval,
+            timeout: config.meta_timeout,
             data_dir: config.data.clone(),
             secret,
             rpc: config.rpc.clone(),

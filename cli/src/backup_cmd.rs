@@ -1,15 +1,16 @@
 //! `tessera dump FILE` and `tessera load FILE`: a metadata backup that a NEW cluster can be
 //! restored from (see docs/operations.md, "Backup and restore").
 //!
-//! The image is made and read by the metadata leader (`tessera_meta::namespace::dump`); this
+//! The image is made and read by the metadata leader (`tessera_namespace::dump`); this
 //! side moves the bytes, writes the file atomically and explains refusals.
 
-use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};
+use crate::cluster::{ClusterArgs, runtime};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tessera_client::cluster::{ClusterClient, Retry};
 use tessera_proto::backup::{DumpSummary, MAX_LOAD_IMAGE, MetaDump, MetaLoad};
 
 /// Flags of `tessera dump`.
@@ -38,6 +39,13 @@ pub struct LoadArgs {
 
 /// Dumping and loading take longer than a status call: at least this long per call.
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cluster, and the policy of one backup call: every address once, with time to move
+/// the whole image.
+fn backup_client(args: &ClusterArgs) -> anyhow::Result<(ClusterClient, Retry)> {
+    let retry = Retry::once(args.timeout(5_000).max(BACKUP_TIMEOUT));
+    Ok((args.cluster()?, retry))
+}
 
 fn describe(s: &DumpSummary) -> String {
     format!(
@@ -69,12 +77,12 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
             args.file.display()
         );
     }
-    let secret = load_secret(&args.cluster)?;
-    let (summary, image) = runtime()?.block_on(async {
-        let mut leader = find_leader(&args.cluster, &secret).await?;
-        leader.timeout = leader.timeout.max(BACKUP_TIMEOUT);
-        leader.call::<MetaDump, _>(&(), bytes::Bytes::new()).await
-    })?;
+    let (cluster, retry) = backup_client(&args.cluster)?;
+    let (summary, image) = runtime()?.block_on(cluster.call_with::<MetaDump, _, _>(
+        &(),
+        bytes::Bytes::new(),
+        &retry,
+    ))?;
     write_atomically(&args.file, &image)?;
     println!("dumped {} to {}", describe(&summary), args.file.display());
     if summary.bytes > MAX_LOAD_IMAGE {
@@ -95,15 +103,12 @@ pub fn load(args: LoadArgs) -> anyhow::Result<()> {
             image.len()
         );
     }
-    let secret = load_secret(&args.cluster)?;
-    let reply = runtime()?.block_on(async {
-        let mut leader = find_leader(&args.cluster, &secret).await?;
-        leader.timeout = leader.timeout.max(BACKUP_TIMEOUT);
-        leader
-            .call::<MetaLoad, _>(&(), bytes::Bytes::from(image))
-            .await
-            .map(|(r, _)| r)
-    })?;
+    let (cluster, retry) = backup_client(&args.cluster)?;
+    let (reply, _) = runtime()?.block_on(cluster.call_with::<MetaLoad, _, _>(
+        &(),
+        bytes::Bytes::from(image),
+        &retry,
+    ))?;
     match reply {
         Ok(summary) => {
             println!("loaded {} from {}", describe(&summary), args.file.display());

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tessera_chunk::ChunkConfig;
-use tessera_chunk::scrub::ScrubConfig;
+use tessera_chunkserver::ChunkConfig;
+use tessera_chunkserver::scrub::ScrubConfig;
+
+use crate::cluster::ClusterArgs;
 
 /// Flags of `tessera chunk`.
 #[derive(Debug, Args)]
@@ -25,20 +27,8 @@ pub struct ChunkArgs {
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
 
-    /// Metadata servers, comma-separated HOST:PORT list (required). Any member will do: the
-    /// leader is found from there and followed when it changes.
-    #[arg(
-        long,
-        value_name = "ADDRS",
-        env = "TESSERA_META",
-        value_delimiter = ',',
-        required = true
-    )]
-    meta: Vec<String>,
-
-    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
-    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
-    secret_file: PathBuf,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Most bytes of shard files to store, e.g. 500G. Suffixes K, M, G, T are powers of 1024
     /// [default: no limit but the disk's free space].
@@ -65,7 +55,13 @@ pub struct ChunkArgs {
 }
 
 pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
-    let mut config = ChunkConfig::new(args.listen, args.data, args.meta, args.secret_file);
+    let mut config = ChunkConfig::new(
+        args.listen,
+        args.data,
+        args.cluster.meta,
+        args.cluster.secret_file,
+    );
+    config.meta_timeout = args.cluster.timeout_ms.map(Duration::from_millis);
     config.advertise = args.advertise;
     config.capacity = args.capacity;
     config.scrub = ScrubConfig {
@@ -80,7 +76,7 @@ pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
         .thread_name("tessera-chunk")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(tessera_chunk::run(config))?;
+    runtime.block_on(tessera_chunkserver::run(config))?;
     Ok(())
 }
 

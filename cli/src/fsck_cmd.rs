@@ -11,10 +11,10 @@ use bytes::Bytes;
 use clap::Args;
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tessera_client::{MetaClient, MetaClientOptions};
+use tessera_client::MetaClient;
+use tessera_client::cluster::Retry;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{
     ChunkError, DeleteShard, DeleteShardRequest, GetShard, GetShardRequest, ListShards,
@@ -23,26 +23,17 @@ use tessera_proto::chunk::{
 use tessera_proto::fs::StripeId;
 use tessera_proto::meta::{
     ChunkserverInfo, ChunkserverState, DamagedShard, Query, RefcountMismatch, ReportShards,
-    Response, ServiceError, StripeEntry,
+    Response, StripeEntry,
 };
 use tessera_rpc::{Client, RpcConfig, Secret};
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Flags of `tessera fsck`.
 #[derive(Debug, Args)]
 pub struct FsckArgs {
-    /// Metadata servers, comma-separated HOST:PORT list (required); any member will do.
-    #[arg(
-        long,
-        value_name = "ADDRS",
-        env = "TESSERA_META",
-        value_delimiter = ',',
-        required = true
-    )]
-    meta: Vec<String>,
-
-    /// File holding the cluster secret (required).
-    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
-    secret_file: PathBuf,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Also read every referenced shard in full; the chunkserver verifies its hash before
     /// serving, so bit rot shows up as a corrupt shard. Reads every stored byte once.
@@ -179,24 +170,12 @@ impl Cluster {
     }
 
     /// Sends damaged shards to whichever metaserver leads.
-    async fn report(&self, addrs: &[String], damaged: Vec<DamagedShard>) -> anyhow::Result<()> {
-        let mut targets: Vec<String> = addrs.to_vec();
-        let mut tried = HashSet::new();
-        while let Some(addr) = targets.pop() {
-            if !tried.insert(addr.clone()) {
-                continue;
-            }
-            let client = Client::new(&addr, self.secret.clone(), RpcConfig::default());
-            match client
-                .call_with::<ReportShards>(&damaged, Bytes::new(), Duration::from_secs(5))
-                .await
-            {
-                Ok((Ok(()), _)) => return Ok(()),
-                Ok((Err(ServiceError::NotLeader { leader: Some(l) }), _)) => targets.push(l),
-                _ => {}
-            }
-        }
-        anyhow::bail!("no metadata leader accepted the repair request")
+    async fn report(&self, damaged: Vec<DamagedShard>, timeout: Duration) -> anyhow::Result<()> {
+        self.meta
+            .cluster()
+            .call::<ReportShards, _, _>(&damaged, &Retry::once(timeout))
+            .await
+            .map_err(|e| anyhow::anyhow!("the leader did not take the repair request: {e}"))
     }
 }
 
@@ -391,7 +370,7 @@ async fn repair(c: &mut Cluster, args: &FsckArgs, f: &Findings) -> anyhow::Resul
         .collect();
     if !damaged.is_empty() {
         println!("queued {} shards for repair", damaged.len());
-        c.report(&args.meta, damaged).await?;
+        c.report(damaged, args.cluster.timeout(5_000)).await?;
     }
     let servers: HashMap<u64, String> = c
         .meta
@@ -424,12 +403,13 @@ async fn repair(c: &mut Cluster, args: &FsckArgs, f: &Findings) -> anyhow::Resul
     Ok(())
 }
 
-async fn fsck(args: &FsckArgs, secret: Secret) -> anyhow::Result<bool> {
-    let options = MetaClientOptions {
+async fn fsck(args: &FsckArgs) -> anyhow::Result<bool> {
+    let meta = args.cluster.meta_client(Retry {
         deadline: Duration::from_secs(10),
-        ..MetaClientOptions::default()
-    };
-    let meta = MetaClient::new(&args.meta, secret.clone(), RpcConfig::default(), options);
+        attempt_timeout: args.cluster.timeout(5_000),
+        ..Retry::default()
+    })?;
+    let secret = args.cluster.secret()?;
     let mut c = Cluster {
         meta,
         secret,
@@ -461,12 +441,7 @@ async fn fsck(args: &FsckArgs, secret: Secret) -> anyhow::Result<bool> {
 }
 
 pub fn run(args: FsckArgs) -> anyhow::Result<ExitCode> {
-    let secret = Secret::load(&args.secret_file)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let clean = runtime.block_on(fsck(&args, secret))?;
+    let clean = runtime()?.block_on(fsck(&args))?;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {

@@ -2,7 +2,7 @@
 //! `st_ino` is the metaserver's inode number, so the file's layout is one metadata read away;
 //! the chunkserver list turns the server ids in it into addresses.
 
-use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};
+use crate::cluster::{ClusterArgs, runtime};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
@@ -10,9 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tessera_proto::fs::{FileLayout, Slice};
-use tessera_proto::meta::{
-    ChunkserverInfo, ChunkserverState, ListChunkservers, MetaRead, Query, ReadRequest, Response,
-};
+use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Query, Response};
 
 /// Flags of `tessera info`.
 #[derive(Debug, Args)]
@@ -278,30 +276,22 @@ fn print_text(r: &Report) {
 }
 
 async fn gather(args: &InfoArgs, path: &Path, ino: u64) -> anyhow::Result<Report> {
-    let secret = load_secret(&args.cluster)?;
-    let leader = find_leader(&args.cluster, &secret).await?;
-    let req = ReadRequest {
-        query: Query::Layout {
-            ino,
-            first: 0,
-            last: u64::MAX,
-        },
+    let meta = args.cluster.admin_client()?;
+    let query = Query::Layout {
+        ino,
+        first: 0,
+        last: u64::MAX,
     };
-    let (reply, _) = leader
-        .call::<MetaRead, _>(&req, bytes::Bytes::new())
-        .await?;
-    let layout = match reply {
+    let layout = match meta.read(query).await? {
         Ok(Response::Layout(l)) => l,
-        Ok(other) => bail!("unexpected reply from {}: {other:?}", leader.addr),
+        Ok(other) => bail!("unexpected reply from the metadata leader: {other:?}"),
         Err(e) => bail!(
             "the metaservers at {} have no file with inode {ino} ({e}); is {} mounted from this cluster?",
             args.cluster.meta.join(","),
             path.display()
         ),
     };
-    let (servers, _) = leader
-        .call::<ListChunkservers, _>(&(), bytes::Bytes::new())
-        .await?;
+    let servers = meta.list_chunkservers().await?;
     Ok(report(path, ino, layout, &servers))
 }
 

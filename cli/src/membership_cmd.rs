@@ -6,7 +6,10 @@ use anyhow::bail;
 use clap::Subcommand;
 use tessera_proto::meta::{ChangeMembership, MembershipChange};
 
-use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};
+use std::time::Duration;
+use tessera_client::cluster::Retry;
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Membership subcommands of `tessera meta`.
 #[derive(Debug, Subcommand)]
@@ -40,7 +43,7 @@ pub enum MembershipCmd {
 }
 
 pub fn run(cmd: MembershipCmd) -> anyhow::Result<()> {
-    let (change, mut cluster) = match cmd {
+    let (change, cluster) = match cmd {
         MembershipCmd::Add { member, cluster } => {
             let Some((id, addr)) = member.split_once('=') else {
                 bail!("{member:?} is not ID=HOST:PORT");
@@ -58,14 +61,9 @@ pub fn run(cmd: MembershipCmd) -> anyhow::Result<()> {
         }
     };
     // Catching up a new member can take a while: give the leader time.
-    cluster.timeout_ms = cluster.timeout_ms.max(120_000);
-    let secret = load_secret(&cluster)?;
-    runtime()?.block_on(async {
-        let leader = find_leader(&cluster, &secret).await?;
-        let (reply, _) = leader
-            .call::<ChangeMembership, String>(&change, bytes::Bytes::new())
-            .await?;
-        println!("{reply}");
-        Ok(())
-    })
+    let retry = Retry::once(cluster.timeout(5_000).max(Duration::from_secs(120)));
+    let client = cluster.cluster()?;
+    let reply = runtime()?.block_on(client.call::<ChangeMembership, _, _>(&change, &retry))?;
+    println!("{reply}");
+    Ok(())
 }

@@ -5,10 +5,10 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tessera_meta::MetaConfig;
-use tessera_meta::chunk_registry::Liveness;
-use tessera_meta::raft::node::RaftTuning;
-use tessera_meta::upkeep::UpkeepConfig;
+use tessera_metaserver::MetaConfig;
+use tessera_metaserver::chunk_registry::Liveness;
+use tessera_metaserver::raft::node::RaftTuning;
+use tessera_metaserver::upkeep::UpkeepConfig;
 use tessera_rpc::RpcConfig;
 
 use crate::membership_cmd::MembershipCmd;
@@ -167,6 +167,6 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
         .thread_name("tessera-meta")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(tessera_meta::run(config))?;
+    runtime.block_on(tessera_metaserver::run(config))?;
     Ok(())
 }

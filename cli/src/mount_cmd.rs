@@ -6,8 +6,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use tessera_client::DataConfig;
-use tessera_client::fs::FsOptions;
-use tessera_client::mount::{MountConfig, is_mounted};
+use tessera_fuse_client::fs::FsOptions;
+use tessera_fuse_client::mount::{MountConfig, is_mounted};
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Flags of `tessera mount`.
 #[derive(Debug, Args)]
@@ -15,19 +17,8 @@ pub struct MountArgs {
     /// Directory to mount on (must exist and not be mounted already).
     mountpoint: PathBuf,
 
-    /// Metadata servers, comma-separated HOST:PORT list (required). Any member will do.
-    #[arg(
-        long,
-        value_name = "ADDRS",
-        env = "TESSERA_META",
-        value_delimiter = ',',
-        required = true
-    )]
-    meta: Vec<String>,
-
-    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
-    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
-    secret_file: PathBuf,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Erasure code of new data: K data shards plus M parity shards per stripe (needs at
     /// least K+M chunkservers; any M may be lost).
@@ -72,24 +63,16 @@ pub struct MountArgs {
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
     // Fail in seconds with one clear line when no metaserver is there at all, instead of
     // after the metadata client's 30 s of retries.
-    let secret = tessera_rpc::Secret::load(&args.secret_file).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}; check --secret-file / TESSERA_SECRET_FILE (create one with `tessera gen-secret`)"
-        )
-    })?;
-    crate::cluster::runtime()?.block_on(crate::cluster::probe(
-        &args.meta,
-        &secret,
-        Duration::from_secs(5),
-    ))?;
+    let cluster = args.cluster.cluster()?;
+    runtime()?.block_on(cluster.probe(args.cluster.timeout(5_000)))?;
     if args.detach {
         return detach(&args);
     }
     let (k, m) = args.ec;
     let config = MountConfig {
         mountpoint: args.mountpoint,
-        meta: args.meta,
-        secret_file: args.secret_file,
+        meta: args.cluster.meta,
+        secret_file: args.cluster.secret_file,
         data: DataConfig {
             k,
             m,
@@ -103,7 +86,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         session_lease: Duration::from_millis(args.session_lease_ms),
         metrics_addr: args.metrics_addr,
     };
-    tessera_client::mount::run(config)?;
+    tessera_fuse_client::mount::run(config)?;
     Ok(())
 }
 

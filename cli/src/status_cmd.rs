@@ -3,45 +3,28 @@
 //! Exit status: 0 when every metaserver answers and one leads, every chunkserver is up and
 //! every stripe has all its shards; 1 when anything is degraded; 2 when no metaserver answers.
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-use tessera_proto::Rpc;
+use tessera_client::cluster::{ClusterClient, Retry};
 use tessera_proto::meta::{
-    ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatus,
-    MetaStatusReply, StripeHealth,
+    ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatusReply,
+    StripeHealth,
 };
-use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
+
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Flags of `tessera status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Metadata servers, comma-separated HOST:PORT list (required); any member will do.
-    #[arg(
-        long,
-        value_name = "ADDRS",
-        env = "TESSERA_META",
-        value_delimiter = ',',
-        required = true
-    )]
-    meta: Vec<String>,
-
-    /// File holding the cluster secret (required; create one with `tessera gen-secret`).
-    #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE")]
-    secret_file: PathBuf,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 
     /// Print one JSON object (stable field names, documented in docs/operations.md) instead
     /// of tables [default: tables].
     #[arg(long)]
     json: bool,
-
-    /// How long to wait for each server, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2_000)]
-    timeout_ms: u64,
 }
 
 /// One metadata member in the report.
@@ -79,28 +62,6 @@ struct Report {
     stripes: Option<StripeHealth>,
 }
 
-async fn call<R: Rpc>(
-    addr: &str,
-    secret: &Secret,
-    timeout: Duration,
-    req: &R::Request,
-) -> Option<R::Reply> {
-    try_call::<R>(addr, secret, timeout, req).await.ok()
-}
-
-async fn try_call<R: Rpc>(
-    addr: &str,
-    secret: &Secret,
-    timeout: Duration,
-    req: &R::Request,
-) -> Result<R::Reply, RpcError> {
-    let client = Client::new(addr, secret.clone(), RpcConfig::default());
-    client
-        .call_with::<R>(req, bytes::Bytes::new(), timeout)
-        .await
-        .map(|(r, _)| r)
-}
-
 fn state_name(s: ChunkserverState) -> &'static str {
     match s {
         ChunkserverState::Up => "up",
@@ -109,32 +70,10 @@ fn state_name(s: ChunkserverState) -> &'static str {
     }
 }
 
-async fn gather(args: &StatusArgs, secret: &Secret) -> anyhow::Result<Report> {
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let mut answers: BTreeMap<String, MetaStatusReply> = BTreeMap::new();
-    let mut last_err = None;
-    for addr in &args.meta {
-        match try_call::<MetaStatus>(addr, secret, timeout, &()).await {
-            Ok(s) => {
-                answers.insert(addr.clone(), s);
-            }
-            Err(e) => last_err = Some(e),
-        }
-    }
-    if answers.is_empty() {
-        match last_err {
-            Some(e @ RpcError::Auth(_)) => anyhow::bail!("{e}"),
-            Some(RpcError::Connect { reason, .. }) => anyhow::bail!(
-                "cannot reach any metaserver at {}: {reason}; is the cluster running? check --meta / TESSERA_META",
-                args.meta.join(",")
-            ),
-            Some(e) => anyhow::bail!(
-                "cannot reach any metaserver at {}: {e}; is the cluster running? check --meta / TESSERA_META",
-                args.meta.join(",")
-            ),
-            None => anyhow::bail!("no metaserver given: set --meta or TESSERA_META"),
-        }
-    }
+async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Report> {
+    let timeout = args.cluster.timeout(2_000);
+    let answers: BTreeMap<String, MetaStatusReply> =
+        cluster.statuses(timeout).await?.into_iter().collect();
     // Members as the group itself lists them, so a member left out of --meta is still shown.
     let mut members: BTreeMap<u64, String> = BTreeMap::new();
     for s in answers.values() {
@@ -144,7 +83,7 @@ async fn gather(args: &StatusArgs, secret: &Secret) -> anyhow::Result<Report> {
     for (id, addr) in &members {
         let status = match answers.get(addr) {
             Some(s) => Some(s.clone()),
-            None => call::<MetaStatus>(addr, secret, timeout, &()).await,
+            None => cluster.status_of(addr, timeout).await.ok(),
         };
         meta.push(match status {
             Some(s) => MetaMember {
@@ -170,11 +109,13 @@ async fn gather(args: &StatusArgs, secret: &Secret) -> anyhow::Result<Report> {
         .find(|m| m.role == "leader")
         .map(|m| m.addr.clone());
     let (mut chunks, mut stripes) = (Vec::new(), None);
-    if let Some(leader) = &leader {
-        if let Some(Ok(list)) = call::<ListChunkservers>(leader, secret, timeout, &()).await {
+    if leader.is_some() {
+        let once = Retry::once(timeout);
+        if let Ok(list) = cluster.call::<ListChunkservers, _, _>(&(), &once).await {
             chunks = list.into_iter().map(chunk_row).collect();
         }
-        if let Some(Ok(h)) = call::<ClusterHealth>(leader, secret, timeout * 5, &()).await {
+        let slow = Retry::once(timeout * 5);
+        if let Ok(h) = cluster.call::<ClusterHealth, _, _>(&(), &slow).await {
             stripes = Some(h);
         }
     }
@@ -256,16 +197,8 @@ fn print_tables(r: &Report) {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let secret = Secret::load(&args.secret_file).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}; check --secret-file / TESSERA_SECRET_FILE (create one with `tessera gen-secret`)"
-        )
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime.block_on(gather(&args, &secret))?;
+    let cluster = args.cluster.cluster()?;
+    let report = runtime()?.block_on(gather(&args, &cluster))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -6,13 +6,13 @@ use anyhow::bail;
 use clap::Args;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use tessera_client::{MetaClient, MetaClientOptions};
+use tessera_client::MetaClient;
+use tessera_client::cluster::Retry;
 use tessera_proto::meta::{
     ClusterHealth, DrainChunkserver, DrainRequest, Query, Response, StripeHealth,
 };
-use tessera_rpc::RpcConfig;
 
-use crate::cluster::{ClusterArgs, find_leader, load_secret, runtime};
+use crate::cluster::{ClusterArgs, runtime};
 
 /// Flags of `tessera repair`.
 #[derive(Debug, Args)]
@@ -54,18 +54,13 @@ pub struct DrainArgs {
     wait_ms: u64,
 }
 
+/// A metadata client that keeps trying for `--timeout-ms` (at least 1 s) across leader
+/// changes: progress is polled for minutes, and an election must not end the command.
 fn meta_client(args: &ClusterArgs) -> anyhow::Result<MetaClient> {
-    let secret = load_secret(args)?;
-    let options = MetaClientOptions {
-        deadline: Duration::from_millis(args.timeout_ms.max(1_000)),
-        ..MetaClientOptions::default()
-    };
-    Ok(MetaClient::new(
-        &args.meta,
-        secret,
-        RpcConfig::default(),
-        options,
-    ))
+    args.meta_client(Retry {
+        deadline: args.timeout(5_000).max(Duration::from_secs(1)),
+        ..Retry::default()
+    })
 }
 
 /// Prints a progress line: rewritten in place on a terminal, one line per change otherwise.
@@ -83,14 +78,15 @@ fn progress(line: &str, last: &mut String) {
 }
 
 pub fn repair(args: RepairArgs) -> anyhow::Result<bool> {
-    let secret = load_secret(&args.cluster)?;
+    let meta = args.cluster.admin_client()?;
+    let once = Retry::once(args.cluster.timeout(5_000));
     runtime()?.block_on(async {
         let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
         let mut last = String::new();
         loop {
-            let leader = find_leader(&args.cluster, &secret).await?;
-            let (h, _): (StripeHealth, _) = leader
-                .call::<ClusterHealth, _>(&(), bytes::Bytes::new())
+            let h: StripeHealth = meta
+                .cluster()
+                .call::<ClusterHealth, _, _>(&(), &once)
                 .await?;
             progress(
                 &format!(
@@ -154,8 +150,8 @@ pub fn gc(args: GcArgs) -> anyhow::Result<bool> {
 }
 
 pub fn drain(args: DrainArgs) -> anyhow::Result<bool> {
-    let secret = load_secret(&args.cluster)?;
     let meta = meta_client(&args.cluster)?;
+    let once = Retry::once(args.cluster.timeout(5_000));
     runtime()?.block_on(async {
         let servers = meta
             .list_chunkservers()
@@ -177,15 +173,12 @@ pub fn drain(args: DrainArgs) -> anyhow::Result<bool> {
         loop {
             // Repeated every round: the drain is soft state on the leader, so this also
             // carries it over a leader change.
-            let leader = find_leader(&args.cluster, &secret).await?;
-            leader
-                .call::<DrainChunkserver, ()>(
-                    &DrainRequest {
-                        id,
-                        drain: !args.cancel,
-                    },
-                    bytes::Bytes::new(),
-                )
+            let req = DrainRequest {
+                id,
+                drain: !args.cancel,
+            };
+            meta.cluster()
+                .call::<DrainChunkserver, _, _>(&req, &once)
                 .await?;
             if args.cancel {
                 println!("drain of {id:016x} cancelled");

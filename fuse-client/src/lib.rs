@@ -1,10 +1,9 @@
-//! Tessera's client side: the metadata and chunk client library (`client`), and the FUSE
-//! adapter built on it (`fs`).
+//! Tessera's FUSE adapter: the fuser callbacks over the client library (`tessera-client`),
+//! and `tessera mount`.
+//!
+//! - `fs/`: the [`fs::TesseraFs`] callbacks, errno replies (`errno.rs`), file handles,
+//!   attribute conversion, background releases and the per-operation metrics.
+//! - `mount.rs`: [`mount::run`], the mount process.
 
-pub mod client;
 pub mod fs;
 pub mod mount;
-
-pub use client::data::{DataConfig, DataPath};
-pub use client::meta::{MetaClient, MetaClientError, MetaClientOptions, SessionKeeper};
-pub use client::ops::{Caller, Namespace};

@@ -10,10 +10,10 @@ use tessera_rpc::{RpcConfig, Secret};
 use tessera_stripe::chunk_client::ReadAudit;
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 
-use crate::client::data::{DataConfig, DataPath};
-use crate::client::meta::{MetaClient, MetaClientOptions};
-use crate::client::ops::Namespace;
 use crate::fs::{FsOptions, TesseraFs};
+use tessera_client::data::{DataConfig, DataPath};
+use tessera_client::meta::{MetaClient, MetaClientOptions};
+use tessera_client::ops::Namespace;
 
 /// Default session lease: a crashed mount's opens and locks are released this long after
 /// it dies.
@@ -60,7 +60,7 @@ pub enum MountError {
         source: std::io::Error,
     },
     #[error("cannot open a session with the metadata service: {0}")]
-    Session(#[from] crate::client::meta::MetaClientError),
+    Session(#[from] tessera_client::meta::MetaClientError),
     #[error(
         "cannot mount at {path}: {source}; check that you are root or that fusermount3 is installed, and that the mountpoint is not busy"
     )]
@@ -161,17 +161,10 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let _in_rt = rt.enter();
     let _keeper = meta.keep_session_alive(config.session_lease);
     tracing::info!(session, "metadata session opened");
-    // Shards whose servers sent bytes that failed verification go to the leader for repair.
-    let (audit, reporter) = (chunks.audit().clone(), meta.clone());
-    let reports = rt.spawn(async move {
-        let send = |bad: Vec<_>| {
-            let meta = reporter.clone();
-            async move { meta.report_shards(bad).await.map_err(|e| e.to_string()) }
-        };
-        audit.report_every(Duration::from_secs(1), send).await;
-    });
     let data = DataPath::new(meta.clone(), chunks, config.data.clone());
     let timer = data.start_timer();
+    // Shards whose servers sent bytes that failed verification go to the leader for repair.
+    let reports = data.start_reporter();
     let fs = TesseraFs::new(
         Namespace::new(meta.clone()),
         data.clone(),

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tessera_proto::cluster::{ClusterError, Heartbeat, Registration};
-use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, PlaceRequest, ServiceError};
+use tessera_proto::meta::{
+    ChunkserverInfo, ChunkserverState, MAX_PLACE_STRIPES, PlaceRequest, ServiceError,
+};
 use tessera_proto::shard::ShardId;
 
 /// Liveness thresholds.
@@ -261,6 +263,24 @@ impl ChunkRegistry {
     }
 }
 
+impl ChunkRegistry {
+    /// [`Self::place`] for every request of one flush, in order.
+    pub fn place_many(
+        &self,
+        reqs: &[PlaceRequest],
+    ) -> Result<Vec<Vec<ChunkserverInfo>>, ServiceError> {
+        if reqs.len() > MAX_PLACE_STRIPES {
+            return Err(ServiceError::Unavailable {
+                reason: format!(
+                    "{} stripes in one placement request; at most {MAX_PLACE_STRIPES}",
+                    reqs.len()
+                ),
+            });
+        }
+        reqs.iter().map(|r| self.place(r)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +317,28 @@ mod tests {
         // Not enough servers alive: retry later.
         assert!(matches!(
             r.place(&req),
+            Err(ServiceError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn one_call_places_every_stripe_of_a_flush() {
+        let r = ChunkRegistry::new(Liveness::default());
+        for id in 1..=6 {
+            r.register(reg(id, 10));
+        }
+        let req = |exclude: Vec<u64>| PlaceRequest {
+            count: 3,
+            shard_len: 1 << 20,
+            exclude,
+        };
+        let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3])]).unwrap();
+        assert_eq!(placed.len(), 2);
+        assert!(placed.iter().all(|p| p.len() == 3));
+        assert!(placed[1].iter().all(|s| s.id > 3), "{:?}", placed[1]);
+        // One stripe that cannot be placed makes the whole call retryable.
+        assert!(matches!(
+            r.place_many(&[req(vec![]), req(vec![1, 2, 3, 4])]),
             Err(ServiceError::Unavailable { .. })
         ));
     }

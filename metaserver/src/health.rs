@@ -1,9 +1,9 @@
 //! Stripe health: every live stripe's shards checked against the leader's chunkserver table.
 
 use crate::chunk_registry::ChunkRegistry;
-use crate::error::MetaError;
-use crate::namespace::{RedbStore, live_stripes};
+use crate::store::RedbStore;
 use std::collections::HashSet;
+use tessera_namespace::{NamespaceError, live_stripes};
 use tessera_proto::meta::{ChunkserverState, StripeHealth};
 
 /// Stripes read per page of the scan.
@@ -14,7 +14,7 @@ const PAGE: usize = 4096;
 pub fn stripe_health(
     store: &RedbStore,
     registry: &ChunkRegistry,
-) -> Result<StripeHealth, MetaError> {
+) -> Result<StripeHealth, NamespaceError> {
     let available: HashSet<u64> = registry
         .list()
         .into_iter()

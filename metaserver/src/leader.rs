@@ -1,24 +1,24 @@
-//! Work only the leader does: format an empty namespace, and (later) expire sessions and
-//! schedule GC and repair. Each duty proposes ordinary commands, so followers apply the same.
+//! Duties only the leader has besides upkeep: format an empty namespace, and expire client
+//! sessions whose lease ran out. Each duty proposes ordinary commands, so followers apply
+//! the same; repair, GC and the orphan sweep are in `upkeep/`.
 
-use crate::namespace::expired_sessions;
-use crate::raft::types::Raft;
-use crate::service::MetaService;
+use crate::replica::{Replica, clock};
 use std::time::{Duration, Instant};
+use tessera_namespace::expired_sessions;
 use tessera_proto::fs::{FsError, ROOT_INO};
-use tessera_proto::meta::{Op, Query, ReadRequest, WriteRequest};
+use tessera_proto::meta::{Op, Query};
 
 /// Loops forever; does its work only while this node leads.
-pub async fn run_leader_duties(raft: Raft, service: MetaService, session_check: Duration) {
+pub async fn run_leader_duties(replica: Replica, session_check: Duration) {
     let mut formatted = false;
     let mut next_session_check = Instant::now() + session_check;
     loop {
-        if raft.is_leader() {
+        if replica.is_leader() {
             if !formatted {
-                formatted = ensure_formatted(&service).await;
+                formatted = ensure_formatted(&replica).await;
             }
             if Instant::now() >= next_session_check {
-                expire_sessions(&service).await;
+                expire_sessions(&replica).await;
                 next_session_check = Instant::now() + session_check;
             }
         }
@@ -30,32 +30,20 @@ pub async fn run_leader_duties(raft: Raft, service: MetaService, session_check: 
 
 /// Proposes `ExpireSession` for every session whose lease ran out. The command re-checks the
 /// lease when applied, so a renewal that races with it wins (`EBUSY`).
-async fn expire_sessions(service: &MetaService) {
-    let store = service.store().clone();
-    let now = crate::service::now_ns();
-    let expired = tokio::task::spawn_blocking(move || {
-        let view = store.read_view()?;
-        expired_sessions(&view, now, 1000)
-    })
-    .await;
+async fn expire_sessions(replica: &Replica) {
+    let now = clock::now_ns();
+    let expired = replica
+        .local_read(move |store| expired_sessions(&store.read_view()?, now, 1000))
+        .await;
     let expired = match expired {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => {
+        Ok(e) => e,
+        Err(e) => {
             tracing::warn!("cannot list sessions: {e}");
             return;
         }
-        Err(_) => return,
     };
     for session in expired {
-        let r = service
-            .write(WriteRequest {
-                session: 0,
-                seq: 0,
-                seq_floor: 0,
-                op: Op::ExpireSession { session },
-            })
-            .await;
-        match r {
+        match replica.propose_system(Op::ExpireSession { session }).await {
             Ok(Ok(_)) => tracing::info!(session, "expired a client session whose lease ran out"),
             Ok(Err(FsError::Busy | FsError::NotFound)) => {}
             other => tracing::warn!(session, "could not expire session: {other:?}"),
@@ -65,28 +53,16 @@ async fn expire_sessions(service: &MetaService) {
 
 /// Creates the root directory when the namespace has none. Returns whether the namespace is
 /// known to be formatted now.
-async fn ensure_formatted(service: &MetaService) -> bool {
-    let root = service
-        .read(ReadRequest {
-            query: Query::GetAttr { ino: ROOT_INO },
-        })
-        .await;
-    match root {
+async fn ensure_formatted(replica: &Replica) -> bool {
+    match replica.read(Query::GetAttr { ino: ROOT_INO }).await {
         Ok(Ok(_)) => true,
         Ok(Err(FsError::NotFound)) => {
-            let r = service
-                .write(WriteRequest {
-                    session: 0,
-                    seq: 0,
-                    seq_floor: 0,
-                    op: Op::Format {
-                        uid: 0,
-                        gid: 0,
-                        perm: 0o755,
-                    },
-                })
-                .await;
-            match r {
+            let format = Op::Format {
+                uid: 0,
+                gid: 0,
+                perm: 0o755,
+            };
+            match replica.propose_system(format).await {
                 Ok(Ok(_)) | Ok(Err(FsError::Exists)) => {
                     tracing::info!("formatted an empty namespace");
                     true

@@ -1,25 +1,23 @@
 //! Tessera metadata service.
 //!
-//! `namespace` is the replicated state machine as a pure, storage-agnostic core; the Raft
-//! adapter, the RPC service and the server entry point wrap it.
+//! The namespace state machine itself is the pure core in the `tessera-namespace` crate; this
+//! crate gives it a persistent store (`store`), replicates it with Raft (`raft`, the only
+//! module that names the Raft library), and serves it (`service`) next to the leader's
+//! background work.
 
 mod backup;
 pub mod chunk_registry;
 pub mod config;
-pub mod error;
 pub mod health;
 mod leader;
-mod membership;
 pub mod metrics;
-pub mod namespace;
 pub mod node_id;
 pub mod raft;
-pub mod read_gate;
+pub mod replica;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod upkeep;
-
-pub use error::MetaError;
 
 pub use config::MetaConfig;
 pub use server::{ServerError, run};

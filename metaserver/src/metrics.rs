@@ -1,10 +1,9 @@
 //! The metaserver's `/metrics`: RPC traffic, Raft position and leadership, and (on the
 //! leader) the chunkserver table and stripe health.
 
-use crate::raft::types::Raft;
-use crate::service::MetaService;
-use openraft::ServerState;
-use openraft::async_runtime::watch::WatchReceiver;
+use crate::chunk_registry::ChunkRegistry;
+use crate::raft::Role;
+use crate::replica::Replica;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,48 +29,49 @@ struct HealthCache {
 pub async fn start(
     addr: &str,
     server: &ServerHandle,
-    raft: Raft,
-    service: MetaService,
+    replica: Replica,
+    registry: Arc<ChunkRegistry>,
 ) -> std::io::Result<MetricsServer> {
-    let registry = Registry::new("meta");
+    let metrics = Registry::new("meta");
     let stats = server.stats_shared();
-    registry.register(move |e| stats.render(e));
-    registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
+    metrics.register(move |e| stats.render(e));
+    metrics.register(|e| tessera_rpc::client_metrics().render(e, "client"));
 
     let leader_changes = Arc::new(Counter::new());
-    tokio::spawn(count_leader_changes(raft.clone(), leader_changes.clone()));
-    let r = raft.clone();
-    registry.register(move |e| render_raft(e, &r, &leader_changes));
+    tokio::spawn(count_leader_changes(
+        replica.clone(),
+        leader_changes.clone(),
+    ));
+    let r = replica.clone();
+    metrics.register(move |e| render_raft(e, &r, &leader_changes));
 
     let cache = Arc::new(HealthCache::default());
-    let (c, r, svc) = (cache.clone(), raft.clone(), service.clone());
-    registry.on_scrape(move || refresh_health(c.clone(), r.clone(), svc.clone()));
-    registry.register(move |e| render_cluster(e, &raft, &service, &cache));
+    let (c, r, chunks) = (cache.clone(), replica.clone(), registry.clone());
+    metrics.on_scrape(move || refresh_health(c.clone(), r.clone(), chunks.clone()));
+    metrics.register(move |e| render_cluster(e, &replica, &registry, &cache));
 
-    tessera_metrics::serve(addr, registry).await
+    tessera_metrics::serve(addr, metrics).await
 }
 
-async fn count_leader_changes(raft: Raft, changes: Arc<Counter>) {
-    let mut rx = raft.metrics();
+async fn count_leader_changes(replica: Replica, changes: Arc<Counter>) {
     let mut last = None;
-    loop {
-        let leader = rx.borrow_watched().current_leader;
-        if leader.is_some() && leader != last {
-            changes.inc();
-        }
-        last = leader;
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
+    replica
+        .raft()
+        .follow_leader(|leader| {
+            if leader.is_some() && leader != last {
+                changes.inc();
+            }
+            last = leader;
+        })
+        .await;
 }
 
-fn render_raft(e: &mut tessera_metrics::Encoder, raft: &Raft, leader_changes: &Counter) {
-    let m = raft.metrics().borrow_watched().clone();
+fn render_raft(e: &mut tessera_metrics::Encoder, replica: &Replica, leader_changes: &Counter) {
+    let m = replica.status();
     e.gauge(
         "tessera_raft_term",
         "Current Raft term of this member.",
-        m.current_term,
+        m.term,
     );
     e.gauge(
         "tessera_raft_last_log_index",
@@ -81,46 +81,44 @@ fn render_raft(e: &mut tessera_metrics::Encoder, raft: &Raft, leader_changes: &C
     e.gauge(
         "tessera_raft_commit_index",
         "Index of the last log entry this member knows to be committed.",
-        m.local_committed.map_or(0, |l| l.index),
+        m.committed_index.unwrap_or(0),
     );
     e.gauge(
         "tessera_raft_applied_index",
         "Index of the last log entry applied to this member's namespace.",
-        m.last_applied.map_or(0, |l| l.index),
+        m.applied_index.unwrap_or(0),
     );
     e.gauge(
         "tessera_raft_snapshot_index",
         "Index of the last log entry included in this member's latest snapshot.",
-        m.snapshot.map_or(0, |l| l.index),
+        m.snapshot_index.unwrap_or(0),
     );
     e.gauge(
         "tessera_raft_leader_id",
         "Node id of the leader this member knows of (0: none known).",
-        m.current_leader.unwrap_or(0),
+        m.leader_id.unwrap_or(0),
     );
     e.gauge(
         "tessera_raft_is_leader",
         "1 if this member is the leader.",
-        m.state == ServerState::Leader,
+        m.role == Role::Leader,
     );
     e.family(
         "tessera_raft_state",
         Kind::Gauge,
         "Raft role of this member: 1 for the current one, 0 for the others.",
     );
-    for (s, name) in [
-        (ServerState::Leader, "leader"),
-        (ServerState::Follower, "follower"),
-        (ServerState::Candidate, "candidate"),
-        (ServerState::Learner, "learner"),
-        (ServerState::Shutdown, "shutdown"),
-    ] {
-        e.sample("tessera_raft_state", &[("state", name)], m.state == s);
+    for role in Role::ALL {
+        e.sample(
+            "tessera_raft_state",
+            &[("state", role.name())],
+            m.role == role,
+        );
     }
     e.gauge(
         "tessera_raft_members",
         "Voters and learners in this member's view of the group.",
-        m.membership_config.nodes().count(),
+        m.members.len(),
     );
     e.counter(
         "tessera_raft_leader_changes_total",
@@ -130,8 +128,8 @@ fn render_raft(e: &mut tessera_metrics::Encoder, raft: &Raft, leader_changes: &C
 }
 
 /// Rescans stripe health if this member leads and the last scan is stale.
-async fn refresh_health(cache: Arc<HealthCache>, raft: Raft, service: MetaService) {
-    if !raft.is_leader() {
+async fn refresh_health(cache: Arc<HealthCache>, replica: Replica, registry: Arc<ChunkRegistry>) {
+    if !replica.is_leader() {
         *lock(&cache.last) = None;
         return;
     }
@@ -141,11 +139,10 @@ async fn refresh_health(cache: Arc<HealthCache>, raft: Raft, service: MetaServic
     if fresh || cache.running.swap(true, Ordering::AcqRel) {
         return;
     }
-    let (store, registry) = (service.store().clone(), service.registry().clone());
     let c = cache.clone();
-    let scan = tokio::task::spawn_blocking(move || {
+    let scan = replica.local_read(move |store| {
         let started = Instant::now();
-        let r = crate::health::stripe_health(&store, &registry);
+        let r = crate::health::stripe_health(store, &registry);
         c.scans.inc();
         c.scan_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -154,17 +151,18 @@ async fn refresh_health(cache: Arc<HealthCache>, raft: Raft, service: MetaServic
             Err(e) => tracing::warn!("metrics: stripe health scan failed: {e}"),
         }
         c.running.store(false, Ordering::Release);
+        Ok(())
     });
     let _ = tokio::time::timeout(HEALTH_WAIT, scan).await;
 }
 
 fn render_cluster(
     e: &mut tessera_metrics::Encoder,
-    raft: &Raft,
-    service: &MetaService,
+    replica: &Replica,
+    registry: &ChunkRegistry,
     cache: &HealthCache,
 ) {
-    let leader = raft.is_leader();
+    let leader = replica.is_leader();
     e.family(
         "tessera_stripes",
         Kind::Gauge,
@@ -187,11 +185,7 @@ fn render_cluster(
         cache.scan_nanos.load(Ordering::Relaxed) as f64 / 1e9,
     );
 
-    let servers = if leader {
-        service.registry().list()
-    } else {
-        Vec::new()
-    };
+    let servers = if leader { registry.list() } else { Vec::new() };
     e.family(
         "tessera_chunkservers",
         Kind::Gauge,

@@ -5,6 +5,7 @@ use crate::config::MetaConfig;
 use crate::leader::run_leader_duties;
 use crate::node_id;
 use crate::raft::node::{self, Node};
+use crate::replica::Replica;
 use crate::service::MetaService;
 use crate::upkeep::Upkeep;
 use std::sync::Arc;
@@ -88,17 +89,18 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     .await
     .map_err(ServerError::Raft)?;
 
+    let replica = Replica::new(raft, store);
     let registry = Arc::new(ChunkRegistry::new(config.liveness));
-    let service = MetaService::new(config.id, raft.clone(), store, registry);
+    let service = MetaService::new(replica.clone(), registry.clone());
     let upkeep = Upkeep::start(
-        raft.clone(),
-        service.clone(),
+        replica.clone(),
+        registry.clone(),
         secret.clone(),
         config.rpc.clone(),
         config.upkeep.clone(),
     );
-    let router = crate::raft::server::routes(Router::new("meta"), raft.clone());
-    let router = service.clone().routes(router);
+    let router = replica.raft().routes(Router::new("meta"));
+    let router = service.routes(router);
     let server = tessera_rpc::serve_listener(listener, secret, router, config.rpc.clone());
     tracing::info!(
         id = config.id,
@@ -108,7 +110,7 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     );
 
     if config.init {
-        match node::initialize(&raft, &config.peers).await {
+        match replica.raft().initialize(&config.peers).await {
             Ok(true) => tracing::info!(members = ?config.peers, "formed the metadata group"),
             Ok(false) => tracing::info!("already part of a group; --init ignored"),
             Err(e) => return Err(ServerError::Raft(e)),
@@ -116,7 +118,7 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     }
     let _metrics = match &config.metrics_addr {
         Some(addr) => {
-            let m = crate::metrics::start(addr, &server, raft.clone(), service.clone())
+            let m = crate::metrics::start(addr, &server, replica.clone(), registry.clone())
                 .await
                 .map_err(|source| ServerError::Metrics {
                     addr: addr.clone(),
@@ -127,18 +129,14 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
         }
         None => None,
     };
-    let duties = tokio::spawn(run_leader_duties(
-        raft.clone(),
-        service,
-        config.session_check,
-    ));
+    let duties = tokio::spawn(run_leader_duties(replica.clone(), config.session_check));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down");
     duties.abort();
     upkeep.abort();
     server.shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), replica.raft().shutdown()).await;
     Ok(())
 }
 

@@ -1,174 +1,82 @@
 //! RPC handlers of the metadata service: namespace writes through Raft, linearizable reads,
-//! and the status and digest every member answers.
+//! the status and digest every member answers, and the calls only the leader answers
+//! (chunkserver table, placement, stripe health, membership). Every handler works through
+//! the [`Replica`]; leader-only calls are registered through one guard, `LeaderOnly`.
 
 use crate::chunk_registry::ChunkRegistry;
-use crate::namespace::{Command, RedbStore, query};
-use crate::raft::types::{NodeId, Raft};
-use crate::read_gate::ReadGate;
+use crate::replica::Replica;
 use bytes::Bytes;
-use openraft::ServerState;
-use openraft::async_runtime::watch::WatchReceiver;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-use tessera_proto::cluster::{ChunkHeartbeat, ClusterError, RegisterChunkserver};
+use tessera_proto::Rpc;
+use tessera_proto::cluster::{ChunkHeartbeat, RegisterChunkserver};
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
-    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, ReadRequest, Reply, ReportShards,
-    ServiceError, StateDigest, WriteRequest,
+    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, PlaceStripes, ReadRequest, Reply,
+    ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
 };
-use tessera_rpc::Router;
+use tessera_rpc::{Call, Router};
 
 /// The metadata service of one member.
 #[derive(Debug, Clone)]
 pub struct MetaService {
-    id: NodeId,
-    raft: Raft,
-    store: Arc<RedbStore>,
-    reads: ReadGate,
+    replica: Replica,
     registry: Arc<ChunkRegistry>,
-    /// Membership changes run one at a time.
-    membership: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Wall-clock time for the leader to stamp into a command.
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-fn unavailable(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Unavailable {
-        reason: e.to_string(),
-    }
 }
 
 impl MetaService {
-    /// A service answering for member `id`.
-    pub fn new(
-        id: NodeId,
-        raft: Raft,
-        store: Arc<RedbStore>,
-        registry: Arc<ChunkRegistry>,
-    ) -> Self {
-        Self {
-            id,
-            raft,
-            store,
-            reads: ReadGate::default(),
-            registry,
-            membership: Arc::default(),
-        }
-    }
-
-    /// The chunkserver table (meaningful on the leader).
-    pub fn registry(&self) -> &Arc<ChunkRegistry> {
-        &self.registry
-    }
-
-    /// The namespace store.
-    pub fn store(&self) -> &Arc<RedbStore> {
-        &self.store
-    }
-
-    /// `Err(address of the leader, if known)` unless this member leads.
-    pub(crate) fn require_leader(&self) -> Result<(), Option<String>> {
-        if self.raft.is_leader() {
-            return Ok(());
-        }
-        Err(self.status().leader.map(|(_, addr)| addr))
+    /// A service answering from `replica`, with the leader's chunkserver table.
+    pub fn new(replica: Replica, registry: Arc<ChunkRegistry>) -> Self {
+        Self { replica, registry }
     }
 
     /// Proposes a change and waits until it is committed and applied.
     pub async fn write(&self, req: WriteRequest) -> Result<Reply, ServiceError> {
-        let cmd = Command {
-            session: req.session,
-            seq: req.seq,
-            seq_floor: req.seq_floor,
-            now_ns: now_ns(),
-            op: req.op,
-        };
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => Err(match e.forward_to_leader() {
-                Some(f) => ServiceError::NotLeader {
-                    leader: f.leader_node.as_ref().map(|n| n.addr.clone()),
-                },
-                None => unavailable(e),
-            }),
-        }
-    }
-
-    /// Confirms that this member still leads (a read index), so a read of the local state
-    /// afterwards is linearizable.
-    pub(crate) async fn confirm_leader(&self) -> Result<(), ServiceError> {
-        self.reads.confirm(&self.raft).await
+        self.replica.propose(req).await
     }
 
     /// Reads after confirming leadership (shared with other reads queued at the same time).
     pub async fn read(&self, req: ReadRequest) -> Result<Reply, ServiceError> {
-        self.reads.confirm(&self.raft).await?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let view = store.read_view().map_err(unavailable)?;
-            query(&view, &req.query).map_err(unavailable)
-        })
-        .await
-        .map_err(unavailable)?
+        self.replica.read(req.query).await
     }
 
     /// This member's view of the group.
     pub fn status(&self) -> MetaStatusReply {
-        let m = self.raft.metrics().borrow_watched().clone();
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
-        let members: Vec<(u64, String)> = m
-            .membership_config
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        let leader = m.current_leader.and_then(|l| {
-            members
-                .iter()
-                .find(|(id, _)| *id == l)
-                .map(|(id, a)| (*id, a.clone()))
-        });
+        let s = self.replica.status();
         MetaStatusReply {
-            id: self.id,
-            role: role.into(),
-            term: m.current_term,
-            leader,
-            last_log_index: m.last_log_index,
-            applied_index: m.last_applied.map(|l| l.index),
-            snapshot_index: m.snapshot.map(|l| l.index),
-            purged_index: m.purged.map(|l| l.index),
-            members,
+            id: s.id,
+            role: s.role.name().into(),
+            term: s.term,
+            leader: s.leader(),
+            last_log_index: s.last_log_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            members: s.members,
         }
     }
 
     /// Digest of this member's state and the index it reflects.
     pub async fn digest(&self) -> Result<DigestReply, ServiceError> {
-        let store = self.store.clone();
-        let (pos, digest) = tokio::task::spawn_blocking(move || store.digest_at())
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+        let (pos, digest) = self.replica.local_read(|store| store.digest_at()).await?;
         Ok(DigestReply {
             applied_index: pos.map_or(0, |p| p.index),
             digest,
         })
     }
 
+    /// Healthy, degraded and lost stripes against the chunkserver table.
+    async fn health(&self) -> Result<StripeHealth, ServiceError> {
+        let registry = self.registry.clone();
+        self.replica
+            .local_read(move |store| crate::health::stripe_health(store, &registry))
+            .await
+    }
+
     /// Adds the service's methods to a router.
     pub fn routes(self, router: Router) -> Router {
         let router = self.clone().cluster_routes(router);
-        let router = self.clone().backup_routes(router);
+        let router = crate::backup::routes(router, self.replica.clone());
         let (w, r, s, d) = (self.clone(), self.clone(), self.clone(), self);
         router
             .route::<MetaWrite, _, _>(move |call| {
@@ -189,107 +97,86 @@ impl MetaService {
             })
     }
 
-    /// Chunkserver registration and heartbeats, chunkserver listing and stripe placement:
-    /// all answered by the leader only, from its chunkserver table.
+    /// Chunkserver registration and heartbeats, chunkserver listing and draining, damaged
+    /// shard reports, stripe placement, stripe health and membership changes: all answered
+    /// by the leader only (from its chunkserver table, or through Raft).
     fn cluster_routes(self, router: Router) -> Router {
-        let (reg, hb, list, place) = (self.clone(), self.clone(), self.clone(), self.clone());
-        let report = self.clone();
-        let members = self.clone();
-        let drain = self.clone();
-        let health = self;
-        router
-            .route::<DrainChunkserver, _, _>(move |call| {
-                let svc = drain.clone();
-                async move {
-                    let reply = svc
-                        .require_leader()
-                        .map(|()| svc.registry.set_draining(call.req.id, call.req.drain))
-                        .map_err(|leader| ServiceError::NotLeader { leader });
-                    (reply, Bytes::new())
-                }
+        LeaderOnly::new(router, self)
+            .route::<RegisterChunkserver, _, _>(|svc, call| async move {
+                svc.registry.register(call.req);
+                Ok(())
             })
-            .route::<ChangeMembership, _, _>(move |call| {
-                let svc = members.clone();
-                async move {
-                    let reply = match svc.require_leader() {
-                        Ok(()) => {
-                            crate::membership::change(&svc.raft, &svc.membership, call.req).await
-                        }
-                        Err(leader) => Err(ServiceError::NotLeader { leader }),
-                    };
-                    (reply, Bytes::new())
-                }
+            .route::<ChunkHeartbeat, _, _>(
+                |svc, call| async move { svc.registry.heartbeat(call.req) },
+            )
+            .route::<ListChunkservers, _, _>(|svc, _call| async move { Ok(svc.registry.list()) })
+            .route::<DrainChunkserver, _, _>(|svc, call| async move {
+                svc.registry.set_draining(call.req.id, call.req.drain);
+                Ok(())
             })
-            .route::<ReportShards, _, _>(move |call| {
-                let svc = report.clone();
-                async move {
-                    let reply = svc
-                        .require_leader()
-                        .map(|()| svc.registry.add_reports(call.req))
-                        .map_err(|leader| ServiceError::NotLeader { leader });
-                    (reply, Bytes::new())
-                }
+            .route::<ReportShards, _, _>(|svc, call| async move {
+                svc.registry.add_reports(call.req);
+                Ok(())
             })
-            .route::<ClusterHealth, _, _>(move |_call| {
-                let svc = health.clone();
-                async move {
-                    let reply = match svc.require_leader() {
-                        Ok(()) => {
-                            let (store, registry) = (svc.store.clone(), svc.registry.clone());
-                            tokio::task::spawn_blocking(move || {
-                                crate::health::stripe_health(&store, &registry)
-                            })
-                            .await
-                            .map_err(unavailable)
-                            .and_then(|r| r.map_err(unavailable))
-                        }
-                        Err(leader) => Err(ServiceError::NotLeader { leader }),
-                    };
-                    (reply, Bytes::new())
-                }
+            .route::<PlaceStripe, _, _>(|svc, call| async move { svc.registry.place(&call.req) })
+            .route::<ClusterHealth, _, _>(|svc, _call| async move { svc.health().await })
+            .route::<ChangeMembership, _, _>(|svc, call| async move {
+                svc.replica.change_membership(call.req).await
             })
-            .route::<RegisterChunkserver, _, _>(move |call| {
-                let svc = reg.clone();
-                async move {
-                    let reply = match svc.require_leader() {
-                        Ok(()) => {
-                            svc.registry.register(call.req);
-                            Ok(())
-                        }
-                        Err(leader) => Err(ClusterError::NotLeader { leader }),
-                    };
-                    (reply, Bytes::new())
-                }
-            })
-            .route::<ChunkHeartbeat, _, _>(move |call| {
-                let svc = hb.clone();
-                async move {
-                    let reply = match svc.require_leader() {
-                        Ok(()) => svc.registry.heartbeat(call.req),
-                        Err(leader) => Err(ClusterError::NotLeader { leader }),
-                    };
-                    (reply, Bytes::new())
-                }
-            })
-            .route::<ListChunkservers, _, _>(move |_call| {
-                let svc = list.clone();
-                async move {
-                    let reply = svc
-                        .require_leader()
-                        .map(|()| svc.registry.list())
-                        .map_err(|leader| ServiceError::NotLeader { leader });
-                    (reply, Bytes::new())
-                }
-            })
-            .route::<PlaceStripe, _, _>(move |call| {
-                let svc = place.clone();
-                async move {
-                    let reply = match svc.require_leader() {
-                        Ok(()) => svc.registry.place(&call.req),
-                        Err(leader) => Err(ServiceError::NotLeader { leader }),
-                    };
-                    (reply, Bytes::new())
-                }
-            })
+            .route::<PlaceStripes, _, _>(
+                |svc, call| async move { svc.registry.place_many(&call.req) },
+            )
+            .into_router()
+    }
+}
+
+/// Registers calls only the leader answers: on a follower the guard ([`Replica::lead`])
+/// replies `NotLeader`, with the leader's address when known, without running the handler.
+struct LeaderOnly {
+    router: Router,
+    svc: MetaService,
+}
+
+impl LeaderOnly {
+    fn new(router: Router, svc: MetaService) -> Self {
+        Self { router, svc }
+    }
+
+    /// Adds `R`, answered by `f` on the leader. Whatever error type `R` replies with, it
+    /// has a `NotLeader` variant the guard's refusal converts into.
+    fn route<R, F, Fut>(self, f: F) -> Self
+    where
+        R: Rpc,
+        F: Fn(MetaService, Call<R::Request>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = R::Reply> + Send + 'static,
+        R::Reply: Refusable,
+    {
+        let svc = self.svc.clone();
+        let router = self.router.route::<R, _, _>(move |call| {
+            let (svc, f) = (svc.clone(), f.clone());
+            async move {
+                let reply = match svc.replica.lead() {
+                    Ok(()) => f(svc, call).await,
+                    Err(not_leader) => R::Reply::refused(not_leader),
+                };
+                (reply, Bytes::new())
+            }
+        });
+        Self { router, ..self }
+    }
+
+    fn into_router(self) -> Router {
+        self.router
+    }
+}
+
+/// A reply type that can say "not the leader".
+trait Refusable {
+    fn refused(not_leader: crate::raft::NotLeader) -> Self;
+}
+
+impl<T, E: From<crate::raft::NotLeader>> Refusable for Result<T, E> {
+    fn refused(not_leader: crate::raft::NotLeader) -> Self {
+        Err(not_leader.into())
     }
 }

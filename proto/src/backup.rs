@@ -1,7 +1,7 @@
 //! Metadata backup and restore (`tessera dump` / `tessera load`).
 //!
 //! The image itself is opaque here (the metaserver writes and reads it, see
-//! `tessera_meta::namespace::dump`); it travels as the RPC payload in both directions.
+//! `tessera_namespace::dump`); it travels as the RPC payload in both directions.
 
 use crate::body::Rpc;
 use crate::meta::ServiceError;

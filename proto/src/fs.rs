@@ -411,7 +411,10 @@ pub struct StripeInfo {
     pub layout: StripeLayout,
 }
 
-/// The slices of one chunk, in commit order.
+/// The slices of one chunk: disjoint runs in offset order (each commit lays its slices over
+/// the chunk, cutting away what they cover of older ones). A record last written before
+/// commits did that may still list slices in commit order, later ones winning where they
+/// overlap; readers resolve both the same way, and the next commit to the chunk flattens it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ChunkLayout {
     pub index: u64,

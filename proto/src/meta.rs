@@ -448,6 +448,22 @@ impl Rpc for PlaceStripe {
     type Reply = Result<Vec<ChunkserverInfo>, ServiceError>;
 }
 
+/// Most stripes one `PlaceStripes` call may place (a flush of 128 MiB in 4 MiB stripes
+/// needs 32; packed small writes fewer).
+pub const MAX_PLACE_STRIPES: usize = 4096;
+
+/// [`PlaceStripe`] for every stripe of a flush in one round trip (leader only): one list
+/// per request, in order, each as `PlaceStripe` would answer it. Too few servers up for
+/// any of them is `Unavailable` for the whole call.
+#[derive(Debug)]
+pub struct PlaceStripes;
+
+impl Rpc for PlaceStripes {
+    const METHOD: Method = Method::PLACE_STRIPES;
+    type Request = Vec<PlaceRequest>;
+    type Reply = Result<Vec<Vec<ChunkserverInfo>>, ServiceError>;
+}
+
 /// How many live stripes have all their shards on servers that are up, how many miss some
 /// (but no more than their parity can cover), and how many miss more than that.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -38,6 +38,8 @@ impl Method {
     pub const LIST_CHUNKSERVERS: Method = Method(0x0105);
     /// Placement of a new stripe's shards.
     pub const PLACE_STRIPE: Method = Method(0x0106);
+    /// Placements of several new stripes' shards in one call (one per flush).
+    pub const PLACE_STRIPES: Method = Method(0x010B);
     /// Stripe health counts (metadata leader).
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
     /// Damaged shards found by an admin tool, for the repair scheduler (metadata leader).
@@ -51,7 +53,8 @@ impl Method {
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
     pub const META_LOAD: Method = Method(0x0111);
 
-    /// Raft AppendEntries between metaservers (body: openraft types, postcard).
+    /// Raft AppendEntries between metaservers (body: the Raft library's own types, postcard;
+    /// they never leave `metaserver/src/raft/`).
     pub const RAFT_APPEND: Method = Method(0x0301);
     /// Raft RequestVote.
     pub const RAFT_VOTE: Method = Method(0x0302);
@@ -83,6 +86,7 @@ impl Method {
             Self::META_DIGEST => "meta-digest",
             Self::LIST_CHUNKSERVERS => "list-chunkservers",
             Self::PLACE_STRIPE => "place-stripe",
+            Self::PLACE_STRIPES => "place-stripes",
             Self::CLUSTER_HEALTH => "cluster-health",
             Self::REPORT_SHARDS => "report-shards",
             Self::CHANGE_MEMBERSHIP => "change-membership",

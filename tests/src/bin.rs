@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 /// `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`.
 ///
 /// Cargo cannot build another package's binary for a test, so it must be built first:
-/// `cargo build -p tessera` (the CI entry does this before running the tests).
+/// `cargo build -p tessera-cli` (the CI entry does this before running the tests).
 pub fn tessera_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TESSERA_BIN") {
         let p = PathBuf::from(p);
@@ -23,7 +23,7 @@ pub fn tessera_bin() -> PathBuf {
     let p = target.join("debug").join("tessera");
     assert!(
         p.is_file(),
-        "{} not found: run `cargo build -p tessera` first (or set TESSERA_BIN)",
+        "{} not found: run `cargo build -p tessera-cli` first (or set TESSERA_BIN)",
         p.display()
     );
     p

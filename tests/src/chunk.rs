@@ -17,7 +17,7 @@ use crate::ports::free_port;
 use crate::process::TesseraProcess;
 use crate::{START_TIMEOUT, TempDir};
 
-pub use tessera_chunk::store::{quarantine_dir, shard_file, temp_dir};
+pub use tessera_chunkserver::store::{quarantine_dir, shard_file, temp_dir};
 
 /// Flags for a chunkserver under test beyond `--listen`, `--data` and `--secret-file`.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! A stand-in for the metadata service's chunkserver membership calls.
 //!
 //! It is a real `tessera_rpc` server in the test process: chunkservers under test reach it
-//! over TCP with the cluster secret, exactly as they will reach the metaserver. It answers
+//! over TCP with the cluster secret, exactly as they reach a metaserver. It answers
 //! `RegisterChunkserver` and `ChunkHeartbeat` (as the leader, or `NotLeader` with a hint) and
 //! records every call so a test can wait for what it expects. Nothing else of the metadata
 //! service is imitated.

@@ -4,14 +4,15 @@
 //! also when the test panics:
 //!
 //! - [`bin::tessera_bin`]: the binary under test (`TESSERA_BIN`, else the workspace's debug
-//!   build; build it first with `cargo build -p tessera`).
+//!   build; build it first with `cargo build -p tessera-cli`).
 //! - [`ports::free_port`]: a free 127.0.0.1 port.
 //! - [`tempdir::TempDir`]: a scratch directory removed on drop.
 //! - [`process::TesseraProcess`]: a child `tessera ...` logging to a file, waited on until it
 //!   answers a ping, SIGKILLed and reaped on drop; its log tail is printed if the test failed.
 //! - [`tmpfs::Tmpfs`]: a size-limited tmpfs mount, unmounted on drop (needs root).
-//! - [`fake_meta::FakeMeta`]: an in-process metadata service that answers chunkserver
-//!   registrations and heartbeats and records them, until the real metaserver is used.
+//! - [`fake_meta::FakeMeta`]: an in-process stand-in for the metadata leader's chunkserver
+//!   calls (registrations and heartbeats, answered as the leader or as a follower naming
+//!   one), recording them, for chunkserver tests that steer who leads.
 //! - [`chunk`]: starting a chunkserver and calling its service.
 //! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
 //! - [`scrape`]: reading a process's `/metrics`.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tessera_client::MetaClientOptions;
-use tessera_client::mount::is_mounted;
+use tessera_fuse_client::mount::is_mounted;
 use tessera_proto::meta::ChunkserverState;
 
 use crate::chunk::{ChunkOptions, Chunkserver};
@@ -59,7 +59,10 @@ impl Mount {
                 name,
                 dir,
                 args,
-                &[("RUST_LOG", "info,tessera_client=debug")],
+                &[(
+                    "RUST_LOG",
+                    "info,tessera_client=debug,tessera_fuse_client=debug",
+                )],
             )),
         };
         let started = Instant::now();

@@ -78,8 +78,11 @@ impl TesseraProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));
+        // Unless the runner set RUST_LOG, every process logs with the binary's own default
+        // filter (info, with the Raft library's chatter from warn up), whatever the test
+        // asked for: the logs of one run read alike.
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,openraft=warn");
+            cmd.env_remove("RUST_LOG");
         }
         let child = cmd
             .spawn()

@@ -62,10 +62,19 @@ async fn shard_files_from_before_proofs_serve_proved_ranges() {
         let id = ShardId::of(&want);
         assert_eq!(c.get(id, None).await.unwrap(), want, "whole shard of {len}");
         let l = len as u64;
-        for (start, end) in [(0, 1), (4096, 8192), (l / 2, l / 2 + 1), (l - 100, l), (0, l)] {
+        for (start, end) in [
+            (0, 1),
+            (4096, 8192),
+            (l / 2, l / 2 + 1),
+            (l - 100, l),
+            (0, l),
+        ] {
             // `get` checks the bytes against the id with the reply's proof.
             let got = c.get(id, Some((start, end))).await.unwrap();
-            assert!(got[..] == want[start as usize..end as usize], "{start}..{end} of {len}");
+            assert!(
+                got[..] == want[start as usize..end as usize],
+                "{start}..{end} of {len}"
+            );
             let (proof, _) = c.get_raw(id, Some((start, end))).await.unwrap();
             assert_eq!(proof.len, l);
         }

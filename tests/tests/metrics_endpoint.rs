@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tessera_client::mount::is_mounted;
+use tessera_fuse_client::mount::is_mounted;
 use tessera_tests::fault::noise;
 use tessera_tests::mount::{drop_caches, unmount};
 use tessera_tests::process::write_secret;

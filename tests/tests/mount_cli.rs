@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tessera_client::mount::is_mounted;
+use tessera_fuse_client::mount::is_mounted;
 use tessera_tests::mount::DevCluster;
 use tessera_tests::tessera_bin;
 

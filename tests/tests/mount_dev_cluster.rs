@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use tessera_client::mount::is_mounted;
+use tessera_fuse_client::mount::is_mounted;
 use tessera_tests::bin::workspace_root;
 use tessera_tests::{TempDir, tessera_bin};
 

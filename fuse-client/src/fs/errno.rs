@@ -1,4 +1,6 @@
-//! The one place where errors become errno values for the kernel.
+//! The one place where errors become errno values for the kernel: an `FsError` (the client
+//! library's result, `tessera_client::error` maps every internal failure to one) through
+//! the protocol's table, `FsError::errno`.
 
 use fuser::Errno;
 use tessera_proto::fs::FsError;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::client::data::InodeData;
+use tessera_client::data::InodeData;
 
 /// The handle table. Sharded by nothing: lookups are short critical sections.
 #[derive(Debug, Default)]

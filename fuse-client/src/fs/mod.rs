@@ -1,6 +1,7 @@
 //! The fuser adapter: each callback copies what it borrows, hands the reply to a tokio task
 //! and returns, so no lock or thread serialises operations and every request is bounded by
-//! the client library's deadlines. POSIX logic lives in `client/`; errors become errno in
+//! the client library's deadlines. POSIX logic lives in `tessera-client` (whose `error.rs`
+//! turns every failure into an `FsError`); an `FsError` becomes an errno reply in
 //! `errno.rs` only.
 
 mod attr;
@@ -18,19 +19,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
 
-use crate::client::data::{DataPath, InodeData};
-use crate::client::ops::{Caller, Namespace};
 pub use errno::errno;
 use handles::Handles;
 use metrics::{Answering, FsOp, fs_metrics, timed, timed_since};
 use releases::Releases;
+use tessera_client::data::{DataPath, InodeData};
+use tessera_client::ops::{Caller, Namespace};
 
 /// Entries per readdir round trip.
 const READDIR_BATCH: u32 = 256;
@@ -675,8 +676,7 @@ impl Filesystem for TesseraFs {
     ) {
         if position != 0 {
             let _answering = Answering::new(FsOp::Setxattr);
-            metrics::note_error();
-            return reply.error(Errno::EINVAL);
+            return reply.error(errno(FsError::Invalid));
         }
         let (name, value) = (name_of(name), value.to_vec());
         self.run(FsOp::Setxattr, |i| async move {

@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use tessera_proto::fs::Ino;
 use tokio::sync::mpsc;
 
-use crate::client::ops::Namespace;
+use tessera_client::ops::Namespace;
 
 /// How long releases gather before a batch goes out.
 const GATHER: Duration = Duration::from_millis(50);

@@ -3,7 +3,7 @@
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::types::TypeConfig;
-use crate::namespace::RedbStore;
+use crate::store::RedbStore;
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use std::sync::Arc;

@@ -1,10 +1,11 @@
 //! Starting a Raft node: its configuration, its two redb files, and forming a cluster.
 
+use super::handle::RaftNode;
 use super::log_store::LogStore;
 use super::network::NetworkFactory;
 use super::state_machine::StateMachine;
 use super::types::{NodeId, Raft};
-use crate::namespace::RedbStore;
+use crate::store::RedbStore;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::io;
@@ -54,8 +55,8 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 /// A started Raft node and the store its state machine writes.
 #[derive(Debug, Clone)]
 pub struct Node {
-    /// The Raft handle.
-    pub raft: Raft,
+    /// The Raft member.
+    pub raft: RaftNode,
     /// The namespace store (for reads after a read-index confirmation).
     pub store: Arc<RedbStore>,
 }
@@ -88,12 +89,17 @@ pub async fn start(
     let raft = Raft::new(id, config, network, log, sm)
         .await
         .map_err(io_err)?;
-    Ok(Node { raft, store })
+    Ok(Node {
+        raft: RaftNode::new(id, raft),
+        store,
+    })
 }
 
-/// Forms the cluster with `members` as voters (the one-time `--init` step). Harmless when
-/// this node already belongs to a cluster: returns `Ok(false)`.
-pub async fn initialize(raft: &Raft, members: &BTreeMap<NodeId, String>) -> io::Result<bool> {
+/// Forms the cluster with `members` as voters (see [`RaftNode::initialize`]).
+pub(super) async fn initialize(
+    raft: &Raft,
+    members: &BTreeMap<NodeId, String>,
+) -> io::Result<bool> {
     if raft.is_initialized().await.map_err(io_err)? {
         return Ok(false);
     }

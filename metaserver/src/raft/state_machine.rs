@@ -13,13 +13,14 @@
 use super::types::{
     Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
-use crate::namespace::{Command, LogPos, RedbStore, Reply, Response};
+use crate::store::{LogPos, RedbStore};
 use futures_util::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::sync::Arc;
+use tessera_namespace::{Command, Reply, Response};
 
 /// What the state machine records about the log, next to the namespace tables.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

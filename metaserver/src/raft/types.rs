@@ -1,7 +1,7 @@
 //! The openraft type configuration. Every openraft type the metaserver uses is named here or
 //! elsewhere in this folder, so an openraft alpha bump touches only `raft/`.
 
-use crate::namespace::{Command, Reply};
+use tessera_namespace::{Command, Reply};
 
 /// Metaserver node id: the `N` of `tessera meta --id N`. Never reused for another node.
 pub type NodeId = u64;

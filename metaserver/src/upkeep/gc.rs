@@ -9,11 +9,12 @@
 //! lock): a client that just stored the same content, about to commit it, keeps its shard.
 
 use super::{Ctx, Leadership, referenced_places};
+use crate::replica::clock;
 use std::collections::HashSet;
 use std::time::Duration;
 use tessera_proto::chunk::{DeleteOutcome, DeleteShard, DeleteShardRequest};
 use tessera_proto::fs::{FsError, StripeId};
-use tessera_proto::meta::{GcItem, Op, Query, ReadRequest, Response};
+use tessera_proto::meta::{GcItem, Op, Query, Response};
 
 /// Stripes one round handles.
 const ROUND: u32 = 512;
@@ -23,7 +24,7 @@ pub(super) async fn run(ctx: Ctx) {
     let mut leadership = Leadership::default();
     loop {
         tokio::time::sleep(ctx.cfg.gc_interval).await;
-        let Some(leading_for) = leadership.check(&ctx.raft) else {
+        let Some(leading_for) = leadership.check(&ctx.replica) else {
             continue;
         };
         if let Err(e) = round(&ctx, leading_for).await {
@@ -33,17 +34,11 @@ pub(super) async fn run(ctx: Ctx) {
 }
 
 async fn round(ctx: &Ctx, leading_for: Duration) -> Result<(), String> {
-    let items = match ctx
-        .service
-        .read(ReadRequest {
-            query: Query::GcQueue { limit: ROUND },
-        })
-        .await
-    {
+    let items = match ctx.replica.read(Query::GcQueue { limit: ROUND }).await {
         Ok(Ok(Response::Gc(items))) => items,
         other => return Err(format!("cannot read the GC queue: {other:?}")),
     };
-    let now = crate::service::now_ns();
+    let now = clock::now_ns();
     let grace = i64::try_from(ctx.cfg.gc_grace.as_nanos()).unwrap_or(i64::MAX);
     let mut claimed: Vec<GcItem> = Vec::new();
     for item in items {
@@ -71,10 +66,10 @@ async fn round(ctx: &Ctx, leading_for: Duration) -> Result<(), String> {
         return Ok(());
     }
     let skip: HashSet<StripeId> = claimed.iter().map(|i| i.stripe.id).collect();
-    let store = ctx.store().clone();
-    let still_named = tokio::task::spawn_blocking(move || referenced_places(&store, &skip))
+    let still_named = ctx
+        .replica
+        .local_read(move |store| referenced_places(store, &skip))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let servers = ctx.servers(leading_for);
     let min_age_ms = u64::try_from(ctx.cfg.upload_window.as_millis()).unwrap_or(u64::MAX);

@@ -12,15 +12,14 @@ mod repair;
 mod sweep;
 
 use crate::chunk_registry::ChunkRegistry;
-use crate::namespace::{RedbStore, SYSTEM_SESSION};
-use crate::raft::types::Raft;
-use crate::service::MetaService;
+use crate::replica::Replica;
+use crate::store::RedbStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_proto::ShardId;
 use tessera_proto::fs::FsError;
-use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Op, Response, WriteRequest};
+use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Op, Response};
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 use tokio::task::JoinHandle;
 
@@ -69,8 +68,8 @@ impl Default for UpkeepConfig {
 /// What the background tasks share.
 #[derive(Clone)]
 struct Ctx {
-    raft: Raft,
-    service: MetaService,
+    replica: Replica,
+    registry: Arc<ChunkRegistry>,
     chunks: Arc<ChunkClient>,
     cfg: UpkeepConfig,
 }
@@ -86,8 +85,8 @@ pub struct Upkeep {
 impl Upkeep {
     /// Starts repair, GC and sweep on this metaserver (each acts only while it leads).
     pub fn start(
-        raft: Raft,
-        service: MetaService,
+        replica: Replica,
+        registry: Arc<ChunkRegistry>,
         secret: tessera_rpc::Secret,
         rpc: tessera_rpc::RpcConfig,
         cfg: UpkeepConfig,
@@ -100,8 +99,8 @@ impl Upkeep {
             },
         ));
         let ctx = Ctx {
-            raft,
-            service,
+            replica,
+            registry,
             chunks,
             cfg,
         };
@@ -123,24 +122,10 @@ impl Upkeep {
 }
 
 impl Ctx {
-    fn store(&self) -> &Arc<RedbStore> {
-        self.service.store()
-    }
-
-    fn registry(&self) -> &Arc<ChunkRegistry> {
-        self.service.registry()
-    }
-
     /// Proposes a system command and returns its POSIX outcome (`Err(None)`: not applied,
     /// e.g. leadership lost; the next round retries).
     async fn propose(&self, op: Op) -> Result<Response, Option<FsError>> {
-        let req = WriteRequest {
-            session: SYSTEM_SESSION,
-            seq: 0,
-            seq_floor: 0,
-            op,
-        };
-        match self.service.write(req).await {
+        match self.replica.propose_system(op).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Some(e)),
             Err(e) => {
@@ -154,13 +139,13 @@ impl Ctx {
     fn servers(&self, leading_for: Duration) -> Servers {
         Servers {
             by_id: self
-                .registry()
+                .registry
                 .list()
                 .into_iter()
                 .map(|s| (s.id, s))
                 .collect(),
             unknown_lost: leading_for >= self.cfg.dead_after,
-            draining: self.registry().draining(),
+            draining: self.registry.draining(),
         }
     }
 }
@@ -209,8 +194,8 @@ struct Leadership {
 
 impl Leadership {
     /// `Some(time leading)` while this node leads.
-    fn check(&mut self, raft: &Raft) -> Option<Duration> {
-        if raft.is_leader() {
+    fn check(&mut self, replica: &Replica) -> Option<Duration> {
+        if replica.is_leader() {
             Some(self.since.get_or_insert_with(Instant::now).elapsed())
         } else {
             self.since = None;
@@ -224,12 +209,12 @@ impl Leadership {
 fn referenced_places(
     store: &RedbStore,
     skip: &HashSet<tessera_proto::fs::StripeId>,
-) -> Result<HashSet<(u64, ShardId)>, crate::error::MetaError> {
+) -> Result<HashSet<(u64, ShardId)>, tessera_namespace::NamespaceError> {
     let view = store.read_view()?;
     let mut out = HashSet::new();
     let mut after = None;
     loop {
-        let page = crate::namespace::all_stripes(&view, after.as_ref(), 4096)?;
+        let page = tessera_namespace::all_stripes(&view, after.as_ref(), 4096)?;
         for (id, layout) in &page.stripes {
             if !skip.contains(id) {
                 out.extend(layout.shards.iter().map(|p| (p.server, p.shard)));

@@ -51,7 +51,7 @@ pub(super) async fn run(ctx: Ctx, progress: Arc<RepairProgress>) {
     let mut reported: HashMap<(u64, ShardId), bool> = HashMap::new();
     loop {
         tokio::time::sleep(ctx.cfg.repair_interval).await;
-        let Some(leading_for) = leadership.check(&ctx.raft) else {
+        let Some(leading_for) = leadership.check(&ctx.replica) else {
             reported.clear();
             continue;
         };
@@ -60,7 +60,7 @@ pub(super) async fn run(ctx: Ctx, progress: Arc<RepairProgress>) {
             shard,
             bad_reply,
             ..
-        } in ctx.registry().take_reports()
+        } in ctx.registry.take_reports()
         {
             *reported.entry((server, shard)).or_default() |= bad_reply;
         }
@@ -98,7 +98,7 @@ pub(super) async fn run(ctx: Ctx, progress: Arc<RepairProgress>) {
                     progress.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if !ctx.raft.is_leader() {
+            if !ctx.replica.is_leader() {
                 running.abort_all();
                 break;
             }
@@ -112,7 +112,6 @@ async fn find_jobs(
     servers: &Servers,
     reported: &HashMap<(u64, ShardId), bool>,
 ) -> Result<Vec<Job>, String> {
-    let store = ctx.store().clone();
     let lost: HashSet<u64> = {
         let mut ids: HashSet<u64> = servers.by_id.keys().copied().collect();
         ids.retain(|id| servers.lost(*id));
@@ -122,13 +121,12 @@ async fn find_jobs(
     let draining = servers.draining.clone();
     let known: HashSet<u64> = servers.by_id.keys().copied().collect();
     let reported = reported.clone();
-    let scan = tokio::task::spawn_blocking(move || {
-        let view = store.read_view().map_err(|e| e.to_string())?;
+    let scan = ctx.replica.local_read(move |store| {
+        let view = store.read_view()?;
         let mut jobs = Vec::new();
         let mut after = None;
         loop {
-            let page = crate::namespace::live_stripes(&view, after.as_ref(), 4096)
-                .map_err(|e| e.to_string())?;
+            let page = tessera_namespace::live_stripes(&view, after.as_ref(), 4096)?;
             for (id, layout) in page.stripes {
                 let bad: Vec<(usize, bool)> = layout
                     .shards
@@ -158,11 +156,9 @@ async fn find_jobs(
                 _ => break,
             }
         }
-        Ok::<_, String>(jobs)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let mut jobs = scan;
+        Ok(jobs)
+    });
+    let mut jobs = scan.await.map_err(|e| e.to_string())?;
     // Closest to loss first: the more shards a stripe misses, the sooner it is rebuilt.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.bad.len()));
     Ok(jobs)
@@ -242,7 +238,7 @@ async fn rebuild_on(
                 tracing::warn!(stripe = %stripe.id, index, %addr, bad = ?rebuilt.bad_replies,
                     "repair: sources sent bytes that fail verification; moving those shards");
                 let moves = rebuilt.bad_replies.into_iter().map(DamagedShard::from);
-                ctx.registry().add_reports(moves.collect());
+                ctx.registry.add_reports(moves.collect());
             }
             true
         }

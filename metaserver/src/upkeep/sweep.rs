@@ -23,7 +23,7 @@ pub(super) async fn run(ctx: Ctx) {
     let mut leadership = Leadership::default();
     loop {
         tokio::time::sleep(ctx.cfg.sweep_interval).await;
-        if leadership.check(&ctx.raft).is_none() {
+        if leadership.check(&ctx.replica).is_none() {
             continue;
         }
         match sweep(&ctx).await {
@@ -39,7 +39,7 @@ pub(super) async fn sweep(ctx: &Ctx) -> Result<usize, String> {
     let grace = ctx.cfg.orphan_grace.max(ctx.cfg.upload_window);
     let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
     let servers: Vec<(u64, String)> = ctx
-        .registry()
+        .registry
         .list()
         .into_iter()
         .filter(|s| s.state == ChunkserverState::Up)
@@ -56,10 +56,10 @@ pub(super) async fn sweep(ctx: &Ctx) -> Result<usize, String> {
     if candidates.is_empty() {
         return Ok(0);
     }
-    let store = ctx.store().clone();
-    let named = tokio::task::spawn_blocking(move || referenced_places(&store, &HashSet::new()))
+    let named = ctx
+        .replica
+        .local_read(|store| referenced_places(store, &HashSet::new()))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let mut deleted = 0;
     for (server, addr, old) in candidates {

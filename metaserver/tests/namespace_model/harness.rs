@@ -4,9 +4,9 @@ use super::LEASE;
 use super::model::Model;
 use super::strategy::{Step, bytes, stripes};
 use proptest::prelude::*;
-use tessera_meta::namespace::{
-    Command, LogPos, MemStore, Op, Query, RedbStore, Reply, Response, StoreRead, apply, digest,
-    query,
+use tessera_metaserver::store::{LogPos, RedbStore};
+use tessera_namespace::{
+    Command, MemStore, Op, Query, Reply, Response, StoreRead, apply, digest, query,
 };
 use tessera_proto::fs::*;
 

@@ -7,6 +7,11 @@
 //! reached from the root, each inode by number (which covers orphans), the GC queue, statfs,
 //! and the digests of the two stores.
 //!
+//! The core also checks its own invariants as it goes (`debug_assert!`s on reference counts,
+//! disjoint chunk runs, link counts and lock ownership), so a sequence that breaks one fails
+//! here even when every reply agrees: run this test with debug assertions on (the dev and
+//! test profiles keep them).
+//!
 //! `PROPTEST_CASES` overrides the number of sequences (10,000 by default). `MODEL_STATS=1`
 //! (with `--nocapture`) prints every command's outcome: count them with `sort | uniq -c` to
 //! check that the generator still reaches the successful and the rare error paths.
@@ -29,6 +34,18 @@ fn cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(CASES)
+}
+
+/// The invariant checks above are compiled only with debug assertions. A runtime check
+/// rather than a `const` one, so a release build of the tests still builds and says why it
+/// fails.
+#[test]
+#[allow(clippy::assertions_on_constants)]
+fn runs_with_debug_assertions() {
+    assert!(
+        cfg!(debug_assertions),
+        "build the model test with debug assertions (the dev or test profile)"
+    );
 }
 
 proptest! {

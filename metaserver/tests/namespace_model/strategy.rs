@@ -5,7 +5,7 @@ use super::LEASE;
 use super::model::LOCK_BYTES;
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use tessera_meta::namespace::{Op, Query};
+use tessera_namespace::{Op, Query};
 use tessera_proto::fs::*;
 
 #[derive(Debug, Clone)]

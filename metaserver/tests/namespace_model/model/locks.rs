@@ -1,7 +1,7 @@
 //! The model's locks: per-byte ownership for fcntl, one kind per owner for flock.
 
 use super::*;
-use tessera_meta::namespace::Response;
+use tessera_namespace::Response;
 
 impl Model {
     // ----- locks -----

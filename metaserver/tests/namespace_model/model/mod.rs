@@ -11,7 +11,7 @@ mod ops;
 mod queries;
 
 use std::collections::BTreeMap;
-use tessera_meta::namespace::{Command, Reply};
+use tessera_namespace::{Command, Reply};
 use tessera_proto::fs::*;
 
 /// Bytes 0..LOCK_BYTES are the only ones the generator locks with fcntl.

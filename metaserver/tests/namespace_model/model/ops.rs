@@ -2,7 +2,7 @@
 
 use super::*;
 use std::collections::btree_map::Entry;
-use tessera_meta::namespace::{Op, Response};
+use tessera_namespace::{Op, Response};
 
 impl Model {
     pub(super) fn exec(&mut self, cmd: &Command) -> Reply {
@@ -319,7 +319,7 @@ impl Model {
                 st.layout.shards[i].server = *to;
                 Ok(Response::Done)
             }
-            // Backups are tested in namespace::dump, not by the model.
+            // Backups are tested in tessera_namespace::dump, not by the model.
             Op::LoadImage { .. } => Err(FsError::NotPermitted),
         }
     }

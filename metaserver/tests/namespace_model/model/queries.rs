@@ -2,7 +2,7 @@
 
 use super::*;
 use std::collections::BTreeSet;
-use tessera_meta::namespace::{GcItem, Query, Response};
+use tessera_namespace::{GcItem, Query, Response};
 use tessera_proto::meta::StripeEntry;
 
 impl Model {

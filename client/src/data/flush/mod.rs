@@ -1,0 +1,104 @@
+//! A flush: what the write buffer took, stored and committed as one pipeline of named
+//! stages, one file each, run in this order:
+//!
+//! 1. `cut.rs`: extents cut at stripe-aligned offsets and chunk boundaries.
+//! 2. `pack.rs`: all-zero segments become holes, full stripes stand alone, short segments
+//!    share stripes.
+//! 3. `place.rs`: one `PlaceStripes` call places every stripe of the flush.
+//! 4. `encode.rs`: each stripe split into `k + m` shards with BLAKE3 ids.
+//! 5. `put.rs`: shards put in parallel, failed ones placed again and retried.
+//! 6. `commit.rs`: one `CommitSlice` for the whole flush.
+//!
+//! Encode and put run for `parallel_stripes` stripes at a time; placement comes first
+//! because it needs only each stripe's length. A commit answered `EAGAIN` (the same content
+//! is a stripe that garbage collection is deleting right now) runs the pipeline again.
+
+mod commit;
+mod cut;
+mod encode;
+mod pack;
+mod place;
+mod put;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tessera_proto::fs::{Attr, ChunkSlice, FsError, Ino, StripeInfo};
+
+use super::{DataPath, InodeData};
+use crate::error::ClientError;
+use cut::Segment;
+use pack::Packed;
+
+/// How long a commit keeps retrying while GC deletes an identical, unreferenced stripe.
+const GC_RACE_WAIT: Duration = Duration::from_secs(30);
+
+impl DataPath {
+    /// Stores `pieces` (taken from the buffer; the caller holds the flush lock) and commits
+    /// them in one command. They stay readable from `flushing` until the commit is applied.
+    pub(super) async fn store(
+        &self,
+        data: &Arc<InodeData>,
+        pieces: Vec<Segment>,
+    ) -> Result<(), FsError> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        data.lock().flushing = pieces.clone();
+        let mut result = self.store_once(data.ino, &pieces).await;
+        // Storing the shards again also keeps them from the GC's delete; the commit goes
+        // through once GC is done with the old stripe.
+        let mut backoff = Duration::from_millis(100);
+        let give_up = Instant::now() + GC_RACE_WAIT;
+        while matches!(result, Err(ClientError::Fs(FsError::WouldBlock)))
+            && Instant::now() < give_up
+        {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            result = self.store_once(data.ino, &pieces).await;
+        }
+        data.lock().flushing.clear();
+        match result {
+            Ok(attr) => {
+                self.saw(&attr);
+                Ok(())
+            }
+            Err(e) => {
+                let e = FsError::from(e);
+                tracing::error!(
+                    ino = data.ino,
+                    "writing {} buffered bytes failed: {e}; the data is lost",
+                    pieces.iter().map(|(_, b)| b.len()).sum::<usize>()
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// One run of the pipeline over `pieces`.
+    async fn store_once(&self, ino: Ino, pieces: &[Segment]) -> Result<Attr, ClientError> {
+        let stripe = self.cfg.stripe_size;
+        let Packed { packs, holes } = pack::pack(cut::cut_all(pieces, stripe), stripe);
+        let codec = self.codec()?;
+        let wants = packs
+            .iter()
+            .map(|p| place::request(&codec, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let placed = self.place(&wants).await?;
+        let stored: Vec<(Vec<ChunkSlice>, StripeInfo)> =
+            stream::iter(packs.into_iter().zip(placed))
+                .map(|(pack, servers)| {
+                    let codec = codec.clone();
+                    async move {
+                        let enc = encode::encode(&codec, &pack)?;
+                        let places = self.put(&enc, servers).await?;
+                        Ok::<_, ClientError>((pack.slices(enc.stripe_id), enc.info(places)))
+                    }
+                })
+                .buffered(self.cfg.parallel_stripes.max(1))
+                .try_collect()
+                .await?;
+        self.commit(ino, holes, stored).await
+    }
+}

@@ -1,0 +1,201 @@
+//! The metadata client: namespace reads and writes, placements and the chunkserver list,
+//! through the cluster client (`tessera-cluster`: leader hints, retries with backoff until
+//! a deadline), without ever applying a change twice.
+//!
+//! Each write carries this client's session and a fresh sequence number; a retry after a
+//! timeout or a leader change re-sends the same number, and the state machine answers it
+//! with the first reply. `seq_floor` tells the group which replies it may forget: the lowest
+//! sequence number still in flight.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tessera_cluster::{CallError, ClusterClient, Retry};
+use tessera_proto::meta::{
+    ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
+    PlaceStripes, Query, ReadRequest, Reply, ReportShards, Response, ServiceError, WriteRequest,
+};
+use tessera_rpc::{RpcConfig, Secret};
+
+/// Why a metadata call failed for good.
+pub type MetaClientError = CallError<ServiceError>;
+
+/// Retry and deadline settings (the cluster client's [`Retry`]; the default keeps trying for
+/// 30 s across leader changes).
+pub type MetaClientOptions = Retry;
+
+/// A client of the metadata group. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct MetaClient {
+    cluster: ClusterClient,
+    options: Retry,
+    session: AtomicU64,
+    next_seq: AtomicU64,
+    in_flight: Mutex<BTreeSet<u64>>,
+}
+
+impl MetaClient {
+    /// A client for the group whose members include `addrs` (any subset will do: the leader
+    /// is found from there).
+    pub fn new(addrs: &[String], secret: Secret, rpc: RpcConfig, options: Retry) -> Self {
+        Self {
+            cluster: ClusterClient::new(addrs, secret, rpc),
+            options,
+            session: AtomicU64::new(0),
+            next_seq: AtomicU64::new(1),
+            in_flight: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The cluster client underneath, for leader-only calls this type has no method for.
+    pub fn cluster(&self) -> &ClusterClient {
+        &self.cluster
+    }
+
+    /// The session this client's writes carry (0 before [`MetaClient::open_session`]).
+    pub fn session(&self) -> u64 {
+        self.session.load(Ordering::Relaxed)
+    }
+
+    /// Opens a session so writes are deduplicated and open files and locks are owned by it.
+    pub async fn open_session(
+        &self,
+        client_name: &str,
+        lease: Duration,
+    ) -> Result<u64, MetaClientError> {
+        let op = Op::OpenSession {
+            client: client_name.to_string(),
+            lease_ns: lease.as_nanos() as i64,
+        };
+        match self.send(0, 0, op).await? {
+            Ok(Response::Session { id, .. }) => {
+                self.session.store(id, Ordering::Relaxed);
+                Ok(id)
+            }
+            other => Err(CallError::Refused {
+                addr: self.cluster.leader().unwrap_or_default(),
+                error: ServiceError::Unavailable {
+                    reason: format!("unexpected reply to open-session: {other:?}"),
+                },
+            }),
+        }
+    }
+
+    /// Applies a change exactly once and returns its reply (a POSIX error is a reply).
+    pub async fn write(&self, op: Op) -> Result<Reply, MetaClientError> {
+        let session = self.session();
+        if session == 0 {
+            // Without a session there is nothing to deduplicate against.
+            return self.send(0, 0, op).await;
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.lock_in_flight().insert(seq);
+        let result = self.send(session, seq, op).await;
+        self.lock_in_flight().remove(&seq);
+        result
+    }
+
+    /// A linearizable read.
+    pub async fn read(&self, query: Query) -> Result<Reply, MetaClientError> {
+        let req = ReadRequest { query };
+        self.cluster
+            .call::<MetaRead, _, _>(&req, &self.options)
+            .await
+    }
+
+    /// Placements for several new stripes in one call: for each request, `count` distinct
+    /// live chunkservers with room for shards of `shard_len` bytes, none in its `exclude`,
+    /// chosen by the leader (favouring free space). A list shorter than asked means the
+    /// servers with room ran out.
+    pub async fn place_stripes(
+        &self,
+        stripes: Vec<PlaceRequest>,
+    ) -> Result<Vec<Vec<ChunkserverInfo>>, MetaClientError> {
+        self.cluster
+            .call::<PlaceStripes, _, _>(&stripes, &self.options)
+            .await
+    }
+
+    /// Every chunkserver the leader knows, with its address and state.
+    pub async fn list_chunkservers(&self) -> Result<Vec<ChunkserverInfo>, MetaClientError> {
+        self.cluster
+            .call::<ListChunkservers, _, _>(&(), &self.options)
+            .await
+    }
+
+    /// Hands shards whose servers sent bytes that failed verification to the leader's
+    /// repair (which rebuilds them on other servers).
+    pub async fn report_shards(
+        &self,
+        bad: Vec<tessera_proto::chunk::BadReply>,
+    ) -> Result<(), MetaClientError> {
+        let damaged: Vec<DamagedShard> = bad.into_iter().map(DamagedShard::from).collect();
+        self.cluster
+            .call::<ReportShards, _, _>(&damaged, &self.options)
+            .await
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send(&self, session: u64, seq: u64, op: Op) -> Result<Reply, MetaClientError> {
+        let seq_floor = self
+            .lock_in_flight()
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.next_seq.load(Ordering::Relaxed));
+        let req = WriteRequest {
+            session,
+            seq,
+            seq_floor,
+            op,
+        };
+        self.cluster
+            .call::<MetaWrite, _, _>(&req, &self.options)
+            .await
+    }
+}
+
+/// Renews a session in the background; stops when dropped.
+#[derive(Debug)]
+pub struct SessionKeeper {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SessionKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MetaClient {
+    /// Renews this client's session every third of `lease` until the keeper is dropped, so
+    /// its open files and locks outlive any single slow call but not the client itself.
+    pub fn keep_session_alive(self: &Arc<Self>, lease: Duration) -> SessionKeeper {
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let r = client
+                    .write(Op::RenewSession {
+                        lease_ns: lease.as_nanos() as i64,
+                    })
+                    .await;
+                match r {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(
+                            session = client.session(),
+                            "session lease lost ({e:?}); open files and locks of this client were released"
+                        );
+                        return;
+                    }
+                    Err(e) => tracing::warn!("could not renew the session lease yet: {e}"),
+                }
+            }
+        });
+        SessionKeeper { task }
+    }
+}

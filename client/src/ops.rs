@@ -1,0 +1,499 @@
+//! Namespace operations with POSIX results: each is one metadata call (or two, where POSIX
+//! needs the parent's attributes), returning `FsError` for every failure so a caller (the
+//! FUSE adapter, an admin tool, a test) never sees transport details.
+//!
+//! A metadata service that cannot be reached within the `MetaClient`'s deadline is `EIO`
+//! (design: a lost cluster gives EIO, never a wedged kernel); `error.rs` makes it so.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tessera_proto::fs::{
+    Attr, DirEntry, FileKind, FsError, Ino, LockFlavor, LockInfo, LockKind, RenameMode, SetAttr,
+    StatFs, XattrMode,
+};
+use tessera_proto::meta::{ChunkserverState, Op, Query, Reply, Response};
+
+use crate::error::ClientError;
+use crate::meta::MetaClient;
+
+/// POSIX ACLs are not supported (the kernel would not enforce them: permissions are its
+/// mode checks), so their attributes are refused as on a file system mounted `noacl`. This
+/// also answers `ls -l`'s ACL probe of every file without a round trip.
+fn no_acls(name: &[u8]) -> Result<(), FsError> {
+    if name.starts_with(b"system.posix_acl_") {
+        Err(FsError::NotSupported)
+    } else {
+        Ok(())
+    }
+}
+
+/// `ENOENT` for an inode number means the kernel's cached name is stale (see `getattr`).
+fn stale(e: FsError) -> FsError {
+    if e == FsError::NotFound {
+        FsError::Stale
+    } else {
+        e
+    }
+}
+
+fn unexpected(what: &'static str, r: &Response) -> FsError {
+    ClientError::unexpected(what, r).into()
+}
+
+fn attr_of(what: &'static str, r: Reply) -> Result<Attr, FsError> {
+    match r? {
+        Response::Attr(a) => Ok(a),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+fn done(what: &'static str, r: Reply) -> Result<(), FsError> {
+    match r? {
+        Response::Done | Response::Attr(_) => Ok(()),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// Who creates an inode (the caller's uid and gid, from the FUSE request).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The namespace half of the client: POSIX operations over a [`MetaClient`].
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    meta: Arc<MetaClient>,
+    /// Recent answers for `security.capability` (see [`CAPS`]).
+    caps: Arc<Mutex<CapsCache>>,
+    /// Set-group-id bit and group of recently seen directories (see [`DIR_TTL`]).
+    dirs: Arc<Mutex<DirCache>>,
+}
+
+/// When each directory's attributes were seen, and its (perm, gid).
+type DirCache = HashMap<Ino, (Instant, u16, u32)>;
+
+/// A new inode takes its group (and a directory the set-group-id bit) from a set-group-id
+/// parent, so each create needs the parent's attributes: those seen within this long are
+/// reused, as the kernel reuses cached attributes. This mount's own changes to a directory's
+/// attributes take effect at once.
+const DIR_TTL: Duration = Duration::from_secs(1);
+
+/// When each inode's `security.capability` was read, and the answer.
+type CapsCache = HashMap<Ino, (Instant, Result<Vec<u8>, FsError>)>;
+
+/// The kernel reads `security.capability` before every write to a file (to drop file
+/// capabilities on write), which would cost a metadata round trip per write; answers are
+/// reused for this long, like cached attributes. This mount's own changes to the attribute
+/// take effect at once.
+const CAPS: &[u8] = b"security.capability";
+const CAPS_TTL: Duration = Duration::from_secs(1);
+
+impl Namespace {
+    pub fn new(meta: Arc<MetaClient>) -> Self {
+        Self {
+            meta,
+            caps: Arc::new(Mutex::new(HashMap::new())),
+            dirs: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn caps_table(&self) -> std::sync::MutexGuard<'_, CapsCache> {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dirs_table(&self) -> std::sync::MutexGuard<'_, DirCache> {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn meta(&self) -> &Arc<MetaClient> {
+        &self.meta
+    }
+
+    async fn write(&self, what: &'static str, op: Op) -> Result<Reply, FsError> {
+        Ok(self
+            .meta
+            .write(op)
+            .await
+            .map_err(|e| ClientError::meta(what, e))?)
+    }
+
+    async fn read(&self, what: &'static str, q: Query) -> Result<Reply, FsError> {
+        Ok(self
+            .meta
+            .read(q)
+            .await
+            .map_err(|e| ClientError::meta(what, e))?)
+    }
+
+    pub async fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr, FsError> {
+        let q = Query::Lookup {
+            parent,
+            name: name.to_vec(),
+        };
+        attr_of("lookup", self.read("lookup", q).await?)
+    }
+
+    /// Attributes of `ino`. An inode that no longer exists is `ESTALE`, not `ENOENT`: the
+    /// name that led to it was removed by another mount since the kernel cached it, and on
+    /// `ESTALE` the kernel looks the path up again instead of failing.
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
+        attr_of(
+            "getattr",
+            self.read("getattr", Query::GetAttr { ino }).await?,
+        )
+        .map_err(stale)
+    }
+
+    pub async fn setattr(&self, ino: Ino, set: SetAttr) -> Result<Attr, FsError> {
+        self.dirs_table().remove(&ino);
+        let r = attr_of(
+            "setattr",
+            self.write("setattr", Op::SetAttr { ino, set }).await?,
+        );
+        // Dropped again: a create that read the old attributes meanwhile may have cached them.
+        self.dirs_table().remove(&ino);
+        r
+    }
+
+    /// Owner and mode of a new inode under `parent`: a set-group-id directory passes its
+    /// group on, and to subdirectories its set-group-id bit too (BSD/Linux semantics; the
+    /// kernel leaves this to the file system even with `default_permissions`).
+    async fn inherit(
+        &self,
+        parent: Ino,
+        caller: Caller,
+        perm: u16,
+        dir: bool,
+    ) -> Result<(u32, u16), FsError> {
+        let cached = self
+            .dirs_table()
+            .get(&parent)
+            .filter(|(at, _, _)| at.elapsed() < DIR_TTL)
+            .map(|&(_, perm, gid)| (perm, gid));
+        let (p_perm, p_gid) = match cached {
+            Some(v) => v,
+            None => {
+                let p = self.getattr(parent).await?;
+                let mut t = self.dirs_table();
+                if t.len() > 10_000 {
+                    t.clear();
+                }
+                t.insert(parent, (Instant::now(), p.perm, p.gid));
+                (p.perm, p.gid)
+            }
+        };
+        if p_perm & 0o2000 != 0 {
+            let perm = if dir { perm | 0o2000 } else { perm };
+            Ok((p_gid, perm))
+        } else {
+            Ok((caller.gid, perm))
+        }
+    }
+
+    /// `mknod` and `create` (`open` also opens it in this session).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+        perm: u16,
+        rdev: u32,
+        caller: Caller,
+        open: bool,
+    ) -> Result<Attr, FsError> {
+        let (gid, perm) = self.inherit(parent, caller, perm, false).await?;
+        let op = Op::Mknod {
+            parent,
+            name: name.to_vec(),
+            kind,
+            perm,
+            uid: caller.uid,
+            gid,
+            rdev,
+            open,
+        };
+        attr_of("mknod", self.write("mknod", op).await?)
+    }
+
+    pub async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        perm: u16,
+        caller: Caller,
+    ) -> Result<Attr, FsError> {
+        let (gid, perm) = self.inherit(parent, caller, perm, true).await?;
+        let op = Op::Mkdir {
+            parent,
+            name: name.to_vec(),
+            perm,
+            uid: caller.uid,
+            gid,
+        };
+        attr_of("mkdir", self.write("mkdir", op).await?)
+    }
+
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        caller: Caller,
+    ) -> Result<Attr, FsError> {
+        let (gid, _) = self.inherit(parent, caller, 0o777, false).await?;
+        let op = Op::Symlink {
+            parent,
+            name: name.to_vec(),
+            target: target.to_vec(),
+            uid: caller.uid,
+            gid,
+        };
+        attr_of("symlink", self.write("symlink", op).await?)
+    }
+
+    pub async fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr, FsError> {
+        let op = Op::Link {
+            ino,
+            new_parent,
+            new_name: new_name.to_vec(),
+        };
+        attr_of("link", self.write("link", op).await?)
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &[u8]) -> Result<(), FsError> {
+        let op = Op::Unlink {
+            parent,
+            name: name.to_vec(),
+        };
+        done("unlink", self.write("unlink", op).await?)
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<(), FsError> {
+        let op = Op::Rmdir {
+            parent,
+            name: name.to_vec(),
+        };
+        done("rmdir", self.write("rmdir", op).await?)
+    }
+
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), FsError> {
+        let op = Op::Rename {
+            parent,
+            name: name.to_vec(),
+            new_parent,
+            new_name: new_name.to_vec(),
+            mode: RenameMode::from_flags(flags)?,
+        };
+        done("rename", self.write("rename", op).await?)
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
+        match self.read("readlink", Query::ReadLink { ino }).await?? {
+            Response::Target(t) => Ok(t),
+            other => Err(unexpected("readlink", &other)),
+        }
+    }
+
+    /// Records an open of `ino` by this session (unlink then keeps the inode alive).
+    pub async fn open(&self, ino: Ino) -> Result<Attr, FsError> {
+        attr_of("open", self.write("open", Op::Open { ino }).await?).map_err(stale)
+    }
+
+    pub async fn release(&self, ino: Ino) -> Result<(), FsError> {
+        done("release", self.write("release", Op::Release { ino }).await?)
+    }
+
+    /// Up to `limit` entries with cookies after `after`.
+    pub async fn readdir(
+        &self,
+        ino: Ino,
+        after: u64,
+        limit: u32,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>, FsError> {
+        let q = Query::ReadDir {
+            ino,
+            after,
+            limit,
+            plus,
+        };
+        match self.read("readdir", q).await?? {
+            Response::Entries(e) => Ok(e),
+            other => Err(unexpected("readdir", &other)),
+        }
+    }
+
+    /// File-system totals: capacity is the sum of the live chunkservers' capacities.
+    pub async fn statfs(&self) -> Result<StatFs, FsError> {
+        let servers = self
+            .meta
+            .list_chunkservers()
+            .await
+            .map_err(|e| ClientError::meta("statfs", e))?;
+        let total_bytes = servers
+            .iter()
+            .filter(|s| s.state != ChunkserverState::Down)
+            .map(|s| s.capacity)
+            .sum();
+        // Inodes cost only metadata: report a large, fixed budget.
+        let q = Query::StatFs {
+            total_bytes,
+            total_files: 1 << 32,
+        };
+        match self.read("statfs", q).await?? {
+            Response::StatFs(s) => Ok(s),
+            other => Err(unexpected("statfs", &other)),
+        }
+    }
+
+    pub async fn setxattr(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<(), FsError> {
+        no_acls(name)?;
+        if name == CAPS {
+            self.caps_table().remove(&ino);
+        }
+        let op = Op::SetXattr {
+            ino,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            mode: XattrMode::from_flags(flags)?,
+        };
+        done("setxattr", self.write("setxattr", op).await?)
+    }
+
+    pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        no_acls(name)?;
+        if name == CAPS {
+            if let Some((at, r)) = self.caps_table().get(&ino)
+                && at.elapsed() < CAPS_TTL
+            {
+                return r.clone();
+            }
+            let r = self.getxattr_uncached(ino, name).await;
+            if matches!(r, Ok(_) | Err(FsError::NoData)) {
+                let mut t = self.caps_table();
+                if t.len() > 100_000 {
+                    t.clear();
+                }
+                t.insert(ino, (Instant::now(), r.clone()));
+            }
+            return r;
+        }
+        self.getxattr_uncached(ino, name).await
+    }
+
+    async fn getxattr_uncached(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        let q = Query::GetXattr {
+            ino,
+            name: name.to_vec(),
+        };
+        match self.read("getxattr", q).await?? {
+            Response::Xattr(v) => Ok(v),
+            other => Err(unexpected("getxattr", &other)),
+        }
+    }
+
+    /// Attribute names in the `listxattr` format: each followed by a NUL.
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
+        match self.read("listxattr", Query::ListXattr { ino }).await?? {
+            Response::XattrNames(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    out.extend_from_slice(&n);
+                    out.push(0);
+                }
+                Ok(out)
+            }
+            other => Err(unexpected("listxattr", &other)),
+        }
+    }
+
+    pub async fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<(), FsError> {
+        if name == CAPS {
+            self.caps_table().remove(&ino);
+        }
+        let op = Op::RemoveXattr {
+            ino,
+            name: name.to_vec(),
+        };
+        done("removexattr", self.write("removexattr", op).await?)
+    }
+
+    /// The first lock of another owner that conflicts with the described one.
+    pub async fn getlk(
+        &self,
+        ino: Ino,
+        owner: u64,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<LockInfo>, FsError> {
+        let q = Query::GetLock {
+            ino,
+            session: self.meta.session(),
+            owner,
+            flavor: LockFlavor::Posix,
+            kind,
+            start,
+            end,
+        };
+        match self.read("getlk", q).await?? {
+            Response::Lock(l) => Ok(l),
+            other => Err(unexpected("getlk", &other)),
+        }
+    }
+
+    /// Takes, changes or drops a lock. With `wait`, a conflict is retried with backoff
+    /// (the service never blocks) until it is granted or the caller gives up by dropping
+    /// the future; without it a conflict is `EAGAIN`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn setlk(
+        &self,
+        ino: Ino,
+        owner: u64,
+        kind: LockKind,
+        start: u64,
+        end: u64,
+        pid: u32,
+        wait: bool,
+    ) -> Result<(), FsError> {
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let op = Op::SetLock {
+                ino,
+                owner,
+                // fuser 0.18 does not pass the kernel's FUSE_LK_FLOCK flag, so flock locks
+                // (owned by the open file) travel as POSIX whole-file locks too.
+                flavor: LockFlavor::Posix,
+                kind,
+                start,
+                end,
+                pid,
+            };
+            match self.write("setlk", op).await? {
+                Err(FsError::WouldBlock) if wait => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                r => return done("setlk", r),
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The replica layer: one metaserver's copy of the namespace and what may be done with it.
+//! The RPC service and every background job (leader duties, repair, GC, sweep, backups,
+//! metrics) go through a [`Replica`]; none of them sees Raft or the RPC handlers.
+//!
+//! - Writes: [`Replica::propose`] stamps the leader's clock into the command (the only time
+//!   `apply` knows) and returns the reply once the command is committed and applied here.
+//! - Reads: [`Replica::read`] and [`Replica::read_with`] are linearizable (a read-index round
+//!   first, shared with concurrent reads); [`Replica::local_read`] reads what this member has
+//!   applied, which on the leader is enough for background scans that re-check their
+//!   decisions through commands.
+//! - Leadership: [`Replica::lead`] is the one leader-only guard, [`Replica::status`] this
+//!   member's view of the group.
+
+pub mod clock;
+
+use crate::raft::{NotLeader, RaftNode, RaftStatus};
+use crate::store::RedbStore;
+use std::sync::Arc;
+use tessera_namespace::{Command, NamespaceError, Op, Query, Reply, SYSTEM_SESSION, query};
+use tessera_proto::meta::{MembershipChange, ServiceError, WriteRequest};
+
+/// This member's replica of the namespace. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    raft: RaftNode,
+    store: Arc<RedbStore>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unavailable {
+        reason: e.to_string(),
+    }
+}
+
+impl Replica {
+    /// The replica of a started Raft member over the store its state machine writes.
+    pub fn new(raft: RaftNode, store: Arc<RedbStore>) -> Replica {
+        Replica { raft, store }
+    }
+
+    /// The Raft member (for the process wiring: its routes, `--init`, shutdown).
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    /// Whether this member leads now (background jobs poll this; a stale answer only costs
+    /// a refused proposal).
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The leader-only guard: `Err` (with the leader's address when known) unless this
+    /// member leads. Every leader-only call checks it before doing any work.
+    pub fn lead(&self) -> Result<(), NotLeader> {
+        if self.raft.is_leader() {
+            return Ok(());
+        }
+        Err(NotLeader {
+            leader: self.raft.status().leader().map(|(_, addr)| addr),
+        })
+    }
+
+    /// This member's view of the group.
+    pub fn status(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    /// Proposes a client's change, stamped with this leader's clock, and waits until it is
+    /// committed and applied.
+    pub async fn propose(&self, req: WriteRequest) -> Result<Reply, ServiceError> {
+        let cmd = Command {
+            session: req.session,
+            seq: req.seq,
+            seq_floor: req.seq_floor,
+            now_ns: clock::now_ns(),
+            op: req.op,
+        };
+        self.raft.propose(cmd).await
+    }
+
+    /// Proposes a change the metaserver makes itself (format, expiry, GC, repair, load):
+    /// the system session, not deduplicated.
+    pub async fn propose_system(&self, op: Op) -> Result<Reply, ServiceError> {
+        self.propose(WriteRequest {
+            session: SYSTEM_SESSION,
+            seq: 0,
+            seq_floor: 0,
+            op,
+        })
+        .await
+    }
+
+    /// Answers a query after confirming leadership (linearizable).
+    pub async fn read(&self, q: Query) -> Result<Reply, ServiceError> {
+        self.read_with(move |store| query(&store.read_view()?, &q))
+            .await
+    }
+
+    /// Runs `f` over the state after confirming leadership (linearizable), on a blocking
+    /// thread.
+    pub async fn read_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<T, NamespaceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        self.raft.confirm_leader().await?;
+        self.local_read(f).await
+    }
+
+    /// Runs `f` over what this member has applied, without confirming anything, on a
+    /// blocking thread (the store is synchronous).
+    pub async fn local_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<T, NamespaceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+    }
+
+    /// Adds, removes or transfers to a member, one change at a time (Raft refuses it on a
+    /// follower).
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<String, ServiceError> {
+        self.raft.change_membership(change).await
+    }
+}

@@ -1,0 +1,135 @@
+//! `setattr`: permission bits, ownership, size (truncate/extend) and time stamps, atomically.
+//!
+//! ctime becomes the command's time whenever anything is set; a size change also sets mtime
+//! (an explicit mtime in the same call wins, as it is applied after). Suid/sgid clearing on
+//! chown or write is left to the kernel, which sends it as a mode change.
+
+use super::command::Response;
+use super::data::{cut_chunks, need_regular};
+use super::state::{OpResult, Tables, TablesMut};
+use super::store::Store;
+use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime};
+
+pub(crate) fn setattr<S: Store + ?Sized>(
+    s: &mut S,
+    ino: Ino,
+    set: &SetAttr,
+    now: i64,
+) -> OpResult<Response> {
+    let rec = s.need_inode(ino)?;
+    if let Some(size) = set.size {
+        need_regular(rec.kind)?;
+        if size > FILE_SIZE_MAX {
+            return Err(FsError::FileTooLarge.into());
+        }
+        if size < rec.size {
+            cut_chunks(s, ino, size, now)?;
+        }
+    }
+    let changed = set.perm.is_some()
+        || set.uid.is_some()
+        || set.gid.is_some()
+        || set.size.is_some()
+        || set.atime != SetTime::Omit
+        || set.mtime != SetTime::Omit;
+    let rec = s.update_inode(ino, |r| {
+        if let Some(perm) = set.perm {
+            r.perm = perm & 0o7777;
+        }
+        if let Some(uid) = set.uid {
+            r.uid = uid;
+        }
+        if let Some(gid) = set.gid {
+            r.gid = gid;
+        }
+        if let Some(size) = set.size {
+            r.size = size;
+            r.mtime = now;
+        }
+        set_time(&mut r.atime, set.atime, now);
+        set_time(&mut r.mtime, set.mtime, now);
+        if changed {
+            r.ctime = now;
+        }
+    })?;
+    Ok(Response::Attr(rec.attr(ino)))
+}
+
+fn set_time(field: &mut i64, how: SetTime, now: i64) {
+    match how {
+        SetTime::Omit => {}
+        SetTime::Now => *field = now,
+        SetTime::At(t) => *field = t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::Op;
+    use crate::testkit::Ns;
+    use tessera_proto::fs::{FileKind, FsError, SetAttr, SetTime};
+
+    #[test]
+    fn times_now_omit_and_set() {
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let t0 = ns.attr(f).unwrap();
+        let set = SetAttr {
+            atime: SetTime::At(-5),
+            mtime: SetTime::Omit,
+            ..SetAttr::default()
+        };
+        let a = Ns::attr_reply(ns.cmd(Op::SetAttr { ino: f, set })).unwrap();
+        assert_eq!(
+            (a.atime_ns, a.mtime_ns, a.ctime_ns),
+            (-5, t0.mtime_ns, ns.now)
+        );
+        let set = SetAttr {
+            mtime: SetTime::Now,
+            ..SetAttr::default()
+        };
+        let a = Ns::attr_reply(ns.cmd(Op::SetAttr { ino: f, set })).unwrap();
+        assert_eq!((a.atime_ns, a.mtime_ns, a.ctime_ns), (-5, ns.now, ns.now));
+        // Nothing to change: not even ctime moves.
+        let a = Ns::attr_reply(ns.cmd(Op::SetAttr {
+            ino: f,
+            set: SetAttr::default(),
+        }))
+        .unwrap();
+        assert_eq!(a.ctime_ns, ns.now - 10);
+    }
+
+    #[test]
+    fn mode_owner_and_truncate() {
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let set = SetAttr {
+            perm: Some(0o104755),
+            uid: Some(7),
+            gid: Some(8),
+            size: Some(4096),
+            ..SetAttr::default()
+        };
+        let a = Ns::attr_reply(ns.cmd(Op::SetAttr { ino: f, set })).unwrap();
+        assert_eq!((a.perm, a.uid, a.gid, a.size), (0o4755, 7, 8, 4096));
+        assert_eq!((a.mtime_ns, a.ctime_ns), (ns.now, ns.now));
+        let d = ns.mkdir(ns.root(), "d");
+        let p = ns.mknod(ns.root(), "p", FileKind::Fifo).unwrap().ino;
+        let size = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        let r = ns.cmd(Op::SetAttr {
+            ino: d,
+            set: size.clone(),
+        });
+        assert_eq!(r, Err(FsError::IsDir));
+        let r = ns.cmd(Op::SetAttr {
+            ino: p,
+            set: size.clone(),
+        });
+        assert_eq!(r, Err(FsError::Invalid));
+        let r = ns.cmd(Op::SetAttr { ino: 99, set: size });
+        assert_eq!(r, Err(FsError::NotFound));
+    }
+}

@@ -1,0 +1,319 @@
+//! `rename` and `renameat2` (NOREPLACE, EXCHANGE), atomic because one command does it all.
+//!
+//! The checks follow Linux's `do_renameat2` and `vfs_rename` in order:
+//! 1. names (`EINVAL`, `ENAMETOOLONG`), both parents (`ENOENT`, `ENOTDIR`; a removed target
+//!    directory is `ENOENT`), the source entry (`ENOENT`);
+//! 2. EXCHANGE needs a target (`ENOENT`), NOREPLACE refuses one (`EEXIST`), even when source
+//!    and target are the same file;
+//! 3. moving a directory into itself or below itself is `EINVAL`; a target that is an
+//!    ancestor of the source is `ENOTEMPTY` (`EINVAL` for EXCHANGE);
+//! 4. source and target naming the same inode: success, nothing changes;
+//! 5. plain rename only: directory onto non-directory `ENOTDIR`, non-directory onto directory
+//!    `EISDIR`, onto a non-empty directory `ENOTEMPTY`, a directory into a parent with too
+//!    many subdirectories `EMLINK`.
+//!
+//! Effects: the moved inode's ctime, both parents' mtime and ctime, the replaced inode loses
+//! a link. A moved entry gets a fresh readdir cookie in its new place; exchanged entries keep
+//! theirs (the names stay where they were, only what they point to swaps).
+
+use super::command::Response;
+use super::names::check_name;
+use super::nodes::{add_entry, drop_link, is_ancestor, remove_entry, repoint_entry};
+use super::records::DentryRec;
+use super::state::{OpResult, Tables, TablesMut};
+use super::store::Store;
+use tessera_proto::fs::{FsError, Ino, LINK_MAX, RenameMode};
+
+/// What a rename names, gathered before anything changes.
+struct Ends {
+    parent: Ino,
+    new_parent: Ino,
+    src: DentryRec,
+    dst: Option<DentryRec>,
+}
+
+pub(crate) fn rename<S: Store + ?Sized>(
+    s: &mut S,
+    parent: Ino,
+    name: &[u8],
+    new_parent: Ino,
+    new_name: &[u8],
+    mode: RenameMode,
+    now: i64,
+) -> OpResult<Response> {
+    check_name(name)?;
+    check_name(new_name)?;
+    s.need_dir(parent)?;
+    s.need_live_dir(new_parent)?;
+    let src = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
+    let dst = s.dentry(new_parent, new_name)?;
+    match (mode, &dst) {
+        (RenameMode::Exchange, None) => return Err(FsError::NotFound.into()),
+        (RenameMode::NoReplace, Some(_)) => return Err(FsError::Exists.into()),
+        _ => {}
+    }
+    if src.kind.is_dir() && is_ancestor(s, src.ino, new_parent)? {
+        return Err(FsError::Invalid.into());
+    }
+    if let Some(d) = &dst
+        && d.kind.is_dir()
+        && is_ancestor(s, d.ino, parent)?
+    {
+        return Err(match mode {
+            RenameMode::Exchange => FsError::Invalid,
+            _ => FsError::NotEmpty,
+        }
+        .into());
+    }
+    if dst.is_some_and(|d| d.ino == src.ino) {
+        return Ok(Response::Done);
+    }
+    let ends = Ends {
+        parent,
+        new_parent,
+        src,
+        dst,
+    };
+    match mode {
+        RenameMode::Exchange => exchange(s, &ends, name, new_name, now)?,
+        RenameMode::Replace | RenameMode::NoReplace => replace(s, &ends, name, new_name, now)?,
+    }
+    Ok(Response::Done)
+}
+
+fn replace<S: Store + ?Sized>(
+    s: &mut S,
+    e: &Ends,
+    name: &[u8],
+    new_name: &[u8],
+    now: i64,
+) -> OpResult<()> {
+    let src_dir = e.src.kind.is_dir();
+    if let Some(d) = &e.dst {
+        match (src_dir, d.kind.is_dir()) {
+            (true, false) => return Err(FsError::NotDir.into()),
+            (false, true) => return Err(FsError::IsDir.into()),
+            _ => {}
+        }
+        if d.kind.is_dir() && s.need_inode(d.ino)?.size > 0 {
+            return Err(FsError::NotEmpty.into());
+        }
+    }
+    // A directory arriving from elsewhere adds a link to the new parent, unless it replaces
+    // a directory there (which gives one back).
+    let replaces_dir = e.dst.is_some_and(|d| d.kind.is_dir());
+    if src_dir
+        && e.parent != e.new_parent
+        && !replaces_dir
+        && s.need_inode(e.new_parent)?.nlink >= LINK_MAX
+    {
+        return Err(FsError::TooManyLinks.into());
+    }
+
+    remove_entry(s, e.parent, name, &e.src, now)?;
+    if let Some(d) = &e.dst {
+        remove_entry(s, e.new_parent, new_name, d, now)?;
+        drop_link(s, d.ino, now)?;
+    }
+    add_entry(s, e.new_parent, new_name, e.src.ino, e.src.kind, now)?;
+    let new_parent = e.new_parent;
+    s.update_inode(e.src.ino, |r| {
+        if src_dir {
+            r.parent = new_parent;
+        }
+        r.ctime = now;
+    })?;
+    Ok(())
+}
+
+fn exchange<S: Store + ?Sized>(
+    s: &mut S,
+    e: &Ends,
+    name: &[u8],
+    new_name: &[u8],
+    now: i64,
+) -> OpResult<()> {
+    let Some(dst) = e.dst else {
+        return Err(FsError::NotFound.into());
+    };
+    repoint_entry(s, e.parent, name, &e.src, dst.ino, dst.kind, now)?;
+    repoint_entry(s, e.new_parent, new_name, &dst, e.src.ino, e.src.kind, now)?;
+    for (ino, dir) in [(e.src.ino, e.new_parent), (dst.ino, e.parent)] {
+        s.update_inode(ino, |r| {
+            if r.kind.is_dir() {
+                r.parent = dir;
+            }
+            r.ctime = now;
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::Op;
+    use crate::testkit::Ns;
+    use tessera_proto::fs::{FsError, Ino, RenameMode};
+
+    fn mv(
+        ns: &mut Ns,
+        p: Ino,
+        n: &str,
+        np: Ino,
+        nn: &str,
+        mode: RenameMode,
+    ) -> Result<(), FsError> {
+        ns.cmd(Op::Rename {
+            parent: p,
+            name: n.into(),
+            new_parent: np,
+            new_name: nn.into(),
+            mode,
+        })
+        .map(|_| ())
+    }
+
+    #[test]
+    fn directory_into_its_own_subtree_is_einval() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let a = ns.mkdir(root, "a");
+        let b = ns.mkdir(a, "b");
+        let c = ns.mkdir(b, "c");
+        assert_eq!(
+            mv(&mut ns, root, "a", c, "x", RenameMode::Replace),
+            Err(FsError::Invalid)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "a", a, "x", RenameMode::Replace),
+            Err(FsError::Invalid)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "a", b, "x", RenameMode::Exchange),
+            Err(FsError::NotFound)
+        );
+        assert_eq!(ns.names(c), Vec::<String>::new());
+        // A target that is an ancestor of the source.
+        assert_eq!(
+            mv(&mut ns, b, "c", root, "a", RenameMode::Replace),
+            Err(FsError::NotEmpty)
+        );
+        assert_eq!(
+            mv(&mut ns, b, "c", root, "a", RenameMode::Exchange),
+            Err(FsError::Invalid)
+        );
+    }
+
+    #[test]
+    fn onto_itself_is_a_no_op() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let f = ns.create(root, "f");
+        ns.cmd(Op::Link {
+            ino: f,
+            new_parent: root,
+            new_name: "g".into(),
+        })
+        .unwrap();
+        let before = (ns.attr(root).unwrap(), ns.attr(f).unwrap());
+        mv(&mut ns, root, "f", root, "f", RenameMode::Replace).unwrap();
+        mv(&mut ns, root, "f", root, "g", RenameMode::Replace).unwrap();
+        mv(&mut ns, root, "f", root, "g", RenameMode::Exchange).unwrap();
+        assert_eq!((ns.attr(root).unwrap(), ns.attr(f).unwrap()), before);
+        assert_eq!(ns.names(root), vec!["f", "g"]);
+        assert_eq!(
+            mv(&mut ns, root, "f", root, "f", RenameMode::NoReplace),
+            Err(FsError::Exists)
+        );
+    }
+
+    #[test]
+    fn replace_rules_follow_linux() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let f = ns.create(root, "f");
+        let g = ns.create(root, "g");
+        let d = ns.mkdir(root, "d");
+        let e = ns.mkdir(root, "e");
+        ns.create(e, "x");
+        assert_eq!(
+            mv(&mut ns, root, "d", root, "f", RenameMode::Replace),
+            Err(FsError::NotDir)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "f", root, "d", RenameMode::Replace),
+            Err(FsError::IsDir)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "d", root, "e", RenameMode::Replace),
+            Err(FsError::NotEmpty)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "f", root, "g", RenameMode::NoReplace),
+            Err(FsError::Exists)
+        );
+        assert_eq!(
+            mv(&mut ns, root, "zz", root, "g", RenameMode::Replace),
+            Err(FsError::NotFound)
+        );
+        mv(&mut ns, root, "f", root, "g", RenameMode::Replace).unwrap();
+        assert_eq!(ns.attr(g), Err(FsError::NotFound));
+        assert_eq!(ns.lookup(root, "g").unwrap().ino, f);
+        assert_eq!(ns.attr(f).unwrap().ctime_ns, ns.now);
+        // Replacing an empty directory gives its link back to the parent.
+        let root_links = ns.attr(root).unwrap().nlink;
+        ns.cmd(Op::Unlink {
+            parent: e,
+            name: "x".into(),
+        })
+        .unwrap();
+        mv(&mut ns, root, "d", root, "e", RenameMode::Replace).unwrap();
+        assert_eq!(ns.attr(root).unwrap().nlink, root_links - 1);
+        assert_eq!(ns.lookup(root, "e").unwrap().ino, d);
+        assert_eq!(ns.names(root), vec!["g", "e"]);
+    }
+
+    #[test]
+    fn moving_a_directory_updates_links_and_dotdot() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let a = ns.mkdir(root, "a");
+        let b = ns.mkdir(root, "b");
+        let c = ns.mkdir(a, "c");
+        mv(&mut ns, a, "c", b, "c", RenameMode::Replace).unwrap();
+        assert_eq!(ns.attr(a).unwrap().nlink, 2);
+        assert_eq!(ns.attr(b).unwrap().nlink, 3);
+        assert_eq!(ns.attr(a).unwrap().mtime_ns, ns.now);
+        assert_eq!(ns.attr(b).unwrap().mtime_ns, ns.now);
+        // ".." now names b.
+        let entries = ns.q(crate::command::Query::ReadDir {
+            ino: c,
+            after: 0,
+            limit: 10,
+            plus: false,
+        });
+        let Ok(crate::command::Response::Entries(e)) = entries else {
+            panic!()
+        };
+        assert_eq!((e[1].name.as_slice(), e[1].ino), (&b".."[..], b));
+    }
+
+    #[test]
+    fn exchange_swaps_and_fixes_link_counts() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let a = ns.mkdir(root, "a");
+        let b = ns.mkdir(root, "b");
+        let d = ns.mkdir(a, "d");
+        let f = ns.create(b, "f");
+        mv(&mut ns, a, "d", b, "f", RenameMode::Exchange).unwrap();
+        assert_eq!(ns.lookup(a, "d").unwrap().ino, f);
+        assert_eq!(ns.lookup(b, "f").unwrap().ino, d);
+        assert_eq!(ns.attr(a).unwrap().nlink, 2);
+        assert_eq!(ns.attr(b).unwrap().nlink, 3);
+        assert_eq!(
+            mv(&mut ns, a, "d", b, "zz", RenameMode::Exchange),
+            Err(FsError::NotFound)
+        );
+    }
+}
