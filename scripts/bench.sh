@@ -18,9 +18,12 @@
 #   meta       NFILES empty files in one directory: create, stat (after drop_caches), unlink,
 #              by N processes (MDJOBS, default "1 4") each on NFILES/N names   -> ops/s
 # CPU: utime+stime from /proc/<pid>/stat of the processes serving the target per MiB moved by
-# seqwrite/seqread: for the built-in cluster its own metaservers, chunkservers and mount (by
-# pid file), for other mounts every process whose name starts with tessera, mfs or gluster
-# (chosen from the mount's type).
+# seqwrite/seqread/randread: for the built-in cluster its own metaservers, chunkservers and
+# mount (by pid file), likewise for a target DIR that is the mnt/ of a scripts/dev-cluster.sh
+# folder (its pids/), for other mounts every process whose name starts with tessera, mfs or
+# gluster (chosen from the mount's type). For clusters with pid files the mount process alone
+# is reported too ("client CPU"). So two builds compare in one run: start a dev cluster with
+# each (TESSERA_BIN=... scripts/dev-cluster.sh up DIR) and give TARGETS="" old=A/mnt new=B/mnt.
 #
 # Environment:
 #   REPS=1          rounds; the target order is rotated each round, medians are reported
@@ -205,13 +208,16 @@ cpu_family() {
 }
 
 # Total utime+stime in seconds of the processes named by $1: a folder of *.pid files (our
-# own cluster: other Tessera clusters may be running on the machine) or a name prefix.
+# own cluster: other Tessera clusters may be running on the machine), one .pid file, or a
+# name prefix.
 fs_cpu() {
   [[ $1 != - ]] || { echo 0; return; }
   python3 - "$1" <<'PY'
 import glob, os, sys
 sel, hz, total = sys.argv[1], os.sysconf("SC_CLK_TCK"), 0
-if sel.startswith("/"):
+if sel.endswith(".pid"):
+    pids = [open(sel).read().strip()]
+elif sel.startswith("/"):
     pids = [open(f).read().strip() for f in glob.glob(os.path.join(sel, "*.pid"))]
 else:
     pids = [p for p in os.listdir("/proc") if p.isdigit()]
@@ -233,9 +239,12 @@ record() { echo "$*" | tr ' ' '\t' >>"$OUT/results.tsv"; } # label rep test n me
 run_child() { "$@" & child=$!; wait "$child"; local rc=$?; child=""; return "$rc"; }
 
 run_fio() { # label rep test n dir family
-  local label=$1 rep=$2 test=$3 n=$4 dir=$5 fam=$6 c0 c1 json=$OUT/$1/rep$2/$3-$4.json
+  local label=$1 rep=$2 test=$3 n=$4 dir=$5 fam=$6 c0 c1 m0=0 m1=0 json=$OUT/$1/rep$2/$3-$4.json
+  local client=-
+  [[ -f $fam/mount.pid ]] && client=$fam/mount.pid
   mkdir -p "$(dirname "$json")"
   c0=$(fs_cpu "$fam")
+  m0=$(fs_cpu "$client")
   if ! BENCH_DIR=$dir BENCH_NUMJOBS=$n BENCH_FILESIZE=$((size_mib / n))M BENCH_RUNTIME=$RUNTIME \
     run_child fio --output-format=json --output="$json" "$fiodir/$test.fio" >/dev/null; then
     log "$label: fio $test N=$n failed"
@@ -243,16 +252,19 @@ run_fio() { # label rep test n dir family
     return 0
   fi
   c1=$(fs_cpu "$fam")
-  python3 - "$json" "$label" "$rep" "$test" "$n" "$c0" "$c1" "$fam" <<'PY' >>"$OUT/results.tsv"
+  m1=$(fs_cpu "$client")
+  python3 - "$json" "$label" "$rep" "$test" "$n" "$c0" "$c1" "$fam" "$m0" "$m1" "$client" <<'PY' >>"$OUT/results.tsv"
 import json, sys
-path, label, rep, test, n, c0, c1, fam = sys.argv[1:]
-c0, c1 = float(c0), float(c1)
+path, label, rep, test, n, c0, c1, fam, m0, m1, client = sys.argv[1:]
+c0, c1, m0, m1 = float(c0), float(c1), float(m0), float(m1)
 j = json.load(open(path))["jobs"][0]
 d = j["write" if "write" in test else "read"]
 mib = d["io_bytes"] / 1048576
 rows = [("MBps", d["bw_bytes"] / 1e6)] if test.startswith("seq") else [("IOPS", d["iops"])]
 if fam != "-" and mib > 0:
     rows.append(("cpu_ms_per_MiB", (c1 - c0) * 1e3 / mib))
+if client != "-" and mib > 0:
+    rows.append(("client_cpu_ms_per_MiB", (m1 - m0) * 1e3 / mib))
 for m, v in rows:
     print(f"{label}\t{rep}\t{test}\t{n}\t{m}\t{v}")
 PY
@@ -273,6 +285,10 @@ run_target() { # label dir rep
   local label=$1 base=$2 rep=$3 fam n dir
   fam=$(cpu_family "$base")
   if [[ $label == tessera && -n $cluster && $base == "$cluster/mnt" ]]; then fam=$cluster/pids; fi
+  # The mount of a scripts/dev-cluster.sh folder: its own processes, by pid file.
+  if [[ $(basename "$base") == mnt && -f $(dirname "$base")/pids/mount.pid ]]; then
+    fam=$(dirname "$base")/pids
+  fi
   dir=$base/tessera-bench.$$
   mkdir -p "$dir"
   scratch+=("$dir")
@@ -327,7 +343,7 @@ def med(label, test, n, metric):
 def fmt(x, metric):
     if x is None:
         return "-"
-    if metric == "cpu_ms_per_MiB":
+    if metric.endswith("cpu_ms_per_MiB"):
         return f"{x:.2f}"
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
@@ -345,6 +361,9 @@ for test, metric, name in [
     ("meta", "unlink", "unlink, {}, ops/s"),
     ("seqwrite", "cpu_ms_per_MiB", "FS-process CPU ms per MiB written (seq write, {})"),
     ("seqread", "cpu_ms_per_MiB", "FS-process CPU ms per MiB read (seq read, {})"),
+    ("randread", "cpu_ms_per_MiB", "FS-process CPU ms per MiB read (4k randread, {})"),
+    ("seqread", "client_cpu_ms_per_MiB", "client (mount) CPU ms per MiB read (seq read, {})"),
+    ("randread", "client_cpu_ms_per_MiB", "client (mount) CPU ms per MiB read (4k randread, {})"),
 ]:
     for n in ns:
         if not any((l, test, n, metric) in vals or (l, test, n) in failed for l in labels):

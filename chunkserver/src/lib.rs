@@ -1,13 +1,14 @@
 //! Tessera chunkserver: stores, verifies, serves, scrubs and deletes content-addressed shards,
 //! and reports its space and damaged shards to the metadata leader.
 //!
-//! - [`store`]: the shard store trait and its backends (files on a local disk; a
-//!   fault-injecting wrapper for tests).
+//! - [`store`]: the shard store trait and its file backend (and, in unit tests only, a
+//!   fault-injecting wrapper).
 //! - [`scrub`]: the background re-hash of every stored shard.
 //! - [`service`]: the RPC handlers of the chunk service.
 //! - [`heartbeat`]: registration and heartbeats to the metadata leader.
 //! - [`health`], [`space`]: what the heartbeats report.
 //! - [`identity`]: the persistent chunkserver id.
+//! - [`lie`]: wrong answers on purpose, for the fault suite (debug builds only).
 //! - [`run`](run()): the process, as `tessera chunk` starts it.
 //! - [`error`]: the crate's one error type.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod heartbeat;
 pub mod identity;
+pub mod lie;
 pub mod metrics;
 mod run;
 pub mod scrub;

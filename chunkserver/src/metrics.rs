@@ -1,4 +1,5 @@
-//! The chunkserver's `/metrics`: RPC traffic, disk space and shard count, scrub progress.
+//! The chunkserver's `/metrics`: RPC traffic, disk space and shard count, scrub progress,
+//! and the verification of what it reads from other servers when rebuilding a shard.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use tessera_metrics::{Encoder, MetricsServer, Registry};
 
 use crate::health::Health;
+use crate::lie::Liar;
 use crate::scrub::ScrubProgress;
 use crate::space;
 use crate::store::ShardStore;
@@ -18,6 +20,10 @@ pub struct Sources {
     pub health: Arc<Health>,
     pub scrub: Arc<ScrubProgress>,
     pub data_dir: PathBuf,
+    /// The client that reads other servers' shards for rebuilds.
+    pub peers: Arc<tessera_stripe::ChunkClient>,
+    /// Set only when lying for a fault test (debug builds).
+    pub liar: Option<Arc<Liar>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -36,6 +42,17 @@ pub async fn start(addr: &str, sources: Sources) -> std::io::Result<MetricsServe
     registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
     let s = sources.clone();
     registry.register(move |e| render_space(e, &s));
+    let s = sources.clone();
+    registry.register(move |e| s.peers.audit().render(e));
+    if let Some(liar) = sources.liar.clone() {
+        registry.register(move |e| {
+            e.counter(
+                "tessera_chunk_lies_told_total",
+                "Reads answered with wrong bytes on purpose (TESSERA_CHUNK_LIE, debug builds).",
+                liar.told(),
+            );
+        });
+    }
     registry.register(move |e| render_scrub(e, &sources.scrub));
     tessera_metrics::serve(addr, registry).await
 }

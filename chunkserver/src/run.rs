@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::heartbeat::{self, HeartbeatConfig};
 use crate::identity;
+use crate::lie::Liar;
 use crate::scrub::{ScrubReport, Scrubber};
 use crate::service::ChunkService;
 use crate::store::{FileStore, FileStoreConfig, ShardStore};
@@ -59,7 +60,9 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
             ..ChunkClientConfig::default()
         },
     ));
-    let router = ChunkService::new(store.clone(), health.clone(), peers).router();
+    let liar = Liar::from_env()?;
+    let router =
+        ChunkService::new(store.clone(), health.clone(), peers.clone(), liar.clone()).router();
     let server = tessera_rpc::serve(&config.listen, secret.clone(), router, config.rpc.clone())
         .await
         .map_err(|source| Error::Listen {
@@ -95,6 +98,8 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
                 health: health.clone(),
                 scrub: scrub_progress,
                 data_dir: config.data.clone(),
+                peers: peers.clone(),
+                liar,
             };
             let m = crate::metrics::start(maddr, sources)
                 .await

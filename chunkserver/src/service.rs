@@ -13,14 +13,16 @@ use bytes::Bytes;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{
     ByteRange, ChunkError, DeleteOutcome, DeleteShard, GetShard, ListShards, ListedShard,
-    MAX_LIST_PAGE, PutOutcome, PutShard, RebuildShard, RebuildShardRequest, ShardPage, ShardStat,
-    StatShard,
+    MAX_LIST_PAGE, PutOutcome, PutShard, RebuildShard, RebuildShardRequest, Rebuilt, ShardPage,
+    ShardProof, ShardStat, StatShard,
 };
+use tessera_proto::cluster::MAX_REPORTED_SHARDS;
 use tessera_rpc::{Call, Router};
 use tessera_stripe::ChunkClient;
 
 use crate::error::Error;
 use crate::health::Health;
+use crate::lie::Liar;
 use crate::store::{self, ShardStore};
 
 /// Stripes of the per-id lock table: a put and a conditional delete of the same id never
@@ -35,6 +37,8 @@ pub struct ChunkService {
     health: Arc<Health>,
     peers: Arc<ChunkClient>,
     id_locks: Arc<[std::sync::Mutex<()>]>,
+    /// Set only in fault tests of debug builds (`lie.rs`).
+    liar: Option<Arc<Liar>>,
 }
 
 impl std::fmt::Debug for ChunkService {
@@ -48,6 +52,7 @@ impl ChunkService {
         store: Arc<dyn ShardStore>,
         health: Arc<Health>,
         peers: Arc<ChunkClient>,
+        liar: Option<Arc<Liar>>,
     ) -> ChunkService {
         let id_locks = (0..ID_LOCKS).map(|_| std::sync::Mutex::new(())).collect();
         ChunkService {
@@ -55,6 +60,7 @@ impl ChunkService {
             health,
             peers,
             id_locks,
+            liar,
         }
     }
 
@@ -71,7 +77,7 @@ impl ChunkService {
                 let s = s2.clone();
                 async move {
                     match s.get(call).await {
-                        Ok(bytes) => (Ok(()), bytes),
+                        Ok((proof, bytes)) => (Ok(proof), bytes),
                         Err(e) => (Err(e), Bytes::new()),
                     }
                 }
@@ -112,6 +118,9 @@ impl ChunkService {
         &self,
         call: Call<tessera_proto::chunk::PutShardRequest>,
     ) -> Result<PutOutcome, ChunkError> {
+        if let Some(liar) = &self.liar {
+            liar.saw_put(call.req.id, call.payload.len() as u64);
+        }
         self.store_shard(call.req.id, call.payload).await
     }
 
@@ -131,13 +140,42 @@ impl ChunkService {
         })
     }
 
+    /// A whole shard, or a range widened to whole 1 KiB chunks with its proof.
     async fn get(
         &self,
         call: Call<tessera_proto::chunk::GetShardRequest>,
-    ) -> Result<Bytes, ChunkError> {
+    ) -> Result<(ShardProof, Bytes), ChunkError> {
         let id = call.req.id;
         let range = call.req.range.map(|ByteRange { start, end }| start..end);
-        self.blocking(move |s| s.get(&id, range)).await
+        let liar = self.liar.clone();
+        self.blocking(move |s| {
+            let honest = match range.clone() {
+                None => {
+                    let bytes = s.get(&id, None)?;
+                    let len = bytes.len() as u64;
+                    (
+                        ShardProof {
+                            len,
+                            cvs: Vec::new(),
+                        },
+                        bytes,
+                    )
+                }
+                Some(r) => {
+                    let p = s.get_proved(&id, r)?;
+                    let proof = ShardProof {
+                        len: p.len,
+                        cvs: p.proof,
+                    };
+                    (proof, p.bytes)
+                }
+            };
+            Ok(match liar {
+                Some(l) => l.lie(s, &id, range, honest),
+                None => honest,
+            })
+        })
+        .await
     }
 
     /// Deletes a shard; with `min_age_ms`, only one not put for that long, checked and
@@ -173,8 +211,26 @@ impl ChunkService {
         Ok(outcome)
     }
 
-    /// Rebuilds shard `index` of a stripe from the sources and stores it here.
-    async fn rebuild(&self, req: RebuildShardRequest) -> Result<PutOutcome, ChunkError> {
+    /// Rebuilds shard `index` of a stripe from the sources and stores it here. The reply
+    /// names the sources that sent bytes failing verification (read around), for the leader
+    /// to move those shards off them.
+    async fn rebuild(&self, req: RebuildShardRequest) -> Result<Rebuilt, ChunkError> {
+        let outcome = self.rebuild_here(req).await;
+        // Whatever the outcome, the leader learns of the lies seen on the way.
+        let bad_replies = self.peers.audit().take(MAX_REPORTED_SHARDS);
+        match outcome {
+            Ok(outcome) => Ok(Rebuilt {
+                outcome,
+                bad_replies,
+            }),
+            Err(e) => {
+                self.peers.audit().requeue(bad_replies);
+                Err(e)
+            }
+        }
+    }
+
+    async fn rebuild_here(&self, req: RebuildShardRequest) -> Result<PutOutcome, ChunkError> {
         let index = req.index as usize;
         let Some(place) = req.stripe.layout.shards.get(index) else {
             return Err(ChunkError::Rebuild {

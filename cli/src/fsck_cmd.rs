@@ -153,16 +153,17 @@ impl Cluster {
         }
     }
 
-    /// Reads a shard in full; `Ok(false)` when the server reports it corrupt or absent.
+    /// Reads a shard in full; `Ok(false)` when the server reports it corrupt or absent, or
+    /// sends bytes that do not hash to the id.
     async fn verify(&mut self, addr: &str, id: ShardId) -> anyhow::Result<bool> {
         let req = GetShardRequest { id, range: None };
-        let (reply, _) = self
+        let (reply, bytes) = self
             .peer(addr)
             .call_with::<GetShard>(&req, Bytes::new(), Duration::from_secs(60))
             .await
             .with_context(|| format!("cannot read shard {id} from {addr}"))?;
         match reply {
-            Ok(()) => Ok(true),
+            Ok(_) => Ok(ShardId::of(&bytes) == id),
             Err(ChunkError::Corrupt { .. } | ChunkError::NotFound { .. }) => Ok(false),
             Err(e) => anyhow::bail!("chunkserver {addr}: {e}"),
         }
@@ -364,6 +365,7 @@ async fn repair(c: &mut Cluster, args: &FsckArgs, f: &Findings) -> anyhow::Resul
             server: p.server,
             shard: p.shard,
             corrupt,
+            bad_reply: false,
         })
         .collect();
     if !damaged.is_empty() {

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tessera_cluster::{CallError, ClusterClient, Retry};
 use tessera_proto::meta::{
-    ChunkserverInfo, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest, PlaceStripes, Query,
-    ReadRequest, Reply, Response, ServiceError, WriteRequest,
+    ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
+    PlaceStripes, Query, ReadRequest, Reply, ReportShards, Response, ServiceError, WriteRequest,
 };
 use tessera_rpc::{RpcConfig, Secret};
 
@@ -128,6 +128,18 @@ impl MetaClient {
     pub async fn list_chunkservers(&self) -> Result<Vec<ChunkserverInfo>, MetaClientError> {
         self.cluster
             .call::<ListChunkservers, _, _>(&(), &self.options)
+            .await
+    }
+
+    /// Hands shards whose servers sent bytes that failed verification to the leader's
+    /// repair (which rebuilds them on other servers).
+    pub async fn report_shards(
+        &self,
+        bad: Vec<tessera_proto::chunk::BadReply>,
+    ) -> Result<(), MetaClientError> {
+        let damaged: Vec<DamagedShard> = bad.into_iter().map(DamagedShard::from).collect();
+        self.cluster
+            .call::<ReportShards, _, _>(&damaged, &self.options)
             .await
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use fuser::{MountOption, SessionACL};
 use tessera_proto::meta::Op;
 use tessera_rpc::{RpcConfig, Secret};
+use tessera_stripe::chunk_client::ReadAudit;
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 
 use crate::fs::{FsOptions, TesseraFs};
@@ -108,11 +109,15 @@ fn raise_read_ahead(mountpoint: &Path) {
     }
 }
 
-/// The mount's `/metrics`: FUSE operations and the RPCs they cause.
-async fn start_metrics(addr: &str) -> Result<tessera_metrics::MetricsServer, MountError> {
+/// The mount's `/metrics`: FUSE operations, the RPCs they cause and what shard reads verified.
+async fn start_metrics(
+    addr: &str,
+    reads: Arc<ReadAudit>,
+) -> Result<tessera_metrics::MetricsServer, MountError> {
     let registry = tessera_metrics::Registry::new("mount");
     registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
     registry.register(|e| crate::fs::metrics::fs_metrics().render(e));
+    registry.register(move |e| reads.render(e));
     let server = tessera_metrics::serve(addr, registry)
         .await
         .map_err(|source| MountError::Metrics {
@@ -133,8 +138,12 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         .thread_name("tessera-mount")
         .build()
         .map_err(MountError::Runtime)?;
+    let chunks = Arc::new(ChunkClient::new(
+        secret.clone(),
+        ChunkClientConfig::default(),
+    ));
     let _metrics = match &config.metrics_addr {
-        Some(addr) => Some(rt.block_on(start_metrics(addr))?),
+        Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
         None => None,
     };
     let meta = Arc::new(MetaClient::new(
@@ -152,9 +161,10 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let _in_rt = rt.enter();
     let _keeper = meta.keep_session_alive(config.session_lease);
     tracing::info!(session, "metadata session opened");
-    let chunks = Arc::new(ChunkClient::new(secret, ChunkClientConfig::default()));
     let data = DataPath::new(meta.clone(), chunks, config.data.clone());
     let timer = data.start_timer();
+    // Shards whose servers sent bytes that failed verification go to the leader for repair.
+    let reports = data.start_reporter();
     let fs = TesseraFs::new(
         Namespace::new(meta.clone()),
         data.clone(),
@@ -210,6 +220,7 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     tracing::info!("mounted at {}", mountpoint.display());
     let served = fuse.run();
     timer.abort();
+    reports.abort();
     rt.block_on(async {
         if let Err(e) = data.flush_all().await {
             tracing::error!("unflushed data at unmount: {e}");

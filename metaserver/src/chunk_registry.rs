@@ -51,6 +51,9 @@ pub struct ShardReport {
     pub shard: ShardId,
     /// Corrupt (quarantined) rather than missing.
     pub corrupt: bool,
+    /// The server served wrong bytes of it to a reader (see `DamagedShard::bad_reply`):
+    /// rebuild it elsewhere, not in place.
+    pub bad_reply: bool,
 }
 
 /// The leader's chunkserver table.
@@ -132,6 +135,7 @@ impl ChunkRegistry {
                     server: hb.id,
                     shard,
                     corrupt,
+                    bad_reply: false,
                 });
             }
             let excess = reports.len().saturating_sub(MAX_REPORTS);
@@ -157,13 +161,15 @@ impl ChunkRegistry {
             .clone()
     }
 
-    /// Queues damaged shards found by an admin tool (fsck) for repair.
+    /// Queues damaged shards found by an admin tool (fsck), by a mount's reads or by a
+    /// rebuild's reads for repair.
     pub fn add_reports(&self, found: Vec<tessera_proto::meta::DamagedShard>) {
         let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         reports.extend(found.into_iter().map(|d| ShardReport {
             server: d.server,
             shard: d.shard,
             corrupt: d.corrupt,
+            bad_reply: d.bad_reply,
         }));
         let excess = reports.len().saturating_sub(MAX_REPORTS);
         reports.drain(..excess);

@@ -53,8 +53,14 @@ impl Rpc for PutShard {
     type Reply = Result<PutOutcome, ChunkError>;
 }
 
-/// Read a shard, whole or a byte range of it. The reply payload is the bytes, verified
-/// against the id before they were sent; a shard that fails verification is never served.
+/// Read a shard, whole or a byte range of it. The server verifies what it reads against its
+/// own hash list (a shard that fails is quarantined, never served), and the reply lets the
+/// reader check the bytes against the id itself, trusting no server: a whole shard by
+/// hashing it, a range by its proof (see [`crate::proof`]).
+///
+/// For a range, the reply payload holds the range widened to whole 1 KiB chunks
+/// ([`crate::proof::span_of`] of the range and the shard length); the reader cuts its range
+/// out after checking. For the whole shard it holds the whole shard.
 #[derive(Debug)]
 pub struct GetShard;
 
@@ -66,12 +72,22 @@ pub struct GetShardRequest {
     pub range: Option<ByteRange>,
 }
 
+/// Body of a successful [`GetShard`] reply (the bytes are the payload).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardProof {
+    /// Length of the whole shard, which gives the shape of its hash tree. A reader that knows
+    /// it from the stripe layout uses its own.
+    pub len: u64,
+    /// The chaining values of the subtrees outside the span, left to right; empty when the
+    /// payload is the whole shard.
+    pub cvs: Vec<crate::proof::Cv>,
+}
+
 impl Rpc for GetShard {
     const METHOD: Method = Method::GET_SHARD;
     const BULK: bool = true;
     type Request = GetShardRequest;
-    /// On success the bytes are in the reply payload.
-    type Reply = Result<(), ChunkError>;
+    type Reply = Result<ShardProof, ChunkError>;
 }
 
 /// Remove a shard. Idempotent: deleting an absent id answers `NotPresent`, not an error.
@@ -190,10 +206,27 @@ pub struct RebuildShardRequest {
     pub sources: Vec<(u64, String)>,
 }
 
+/// A shard a server answered a read of with bytes that failed the reader's check against
+/// the shard id: the server cannot be trusted with that shard.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BadReply {
+    pub server: u64,
+    pub shard: ShardId,
+}
+
+/// What a successful [`RebuildShard`] did.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub outcome: PutOutcome,
+    /// Sources that sent bytes failing verification while this server read the stripe (it
+    /// rebuilt from the others): the leader moves those shards off those servers.
+    pub bad_replies: Vec<BadReply>,
+}
+
 impl Rpc for RebuildShard {
     const METHOD: Method = Method::REBUILD_SHARD;
     type Request = RebuildShardRequest;
-    type Reply = Result<PutOutcome, ChunkError>;
+    type Reply = Result<Rebuilt, ChunkError>;
 }
 
 /// Why a chunk service call failed. Each variant says what the caller should do next.

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod fs;
 pub mod meta;
 pub mod method;
+pub mod proof;
 pub mod shard;
 pub mod status;
 pub mod system;

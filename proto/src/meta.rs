@@ -486,17 +486,33 @@ impl Rpc for ClusterHealth {
     type Reply = Result<StripeHealth, ServiceError>;
 }
 
-/// A damaged shard an admin tool found: shard `shard` of the stripe, recorded on `server`,
-/// is missing or corrupt there.
+/// A damaged shard a client or an admin tool found: shard `shard` of the stripe, recorded on
+/// `server`, is missing or corrupt there, or the server served bytes of it that failed
+/// verification against the shard id.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DamagedShard {
     pub server: u64,
     pub shard: crate::shard::ShardId,
     pub corrupt: bool,
+    /// The server answered a read with wrong bytes although it did not report the shard
+    /// damaged (see [`crate::chunk::BadReply`]): rebuild the shard on another server, since
+    /// rebuilding it in place would leave it with the server that lied.
+    pub bad_reply: bool,
+}
+
+impl From<crate::chunk::BadReply> for DamagedShard {
+    fn from(b: crate::chunk::BadReply) -> DamagedShard {
+        DamagedShard {
+            server: b.server,
+            shard: b.shard,
+            corrupt: true,
+            bad_reply: true,
+        }
+    }
 }
 
 /// Hand damaged shards to the leader's repair scheduler, as a scrub report would (leader
-/// only). `tessera fsck --repair` uses it.
+/// only). `tessera fsck --repair` and mounts (for reads that failed verification) use it.
 #[derive(Debug)]
 pub struct ReportShards;
 

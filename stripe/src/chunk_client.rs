@@ -7,7 +7,13 @@
 //!
 //! Servers are named by id in layouts; the caller maps ids to addresses (it learns them from
 //! the metadata service), passed as an [`Addrs`] function.
+//!
+//! No chunkserver is trusted with the bytes it returns: a whole shard is hashed here, a range
+//! is checked with the proof that comes with it (`tessera_proto::proof`), both against the
+//! shard id from the layout, before any byte is used. A reply that fails is a bad reply
+//! ([`ReadAudit`]): the read goes on from other shards and the shard is reported.
 
+mod audit;
 mod read;
 mod tasks;
 #[cfg(test)]
@@ -21,15 +27,18 @@ use bytes::Bytes;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{
     ByteRange, DeleteShard, DeleteShardRequest, GetShard, GetShardRequest, PutOutcome, PutShard,
-    PutShardRequest,
+    PutShardRequest, ShardProof,
 };
 use tessera_proto::fs::{ShardPlace, StripeInfo};
+use tessera_proto::proof;
 use tessera_rpc::{Client, RpcConfig, Secret};
 use tracing::debug;
 
 use crate::codec::{Codec, Encoded};
 use crate::error::{CodecError, DeleteError, Failures, PutError, ShardFailure, ShardFault};
 use tasks::Tasks;
+
+pub use audit::ReadAudit;
 
 /// Maps a chunkserver id to its "host:port", `None` if unknown. `Sync` so that the futures
 /// of this client stay `Send`.
@@ -49,6 +58,11 @@ pub struct ChunkClientConfig {
     pub read_timeout: Duration,
     /// Deadline of one shard delete.
     pub delete_timeout: Duration,
+    /// Ranged reads ask for whole multiples of this many bytes (a power of two, at least
+    /// BLAKE3's 1 KiB chunk): the reply is checked against the shard id with a proof, which
+    /// covers whole chunks, and the range is cut out after. See `docs/benchmarks.md` for
+    /// how the default was chosen.
+    pub read_align: u64,
 }
 
 impl Default for ChunkClientConfig {
@@ -59,9 +73,13 @@ impl Default for ChunkClientConfig {
             slow_shard: Duration::from_secs(2),
             read_timeout: Duration::from_secs(20),
             delete_timeout: Duration::from_secs(10),
+            read_align: DEFAULT_READ_ALIGN,
         }
     }
 }
+
+/// Default of [`ChunkClientConfig::read_align`].
+pub const DEFAULT_READ_ALIGN: u64 = 4096;
 
 /// Calls chunkservers on behalf of one process. Share it (`Arc`); it is `Send + Sync`.
 #[derive(Debug)]
@@ -72,20 +90,32 @@ pub struct ChunkClient {
     /// Codecs by `(k, m)`: building one inverts matrices, and each keeps a cache of the
     /// decode matrices it has used.
     codecs: Mutex<HashMap<(u8, u8), Arc<Codec>>>,
+    audit: Arc<ReadAudit>,
 }
 
 impl ChunkClient {
-    pub fn new(secret: Secret, config: ChunkClientConfig) -> ChunkClient {
+    pub fn new(secret: Secret, mut config: ChunkClientConfig) -> ChunkClient {
+        config.read_align = config
+            .read_align
+            .max(proof::CHUNK_LEN)
+            .checked_next_power_of_two()
+            .unwrap_or(DEFAULT_READ_ALIGN);
         ChunkClient {
             secret,
             config,
             peers: Mutex::new(HashMap::new()),
             codecs: Mutex::new(HashMap::new()),
+            audit: Arc::new(ReadAudit::new()),
         }
     }
 
     pub fn config(&self) -> &ChunkClientConfig {
         &self.config
+    }
+
+    /// What this client's reads verified, and the bad replies they caught.
+    pub fn audit(&self) -> &Arc<ReadAudit> {
+        &self.audit
     }
 
     /// The shared client for `addr`, created on first use; for calls this type does not
@@ -227,19 +257,23 @@ impl ChunkClient {
     }
 
     /// Reads shard `id` (or `range` of it) from the server at `addr`, within the read
-    /// deadline. A whole shard is checked against its id here; a range was checked by the
-    /// server (it verifies the blocks a range touches).
+    /// deadline, checked against `id` here (the whole shard hashed, a range by its proof).
     pub async fn get_shard(
         &self,
         addr: &str,
         id: ShardId,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Bytes, ShardFault> {
-        let client = self.peer(addr);
-        let timeout = self.config.read_timeout;
+        let get = Get {
+            client: self.peer(addr),
+            audit: self.audit.clone(),
+            id,
+            shard_len: None,
+            timeout: self.config.read_timeout,
+        };
         match range {
-            None => get_whole(&client, id, None, timeout).await,
-            Some(r) => get_range(&client, id, r, timeout).await,
+            None => get.whole().await,
+            Some(r) => get.range(r, self.config.read_align).await,
         }
     }
 
@@ -325,65 +359,81 @@ async fn put_on(
     }
 }
 
-/// A whole shard, checked here: `shard_len` bytes (when known) that hash to `id`.
-async fn get_whole(
-    client: &Client,
+/// One shard read, checked against the shard id before its bytes are returned.
+struct Get {
+    client: Arc<Client>,
+    audit: Arc<ReadAudit>,
     id: ShardId,
+    /// The shard's length from the stripe layout, when the caller has one; else the server's
+    /// word is taken (safe: a proof for another length cannot hash to the id).
     shard_len: Option<u64>,
     timeout: Duration,
-) -> Result<Bytes, ShardFault> {
-    let bytes = get(client, id, None, timeout).await?;
-    if let Some(want) = shard_len
-        && bytes.len() as u64 != want
-    {
-        return Err(ShardFault::WrongLength {
-            got: bytes.len() as u64,
-            want,
-        });
-    }
-    let got = ShardId::of(&bytes);
-    if got != id {
-        return Err(ShardFault::WrongHash { got });
-    }
-    Ok(bytes)
 }
 
-/// A range of a shard. The server verified the blocks it read (it never serves bytes that
-/// fail verification, answering `Corrupt` instead), so only the length is checked here.
-async fn get_range(
-    client: &Client,
-    id: ShardId,
-    range: std::ops::Range<u64>,
-    timeout: Duration,
-) -> Result<Bytes, ShardFault> {
-    let want = range.end.saturating_sub(range.start);
-    let range = ByteRange {
-        start: range.start,
-        end: range.end,
-    };
-    let bytes = get(client, id, Some(range), timeout).await?;
-    if bytes.len() as u64 != want {
-        return Err(ShardFault::WrongLength {
-            got: bytes.len() as u64,
-            want,
-        });
+impl Get {
+    /// The whole shard: its length and its hash.
+    async fn whole(&self) -> Result<Bytes, ShardFault> {
+        let (reply, bytes) = self.call(None).await?;
+        let want = self.shard_len.unwrap_or(reply.len);
+        if bytes.len() as u64 != want {
+            return Err(ShardFault::WrongLength {
+                got: bytes.len() as u64,
+                want,
+            });
+        }
+        let got = ShardId::of(&bytes);
+        if got != self.id {
+            return Err(ShardFault::WrongHash { got });
+        }
+        self.audit.verified(true, bytes.len());
+        Ok(bytes)
     }
-    Ok(bytes)
-}
 
-async fn get(
-    client: &Client,
-    id: ShardId,
-    range: Option<ByteRange>,
-    timeout: Duration,
-) -> Result<Bytes, ShardFault> {
-    let req = GetShardRequest { id, range };
-    match client
-        .call_with::<GetShard>(&req, Bytes::new(), timeout)
-        .await
-    {
-        Ok((Ok(()), bytes)) => Ok(bytes),
-        Ok((Err(e), _)) => Err(ShardFault::Chunk(e)),
-        Err(e) => Err(ShardFault::Rpc(e)),
+    /// Bytes `range` of the shard: asked for widened to whole multiples of `align` (when the
+    /// shard length is known), checked with the reply's proof, then cut out.
+    async fn range(&self, range: std::ops::Range<u64>, align: u64) -> Result<Bytes, ShardFault> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let asked = match self.shard_len {
+            Some(len) => proof::widen(&range, len, align),
+            None => range.clone(),
+        };
+        let (reply, bytes) = self.call(Some(asked.clone())).await?;
+        let len = self.shard_len.unwrap_or(reply.len);
+        let span = proof::span_of(&asked, len);
+        if span.start > range.start || range.end > span.end {
+            return Err(ShardFault::BadProof(proof::ProofError::BadSpan {
+                start: range.start,
+                end: range.end,
+                len,
+            }));
+        }
+        proof::verify(&self.id, len, &span, &bytes, &reply.cvs).map_err(ShardFault::from_proof)?;
+        self.audit.verified(false, bytes.len());
+        let at = (range.start - span.start) as usize;
+        Ok(bytes.slice(at..at + (range.end - range.start) as usize))
+    }
+
+    async fn call(
+        &self,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<(ShardProof, Bytes), ShardFault> {
+        let req = GetShardRequest {
+            id: self.id,
+            range: range.map(|r| ByteRange {
+                start: r.start,
+                end: r.end,
+            }),
+        };
+        match self
+            .client
+            .call_with::<GetShard>(&req, Bytes::new(), self.timeout)
+            .await
+        {
+            Ok((Ok(proof), bytes)) => Ok((proof, bytes)),
+            Ok((Err(e), _)) => Err(ShardFault::Chunk(e)),
+            Err(e) => Err(ShardFault::Rpc(e)),
+        }
     }
 }

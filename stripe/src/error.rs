@@ -9,6 +9,7 @@ use std::fmt;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::ChunkError;
 use tessera_proto::fs::{ShardPlace, StripeId};
+use tessera_proto::proof::ProofError;
 use tessera_rpc::RpcError;
 use thiserror::Error;
 
@@ -100,9 +101,13 @@ pub enum ShardFault {
     /// The reply had another length than asked for.
     #[error("the chunkserver returned {got} bytes where {want} were expected")]
     WrongLength { got: u64, want: u64 },
-    /// A whole shard came back with bytes that do not hash to its id.
+    /// The returned bytes (a whole shard, or a range with its proof) hash to another root
+    /// than the shard's id.
     #[error("the returned bytes hash to {got}, not to the shard's id")]
     WrongHash { got: ShardId },
+    /// A range came back with a proof of the wrong shape (or for a shard of another length).
+    #[error("the range's proof does not fit the shard: {0}")]
+    BadProof(ProofError),
     /// Still unanswered when the read gave up.
     #[error("no answer within {ms} ms")]
     Unanswered { ms: u64 },
@@ -115,6 +120,38 @@ impl ShardFault {
     /// Whether the server is out of space, so the shard should be placed elsewhere.
     pub fn is_no_space(&self) -> bool {
         matches!(self, ShardFault::Chunk(ChunkError::NoSpace { .. }))
+    }
+
+    /// Whether the server answered with bytes that failed verification against the shard id
+    /// (as opposed to saying it could not serve them): it cannot be trusted with the shard.
+    pub fn is_bad_reply(&self) -> bool {
+        matches!(
+            self,
+            ShardFault::WrongLength { .. } | ShardFault::WrongHash { .. } | ShardFault::BadProof(_)
+        )
+    }
+
+    /// A short name of the fault's kind, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ShardFault::NoAddress { .. } => "no_address",
+            ShardFault::Rpc(_) => "rpc",
+            ShardFault::Chunk(_) => "chunk",
+            ShardFault::WrongLength { .. } => "length",
+            ShardFault::WrongHash { .. } => "hash",
+            ShardFault::BadProof(_) => "proof",
+            ShardFault::Unanswered { .. } => "unanswered",
+            ShardFault::Lost { .. } => "lost",
+        }
+    }
+
+    /// The fault for bytes that failed [`tessera_proto::proof::verify`].
+    pub fn from_proof(e: ProofError) -> ShardFault {
+        match e {
+            ProofError::WrongLength { got, want } => ShardFault::WrongLength { got, want },
+            ProofError::WrongRoot { got } => ShardFault::WrongHash { got },
+            other => ShardFault::BadProof(other),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use tessera_proto::ShardId;
 use tessera_proto::chunk::{
     ByteRange, ChunkError, DeleteOutcome, DeleteShard, DeleteShardRequest, GetShard,
     GetShardRequest, ListShards, ListShardsRequest, ListedShard, PutOutcome, PutShard,
-    PutShardRequest, ShardPage, ShardStat, StatShard, StatShardRequest,
+    PutShardRequest, ShardPage, ShardProof, ShardStat, StatShard, StatShardRequest,
 };
 use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
 
@@ -29,6 +29,10 @@ pub struct ChunkOptions {
     pub scrub_interval_ms: Option<u64>,
     /// Short by default so tests see heartbeats quickly.
     pub heartbeat_ms: u64,
+    /// Further flags, e.g. `--metrics-addr 127.0.0.1:PORT`.
+    pub extra_args: Vec<String>,
+    /// Environment variables, e.g. `TESSERA_CHUNK_LIE` for a lying server.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ChunkOptions {
@@ -39,6 +43,8 @@ impl Default for ChunkOptions {
             scrub_rate: None,
             scrub_interval_ms: None,
             heartbeat_ms: 100,
+            extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -93,7 +99,13 @@ impl Chunkserver {
         if let Some(i) = opts.scrub_interval_ms {
             args.extend(["--scrub-interval-ms".into(), i.to_string()]);
         }
-        let mut process = TesseraProcess::spawn(name, dir.path(), args);
+        args.extend(opts.extra_args.iter().cloned());
+        let env: Vec<(&str, &str)> = opts
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut process = TesseraProcess::spawn_env(name, dir.path(), args, &env);
         process.wait_ready(&addr, secret.1, START_TIMEOUT).await;
         Chunkserver {
             process,
@@ -170,13 +182,46 @@ impl ChunkClient {
             .0)
     }
 
-    /// Reads a whole shard or a range.
+    /// Reads a whole shard or a range, checked against `id` as a client checks it (panics
+    /// if the server's bytes or proof do not verify).
     pub async fn get(&self, id: ShardId, range: Option<(u64, u64)>) -> Result<Bytes, ChunkError> {
+        let (proof, bytes) = self.get_raw(id, range).await?;
+        let Some((start, end)) = range else {
+            assert_eq!(
+                ShardId::of(&bytes),
+                id,
+                "{} sent a wrong shard",
+                self.client.peer()
+            );
+            return Ok(bytes);
+        };
+        if start == end {
+            assert!(bytes.is_empty() && proof.cvs.is_empty());
+            return Ok(bytes);
+        }
+        let span = tessera_proto::proof::span_of(&(start..end), proof.len);
+        if let Err(e) = tessera_proto::proof::verify(&id, proof.len, &span, &bytes, &proof.cvs) {
+            panic!(
+                "{} sent a range that fails its proof: {e}",
+                self.client.peer()
+            );
+        }
+        let at = (start - span.start) as usize;
+        Ok(bytes.slice(at..at + (end - start) as usize))
+    }
+
+    /// The reply to a get as it came: the proof and the payload (a range widened to whole
+    /// 1 KiB chunks).
+    pub async fn get_raw(
+        &self,
+        id: ShardId,
+        range: Option<(u64, u64)>,
+    ) -> Result<(ShardProof, Bytes), ChunkError> {
         let range = range.map(|(start, end)| ByteRange { start, end });
         let (reply, bytes) = self
             .call::<GetShard>(&GetShardRequest { id, range }, Bytes::new())
             .await;
-        reply.map(|()| bytes)
+        reply.map(|proof| (proof, bytes))
     }
 
     pub async fn delete(&self, id: ShardId) -> Result<DeleteOutcome, ChunkError> {

@@ -15,6 +15,7 @@
 //!   one), recording them, for chunkserver tests that steer who leads.
 //! - [`chunk`]: starting a chunkserver and calling its service.
 //! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
+//! - [`scrape`]: reading a process's `/metrics`.
 //!
 //! Drop order matters: declare the `TempDir` first, then mounts, then processes, so
 //! processes die before their mounts go and mounts go before their directory is removed
@@ -33,6 +34,7 @@ pub mod meta_workload;
 pub mod mount;
 pub mod ports;
 pub mod process;
+pub mod scrape;
 pub mod tempdir;
 pub mod tmpfs;
 

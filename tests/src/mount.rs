@@ -184,17 +184,28 @@ impl DevCluster {
         mounts: usize,
         meta_opts: &MetaOptions,
     ) -> DevCluster {
+        let each = vec![ChunkOptions::default(); chunks];
+        Self::start_custom(tag, (metas, meta_opts), each, ec, mounts).await
+    }
+
+    /// Like [`Self::start_opts`], with one chunkserver (`chunk-{i+1}`) per element of
+    /// `chunks`, each with its own flags and environment (`meta` is filled in here).
+    pub async fn start_custom(
+        tag: &str,
+        (metas, meta_opts): (u64, &MetaOptions),
+        chunk_opts: Vec<ChunkOptions>,
+        ec: &str,
+        mounts: usize,
+    ) -> DevCluster {
         let dir = TempDir::new(tag);
         let (secret_file, secret) = write_secret(dir.path());
         let meta = MetaCluster::start(dir.path(), &secret_file, &secret, metas, meta_opts).await;
-        let opts = ChunkOptions {
-            meta: meta.addrs(),
-            ..ChunkOptions::default()
-        };
+        let chunks = chunk_opts.len();
         let mut servers = Vec::new();
-        for i in 1..=chunks {
-            let name = format!("chunk-{i}");
+        for (i, mut opts) in chunk_opts.into_iter().enumerate() {
+            let name = format!("chunk-{}", i + 1);
             let data = dir.join(&name);
+            opts.meta = meta.addrs();
             servers
                 .push(Chunkserver::start(&dir, &name, &data, (&secret_file, &secret), &opts).await);
         }

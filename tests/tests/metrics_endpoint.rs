@@ -453,6 +453,12 @@ async fn every_process_serves_prometheus_metrics_that_follow_file_io() {
     );
     assert!(mount_after.value("tessera_fuse_written_bytes_total") >= data.len() as f64);
     assert!(mount_after.value("tessera_fuse_read_bytes_total") >= data.len() as f64);
+    // Every shard byte read was checked against its id, and no server sent a bad one.
+    assert!(mount_after.value("tessera_shard_verified_bytes_total") >= data.len() as f64);
+    assert_eq!(
+        mount_after.value("tessera_shard_bad_replies_reported_total"),
+        0.0
+    );
     let put = "tessera_rpc_client_requests_total{method=\"put-shard\"}";
     grew(&mount_before, &mount_after, put);
     grew(

@@ -1,5 +1,6 @@
 //! A fault-injecting wrapper around a shard store, for tests of the layers above it
 //! (and of the store's own crash recovery): I/O errors, torn writes, a full disk, a slow disk.
+//! Compiled into this crate's unit tests only (`cfg(test)`), never into the binary.
 //!
 //! Faults are armed at run time and consumed one call at a time, so a test can say "the next
 //! two puts fail with ENOSPC" while other calls go through to the real backend.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{ListPage, PutOutcome, ShardId, ShardStat, ShardStore, Usage};
+use super::{ListPage, Proved, PutOutcome, ShardId, ShardStat, ShardStore, Usage};
 use crate::error::{Error, Result};
 
 /// A backend that can leave behind what a crash in the middle of a put would.
@@ -140,6 +141,13 @@ impl<S: ShardStore + TornWrite> ShardStore for FaultyStore<S> {
     fn get(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes> {
         match self.enter(Op::Get) {
             None => self.inner.get(id, range),
+            Some(_) => Err(injected("read", Some(id))),
+        }
+    }
+
+    fn get_proved(&self, id: &ShardId, range: Range<u64>) -> Result<Proved> {
+        match self.enter(Op::Get) {
+            None => self.inner.get_proved(id, range),
             Some(_) => Err(injected("read", Some(id))),
         }
     }

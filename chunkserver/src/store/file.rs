@@ -8,7 +8,8 @@
 //! once, and an existing shard is never replaced.
 //!
 //! Get: check the header and file length, then verify exactly the blocks served (see
-//! `verify.rs`); a mismatch moves the file to quarantine and returns `Corrupt`.
+//! `verify.rs`); a mismatch moves the file to quarantine and returns `Corrupt`. A proved get
+//! (`get_proved`) serves a range with the proof a reader checks it by (see `prove.rs`).
 //!
 //! Shard bytes are copied once, from the page cache into the buffer that is handed out as
 //! `Bytes` (sliced for a range, never copied again); puts write straight from the caller's `Bytes`.
@@ -27,9 +28,10 @@ use tessera_rpc::pool;
 
 use super::format::{HEADER_LEN, Header, HeaderError};
 use super::layout::{Layout, open_dir, sync_dir};
+use super::prove::ListedShard;
 use super::verify::{self, BLOCK_LEN};
 use super::{
-    ListPage, MAX_SHARD_LEN, PutOutcome, ShardId, ShardStat, ShardStore, TornWrite, Usage, list,
+    ListPage, MAX_SHARD_LEN, Proved, PutOutcome, ShardId, ShardStat, ShardStore, Usage, list,
 };
 use crate::error::{Damage, Error, Result, is_no_space};
 
@@ -358,14 +360,7 @@ impl ShardStore for FileStore {
         let (file, header, _) = self.open_shard(id, &path)?;
         let len = header.data_len;
         let Range { start, end } = range.unwrap_or(0..len);
-        if start > end || end > len {
-            return Err(Error::BadRange {
-                id: *id,
-                start,
-                end,
-                len,
-            });
-        }
+        check_range(id, &(start..end), len)?;
         if start == end {
             return Ok(Bytes::new());
         }
@@ -390,6 +385,63 @@ impl ShardStore for FileStore {
         }
         let skip = (start - from) as usize;
         Ok(pool::freeze(blocks).slice(skip..skip + (end - start) as usize))
+    }
+
+    fn get_proved(&self, id: &ShardId, range: Range<u64>) -> Result<Proved> {
+        let path = self.layout.shard_path(id);
+        let (file, header, _) = self.open_shard(id, &path)?;
+        let len = header.data_len;
+        check_range(id, &range, len)?;
+        let span = tessera_proto::proof::span_of(&range, len);
+        if span.is_empty() {
+            return Ok(Proved {
+                len,
+                span,
+                bytes: Bytes::new(),
+                proof: Vec::new(),
+            });
+        }
+        let (root, bytes, proof) = if len <= BLOCK_LEN as u64 {
+            // No hash list: the whole shard is read (as `get` does) and proved from memory.
+            let data = self.read_vec(id, &path, &file, header.data_offset(), len)?;
+            let (root, proof) = tessera_proto::proof::prove(&data, &span)
+                .ok_or_else(|| bad_span(id, &span, len))?;
+            let bytes = pool::freeze(data).slice(span.start as usize..span.end as usize);
+            (root, bytes, proof)
+        } else {
+            let list =
+                self.read_vec(id, &path, &file, HEADER_LEN as u64, header.hash_list_len())?;
+            if verify::root_of_list(&list, len) != *id {
+                return Err(self.quarantine(id, &path, Damage::BadHashList));
+            }
+            let block = BLOCK_LEN as u64;
+            let from = span.start / block * block;
+            let to = (span.end.div_ceil(block) * block).min(len);
+            let blocks = self.read_vec(id, &path, &file, header.data_offset() + from, to - from)?;
+            let shard = ListedShard {
+                len,
+                list: &list,
+                blocks_from: from,
+                blocks: &blocks,
+            };
+            let (root, proof) = shard.prove(&span).map_err(|e| {
+                tracing::error!(shard = %id, subtree = ?e.0, "proof needs bytes not read (a bug)");
+                bad_span(id, &span, len)
+            })?;
+            let root = root.ok_or_else(|| bad_span(id, &span, len))?;
+            let skip = (span.start - from) as usize;
+            let bytes = pool::freeze(blocks).slice(skip..skip + (span.end - span.start) as usize);
+            (root, bytes, proof)
+        };
+        if root != *id {
+            return Err(self.quarantine(id, &path, Damage::BadData));
+        }
+        Ok(Proved {
+            len,
+            span,
+            bytes,
+            proof,
+        })
     }
 
     fn delete(&self, id: &ShardId) -> Result<bool> {
@@ -444,7 +496,30 @@ impl ShardStore for FileStore {
     }
 }
 
-impl TornWrite for FileStore {
+/// `BadRange` unless `range` lies within a shard of `len` bytes.
+fn check_range(id: &ShardId, range: &Range<u64>, len: u64) -> Result<()> {
+    if range.start > range.end || range.end > len {
+        return Err(Error::BadRange {
+            id: *id,
+            start: range.start,
+            end: range.end,
+            len,
+        });
+    }
+    Ok(())
+}
+
+fn bad_span(id: &ShardId, span: &Range<u64>, len: u64) -> Error {
+    Error::BadRange {
+        id: *id,
+        start: span.start,
+        end: span.end,
+        len,
+    }
+}
+
+#[cfg(test)]
+impl super::TornWrite for FileStore {
     /// Leaves what a crash `keep` bytes into writing the shard file would leave: a temporary
     /// file holding that prefix, never linked, never cleaned up (the process "died").
     fn put_torn(&self, id: &ShardId, data: &Bytes, keep: usize) -> Result<()> {

@@ -14,7 +14,7 @@ fn open(dir: &TempDir) -> FileStore {
     FileStore::open(dir.path(), FileStoreConfig::default()).unwrap()
 }
 
-fn assert_corrupt(r: crate::Result<Bytes>, want: Damage) {
+pub(super) fn assert_corrupt<T: std::fmt::Debug>(r: crate::Result<T>, want: Damage) {
     match r {
         Err(Error::Corrupt { damage, .. }) => assert_eq!(damage, want),
         other => panic!("expected Corrupt({want:?}), got {other:?}"),
@@ -22,7 +22,7 @@ fn assert_corrupt(r: crate::Result<Bytes>, want: Damage) {
 }
 
 /// Flips one bit of a stored shard file at `offset`.
-fn flip(store: &FileStore, id: &ShardId, offset: u64) {
+pub(super) fn flip(store: &FileStore, id: &ShardId, offset: u64) {
     let f = File::options()
         .read(true)
         .write(true)

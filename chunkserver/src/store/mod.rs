@@ -14,14 +14,17 @@ use bytes::Bytes;
 
 use crate::error::Result;
 
+#[cfg(test)]
 pub mod faulty;
 pub mod file;
 mod format;
 mod layout;
 mod list;
 pub mod marker;
+mod prove;
 mod verify;
 
+#[cfg(test)]
 pub use faulty::{Fault, FaultyStore, Op, TornWrite};
 pub use file::{FileStore, FileStoreConfig};
 pub use layout::{quarantine_dir, shard_file, temp_dir};
@@ -41,6 +44,17 @@ pub enum PutOutcome {
     Stored,
     /// It was already stored (durably); nothing was written.
     AlreadyPresent,
+}
+
+/// A ranged read with its proof: bytes `span` of a shard of `len` bytes, where `span` is the
+/// range asked for widened to whole BLAKE3 chunks, and the chaining values that let a reader
+/// check them against the shard id (`tessera_proto::proof`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proved {
+    pub len: u64,
+    pub span: Range<u64>,
+    pub bytes: Bytes,
+    pub proof: Vec<tessera_proto::proof::Cv>,
 }
 
 /// One shard as listed or stat-ed.
@@ -90,6 +104,41 @@ pub trait ShardStore: Send + Sync {
     /// Reads the whole shard (`range: None`) or a byte range of it. The bytes returned have
     /// been verified against `id`; a mismatch quarantines the shard and returns `Corrupt`.
     fn get(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes>;
+
+    /// Reads `range` widened to whole 1 KiB chunks, with the proof that binds those bytes to
+    /// `id` for a reader that trusts no server. Verified here as [`Self::get`] does. An empty
+    /// range gives no bytes and no proof.
+    ///
+    /// The default reads and verifies the whole shard and proves the range from memory; the
+    /// file backend reads only the blocks around the range.
+    fn get_proved(&self, id: &ShardId, range: Range<u64>) -> Result<Proved> {
+        let data = self.get(id, None)?;
+        let len = data.len() as u64;
+        if range.start > range.end || range.end > len {
+            let (start, end) = (range.start, range.end);
+            return Err(crate::Error::BadRange {
+                id: *id,
+                start,
+                end,
+                len,
+            });
+        }
+        let span = tessera_proto::proof::span_of(&range, len);
+        let proof = match tessera_proto::proof::prove(&data, &span) {
+            Some((root, proof)) => {
+                debug_assert_eq!(root, *id, "get returned bytes that were not verified");
+                proof
+            }
+            None => Vec::new(),
+        };
+        let bytes = data.slice(span.start as usize..span.end as usize);
+        Ok(Proved {
+            len,
+            span,
+            bytes,
+            proof,
+        })
+    }
 
     /// Removes a shard. Returns whether it was there; deleting an absent id is not an error.
     fn delete(&self, id: &ShardId) -> Result<bool>;
@@ -143,3 +192,5 @@ pub const SWEEP_SCAN_BUDGET: usize = 100_000;
 mod crash_tests;
 #[cfg(test)]
 mod file_tests;
+#[cfg(test)]
+mod prove_tests;

@@ -66,6 +66,13 @@ pub fn root_of_list(list: &[u8], data_len: u64) -> ShardId {
     ShardId(*merge_subtrees_root(&left, &right, Mode::Hash).as_bytes())
 }
 
+/// The chaining value of the subtree of `len` bytes whose blocks' values are `list` (the
+/// slice of the hash list from the subtree's first block; a subtree of one block or less is
+/// that block's value). The subtree must start on a block boundary.
+pub fn list_cv(list: &[u8], len: u64) -> ChainingValue {
+    subtree_cv(list, len)
+}
+
 /// Chaining values of the left and right subtrees of a subtree of `len` bytes (> one block),
 /// following BLAKE3's rule: the left subtree is the largest power of two strictly below `len`.
 fn split(list: &[u8], len: u64) -> (ChainingValue, ChainingValue) {

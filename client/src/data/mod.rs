@@ -9,6 +9,9 @@
 //!   `CommitSlice`).
 //! - `read.rs`: layout of the chunks in range, later slices shadow earlier ones, stripe reads
 //!   through the chunk client (parity fallback there), zeros for holes, buffered bytes on top.
+//!   The chunk client checks every shard it returns against its id from the layout (whole
+//!   shards by hash, ranges by proof); what fails is read around and queued, and
+//!   [`DataPath::start_reporter`] reports it to the leader for repair.
 //!
 //! Buffers are per inode, not per open file, so every handle of a file in this mount sees
 //! the same bytes; they are flushed when a full stripe is buffered, when too much is
@@ -256,6 +259,20 @@ impl DataPath {
         let r = apply.await;
         d.invalidate();
         r
+    }
+
+    /// Sends the shards whose servers answered this mount's reads with bytes that failed
+    /// verification to the metadata leader every second (repair moves them to other
+    /// servers), until the returned handle is aborted.
+    pub fn start_reporter(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let (audit, meta) = (self.chunks.audit().clone(), self.meta.clone());
+        tokio::spawn(async move {
+            let send = |bad: Vec<_>| {
+                let meta = meta.clone();
+                async move { meta.report_shards(bad).await.map_err(|e| e.to_string()) }
+            };
+            audit.report_every(Duration::from_secs(1), send).await;
+        })
     }
 
     /// Flushes buffered writes older than `flush_after` every so often, until the returned

@@ -4,17 +4,20 @@
 //! treated like a lost one, so its shards move away. A shard whose server is
 //! gone is rebuilt on a live server that holds no other shard of the stripe, then its new
 //! place is committed (`MoveShard`); a damaged shard on a live server is rebuilt in place.
+//! A shard a server served wrong bytes of (a "bad reply", reported by a mount or by the
+//! server rebuilding another shard, which returns them with its answer) moves like a lost
+//! server's: rebuilt in place it would stay with the server that lied about it.
 
 use super::{Ctx, Leadership, Servers};
 use crate::chunk_registry::ShardReport;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{RebuildShard, RebuildShardRequest};
 use tessera_proto::fs::{FsError, StripeInfo};
-use tessera_proto::meta::Op;
+use tessera_proto::meta::{DamagedShard, Op};
 use tokio::task::JoinSet;
 
 /// Deadline of one rebuild: reading k shards, decoding, and one fsynced put.
@@ -42,17 +45,24 @@ struct Job {
 
 pub(super) async fn run(ctx: Ctx, progress: Arc<RepairProgress>) {
     let mut leadership = Leadership::default();
-    // Damaged-shard reports not yet repaired; they survive rounds (not leader changes: a new
-    // leader learns them again from the next scrub or fsck).
-    let mut reported: HashSet<(u64, ShardId)> = HashSet::new();
+    // Damaged-shard reports not yet repaired, with whether the shard must move (a bad
+    // reply); they survive rounds (not leader changes: a new leader learns them again from
+    // the next scrub, fsck or read).
+    let mut reported: HashMap<(u64, ShardId), bool> = HashMap::new();
     loop {
         tokio::time::sleep(ctx.cfg.repair_interval).await;
         let Some(leading_for) = leadership.check(&ctx.replica) else {
             reported.clear();
             continue;
         };
-        for ShardReport { server, shard, .. } in ctx.registry.take_reports() {
-            reported.insert((server, shard));
+        for ShardReport {
+            server,
+            shard,
+            bad_reply,
+            ..
+        } in ctx.registry.take_reports()
+        {
+            *reported.entry((server, shard)).or_default() |= bad_reply;
         }
         let servers = ctx.servers(leading_for);
         let jobs = match find_jobs(&ctx, &servers, &reported).await {
@@ -100,7 +110,7 @@ pub(super) async fn run(ctx: Ctx, progress: Arc<RepairProgress>) {
 async fn find_jobs(
     ctx: &Ctx,
     servers: &Servers,
-    reported: &HashSet<(u64, ShardId)>,
+    reported: &HashMap<(u64, ShardId), bool>,
 ) -> Result<Vec<Job>, String> {
     let lost: HashSet<u64> = {
         let mut ids: HashSet<u64> = servers.by_id.keys().copied().collect();
@@ -127,12 +137,10 @@ async fn find_jobs(
                         let gone = lost.contains(&p.server)
                             || draining.contains(&p.server)
                             || (unknown_lost && !known.contains(&p.server));
-                        if gone {
-                            Some((i, false))
-                        } else if reported.contains(&(p.server, p.shard)) {
-                            Some((i, true))
-                        } else {
-                            None
+                        match reported.get(&(p.server, p.shard)) {
+                            _ if gone => Some((i, false)),
+                            Some(bad_reply) => Some((i, !bad_reply)),
+                            None => None,
                         }
                     })
                     .collect();
@@ -225,7 +233,15 @@ async fn rebuild_on(
         .call_with::<RebuildShard>(&req, bytes::Bytes::new(), REBUILD_TIMEOUT)
         .await
     {
-        Ok((Ok(_), _)) => true,
+        Ok((Ok(rebuilt), _)) => {
+            if !rebuilt.bad_replies.is_empty() {
+                tracing::warn!(stripe = %stripe.id, index, %addr, bad = ?rebuilt.bad_replies,
+                    "repair: sources sent bytes that fail verification; moving those shards");
+                let moves = rebuilt.bad_replies.into_iter().map(DamagedShard::from);
+                ctx.registry.add_reports(moves.collect());
+            }
+            true
+        }
         Ok((Err(e), _)) => {
             tracing::warn!(stripe = %stripe.id, index, %addr, "repair: rebuild failed: {e}");
             false

@@ -2,8 +2,9 @@
 //!
 //! The fast path fetches only the pieces of data shards that cover the range, all at once;
 //! a piece that covers all the data of its shard is fetched whole and hashed here, smaller
-//! pieces are ranged reads the chunkserver verified. When a piece fails (server unknown or
-//! unreachable, shard missing or `Corrupt`, bytes that do not verify) or is slow, the read
+//! pieces are ranged reads checked here with their proofs. When a piece fails (server
+//! unknown or unreachable, shard missing or `Corrupt`, bytes that do not verify: a bad
+//! reply, logged, counted and queued for a report by [`super::ReadAudit`]) or is slow, the read
 //! turns degraded: it fetches whole shards, data first then parity, until `k` verified ones
 //! are in, reconstructs the data and cuts the range. Degraded reads keep the fast path's
 //! calls running (whichever finishes first wins) and, every `slow_shard` without an answer,
@@ -23,8 +24,9 @@ use tessera_rpc::Client;
 use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
+use super::audit::Caught;
 use super::tasks::Tasks;
-use super::{Addrs, ChunkClient, get_range, get_whole};
+use super::{Addrs, ChunkClient, Get};
 use crate::codec::{Codec, decode::Verified};
 use crate::error::{CodecError, Failures, ReadError, ShardFailure, ShardFault};
 use crate::layout::{self, Piece, data_span};
@@ -287,13 +289,19 @@ impl<'a> Gather<'a> {
         let client: Arc<Client> = self.client.peer(&addr);
         // A call may not outlive the read, and ends a little after it: at the deadline the
         // read reports `TimedOut` with the calls still out, not each call's own timeout.
-        let timeout = self.deadline.saturating_duration_since(Instant::now()) + CALL_GRACE;
-        let (id, shard_len) = (place.shard, self.layout.shard_len);
+        let get = Get {
+            client,
+            audit: self.client.audit.clone(),
+            id: place.shard,
+            shard_len: Some(self.layout.shard_len),
+            timeout: self.deadline.saturating_duration_since(Instant::now()) + CALL_GRACE,
+        };
         let range = fetch.piece.map(|p| self.pieces[p].shard.clone());
+        let align = self.client.config.read_align;
         self.tasks.spawn(fetch, async move {
             match (fetch.whole, range) {
-                (false, Some(range)) => get_range(&client, id, range, timeout).await,
-                _ => get_whole(&client, id, Some(shard_len), timeout).await,
+                (false, Some(range)) => get.range(range, align).await,
+                _ => get.whole().await,
             }
         });
     }
@@ -326,6 +334,17 @@ impl<'a> Gather<'a> {
 
     fn fail(&mut self, index: usize, fault: ShardFault) {
         let place = self.layout.shards[index];
+        if fault.is_bad_reply() {
+            let addr = (self.addrs)(place.server);
+            self.client.audit.bad_reply(Caught {
+                server: place.server,
+                addr: addr.as_deref(),
+                stripe: self.stripe,
+                index,
+                shard: place.shard,
+                fault: &fault,
+            });
+        }
         let failure = ShardFailure {
             index,
             shard: place.shard,

@@ -1,6 +1,6 @@
 //! The read and put logic against in-process chunk services that misbehave on purpose:
-//! serve bytes that do not match the id (which a real chunkserver never does, so only a
-//! stand-in can check that the client does not trust it), stall, lose shards or run full.
+//! serve bytes that do not match the id (flipped, truncated, another shard's, with the right
+//! proof or another shard's own), stall, lose shards or run full.
 //! The real chunkserver is exercised by `tests/stripe_io.rs`.
 
 use std::collections::HashMap;
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tessera_proto::ShardId;
 use tessera_proto::chunk::{
-    ChunkError, DeleteOutcome, DeleteShard, GetShard, PutOutcome, PutShard,
+    ByteRange, ChunkError, DeleteOutcome, DeleteShard, GetShard, PutOutcome, PutShard, ShardProof,
 };
 use tessera_proto::fs::StripeInfo;
+use tessera_proto::proof;
 use tessera_rpc::{Router, RpcConfig, Secret, ServerHandle};
 
 use super::{ChunkClient, ChunkClientConfig};
@@ -24,12 +25,38 @@ enum Mode {
     Honest,
     /// Serves every read with its first byte flipped.
     Lie,
+    /// Serves half the bytes asked for.
+    Truncate,
+    /// Serves another shard's bytes with the right proof.
+    Other,
+    /// Serves another shard's bytes with that shard's own proof.
+    Stale,
     /// Answers nothing (the caller's deadline ends the call).
     Stall,
     /// Has lost every shard.
     Lost,
     /// Refuses puts with `NoSpace`.
     Full,
+}
+
+/// An honest answer to a get of `range` (or all) of `data`, as a chunkserver gives it.
+fn serve(data: &Bytes, range: Option<ByteRange>) -> (ShardProof, Bytes) {
+    let len = data.len() as u64;
+    let Some(r) = range.filter(|r| r.start < r.end && r.end <= len) else {
+        return (
+            ShardProof {
+                len,
+                cvs: Vec::new(),
+            },
+            data.clone(),
+        );
+    };
+    let span = proof::span_of(&(r.start..r.end), len);
+    let (_, cvs) = proof::prove(data, &span).unwrap();
+    (
+        ShardProof { len, cvs },
+        data.slice(span.start as usize..span.end as usize),
+    )
 }
 
 struct Fake {
@@ -65,26 +92,41 @@ async fn fake(secret: &Secret, mode: Mode) -> Fake {
         })
         .route::<GetShard, _, _>(move |call| {
             let mode = *m2.lock().unwrap();
-            let stored = s2.lock().unwrap().get(&call.req.id).cloned();
+            let store = s2.lock().unwrap().clone();
             async move {
                 let id = call.req.id;
-                let stored = match (mode, stored) {
+                let stored = match (mode, store.get(&id)) {
                     (Mode::Stall, _) => std::future::pending().await,
                     (Mode::Lost, _) | (_, None) => {
                         return (Err(ChunkError::NotFound { id }), Bytes::new());
                     }
-                    (_, Some(b)) => b,
+                    (_, Some(b)) => b.clone(),
                 };
-                let bytes = match call.req.range {
-                    Some(r) => stored.slice(r.start as usize..r.end as usize),
-                    None => stored,
+                // Another shard this server holds, for the lies that need one.
+                let other = store
+                    .iter()
+                    .find(|(k, _)| **k != id)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_else(|| Bytes::from(vec![0u8; stored.len()]));
+                let (reply, bytes) = serve(&stored, call.req.range);
+                let lie = match mode {
+                    Mode::Lie => {
+                        let mut v = bytes.to_vec();
+                        v[0] ^= 1;
+                        (reply, Bytes::from(v))
+                    }
+                    Mode::Truncate => (reply, bytes.slice(..bytes.len() / 2)),
+                    // Another shard's bytes (cut or padded to length) under this proof.
+                    Mode::Other => {
+                        let mut v = serve(&other, call.req.range).1.to_vec();
+                        v.resize(bytes.len(), 0);
+                        (reply, Bytes::from(v))
+                    }
+                    // Another shard with its own proof: self-consistent, but not this id.
+                    Mode::Stale => serve(&other, call.req.range),
+                    _ => (reply, bytes),
                 };
-                if mode == Mode::Lie {
-                    let mut v = bytes.to_vec();
-                    v[0] ^= 1;
-                    return (Ok(()), Bytes::from(v));
-                }
-                (Ok(()), bytes)
+                (Ok(lie.0), lie.1)
             }
         })
         .route::<DeleteShard, _, _>(move |call| {
@@ -172,6 +214,46 @@ async fn whole_shards_that_do_not_verify_are_read_around() {
     assert!(got == d[..], "a lying server's bytes were used");
     let rebuilt = s.client.rebuild_shard(&stripe, &addrs, 0).await.unwrap();
     assert_eq!(ShardId::of(&rebuilt), stripe.layout.shards[0].shard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_from_a_lying_server_are_caught_counted_and_queued() {
+    let s = Setup::new(6, quick()).await;
+    let d = data(1 << 20);
+    let stripe = s.store(&d).await;
+    let addrs = |id| s.addr(id);
+    // Server 2 holds data shard 1 (bytes 262144..524288 of the stripe).
+    let liar = stripe.layout.shards[1];
+    for (n, mode) in [Mode::Lie, Mode::Truncate, Mode::Other, Mode::Stale]
+        .into_iter()
+        .enumerate()
+    {
+        s.set(2, mode);
+        for range in [300_000..300_010, 262_144..266_240, 200_000..600_000] {
+            let got = s.client.read(&stripe, &addrs, range.clone()).await.unwrap();
+            assert!(
+                got == d[range.start as usize..range.end as usize],
+                "{mode:?} {range:?}: a lying server's bytes were used"
+            );
+        }
+        assert_eq!(
+            s.client.audit().bad_replies(),
+            3 * (n as u64 + 1),
+            "{mode:?}"
+        );
+        let queued = s.client.audit().take(10);
+        assert_eq!(queued.len(), 1, "{mode:?}");
+        assert_eq!((queued[0].server, queued[0].shard), (2, liar.shard));
+    }
+    // Honest again: ranges are proved and nothing more is caught.
+    s.set(2, Mode::Honest);
+    let got = s
+        .client
+        .read(&stripe, &addrs, 300_000..300_010)
+        .await
+        .unwrap();
+    assert!(got == d[300_000..300_010]);
+    assert_eq!(s.client.audit().bad_replies(), 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
