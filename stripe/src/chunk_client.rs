@@ -60,8 +60,8 @@ pub struct ChunkClientConfig {
     pub delete_timeout: Duration,
     /// Ranged reads ask for whole multiples of this many bytes (a power of two, at least
     /// BLAKE3's 1 KiB chunk): the reply is checked against the shard id with a proof, which
-    /// covers whole chunks, and the range is cut out after. See `docs/benchmarks.md` for
-    /// how the default was chosen.
+    /// covers whole chunks, and the range is cut out after. The default, 4 KiB, is the page
+    /// the kernel reads in, so a 4 KiB random read asks for no more than it needs.
     pub read_align: u64,
 }
 

@@ -12,7 +12,7 @@
 //!         -- --ignored write_fixtures
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tessera_proto::ShardId;
@@ -35,11 +35,23 @@ fn fixtures_dir() -> PathBuf {
     workspace_root().join("chunkserver/testdata/v1")
 }
 
+/// A real chunkserver on `data`, in `dir`.
+async fn chunkserver(dir: &TempDir, data: &Path) -> Chunkserver {
+    let (secret_path, secret) = write_secret(dir.path());
+    Chunkserver::start(
+        dir,
+        "chunk",
+        data,
+        (&secret_path, &secret),
+        &ChunkOptions::default(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shard_files_from_before_proofs_serve_proved_ranges() {
     let dir = TempDir::new("old-shards");
     let data = dir.join("data");
-    let (secret_path, secret) = write_secret(dir.path());
     for len in LENS {
         let id = ShardId::of(&fixture(len));
         let path = shard_file(&data, &id);
@@ -48,14 +60,7 @@ async fn shard_files_from_before_proofs_serve_proved_ranges() {
     }
     // The data directory's marker, as version 1 wrote it.
     std::fs::write(data.join("FORMAT"), "tessera-chunk-data 1\n").unwrap();
-    let server = Chunkserver::start(
-        &dir,
-        "chunk",
-        &data,
-        (&secret_path, &secret),
-        &ChunkOptions::default(),
-    )
-    .await;
+    let server = chunkserver(&dir, &data).await;
     let c = server.client();
     for len in LENS {
         let want = fixture(len);
@@ -86,15 +91,7 @@ async fn shard_files_from_before_proofs_serve_proved_ranges() {
 async fn write_fixtures() {
     let dir = TempDir::new("old-shards-write");
     let data = dir.join("data");
-    let (secret_path, secret) = write_secret(dir.path());
-    let server = Chunkserver::start(
-        &dir,
-        "chunk",
-        &data,
-        (&secret_path, &secret),
-        &ChunkOptions::default(),
-    )
-    .await;
+    let server = chunkserver(&dir, &data).await;
     let c = server.client();
     std::fs::create_dir_all(fixtures_dir()).unwrap();
     for len in LENS {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_client::{MetaClient, MetaClientOptions};
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO, RenameMode};
-use tessera_proto::meta::{Op, Response};
+use tessera_proto::meta::{MetaStatusReply, Op, Response};
 use tessera_tests::firewall::Partition;
 use tessera_tests::meta_workload::{run_worker, verify_worker};
 use tessera_tests::process::write_secret;
@@ -309,6 +309,27 @@ async fn a_full_restart_keeps_the_tree_and_posix_errors_are_replies() {
     assert!(p.is_empty(), "{p:#?}");
 }
 
+/// `id`'s status once its applied index has stayed put for 300 ms (far longer than one
+/// replication round trip), at most 5 s.
+async fn settled_status(cluster: &MetaCluster, id: u64) -> MetaStatusReply {
+    let mut last = cluster
+        .status(id)
+        .await
+        .expect("the test reaches the member");
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = cluster
+            .status(id)
+            .await
+            .expect("the test reaches the member");
+        if now.applied_index == last.applied_index {
+            return now;
+        }
+        last = now;
+    }
+    panic!("member {id}'s applied index kept moving while cut off: {last:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothing() {
     let _serial = SERIAL.lock().await;
@@ -332,7 +353,7 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
     let other_refs: Vec<&str> = other_ips.iter().map(String::as_str).collect();
     let mut partition = Partition::cut(&ip(old), &other_refs);
     let cut_at = Instant::now();
-    let frozen = cluster
+    let at_cut = cluster
         .status(old)
         .await
         .expect("the test still reaches the old leader");
@@ -348,6 +369,16 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
         "election took {election:?}"
     );
 
+    // Acknowledgements already on their way when the cut came may still commit entries that
+    // were in the old leader's log then: wait until its applied index stops moving, and
+    // check that it only reached entries it had at the cut.
+    let frozen = settled_status(&cluster, old).await;
+    assert!(
+        frozen.applied_index <= at_cut.last_log_index,
+        "the partitioned old leader applied (so committed) entries it appended after the cut: \
+         {at_cut:?} -> {frozen:?}"
+    );
+
     // The workload goes on through the new leader while the old one is cut off.
     let at_election = progress.load(Ordering::Relaxed);
     wait_progress(&progress, at_election + 50, Duration::from_secs(30)).await;
@@ -355,13 +386,9 @@ async fn a_partitioned_leader_is_replaced_within_five_seconds_and_commits_nothin
         .status(old)
         .await
         .expect("old leader answers the test");
-    // Entries already in its log when the cut came may have been acknowledged by a majority
-    // just before it (the acks still in flight), so applying them is legitimate; anything
-    // appended after the cut cannot have reached a majority and must never be applied.
-    assert!(
-        cut_off.applied_index <= frozen.last_log_index,
-        "the partitioned old leader applied (so committed) entries it appended after the cut: \
-         {frozen:?} -> {cut_off:?}"
+    assert_eq!(
+        cut_off.applied_index, frozen.applied_index,
+        "the partitioned old leader applied (so committed) entries: {frozen:?} -> {cut_off:?}"
     );
 
     partition.heal();
