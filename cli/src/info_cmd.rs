@@ -152,6 +152,7 @@ fn state_name(s: Option<ChunkserverState>) -> &'static str {
         Some(ChunkserverState::Up) => "up",
         Some(ChunkserverState::Suspect) => "suspect",
         Some(ChunkserverState::Down) => "down",
+        Some(ChunkserverState::Unreachable) => "unreachable from mounts",
         None => "unknown",
     }
 }

@@ -72,6 +72,12 @@ pub struct MetaArgs {
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     dead_after_ms: u64,
 
+    /// A stripe is written once k + N of its k + m shards are stored (the rest are rebuilt
+    /// by repair), so one unreachable chunkserver does not stop writes; fsync promises
+    /// k + N. At most m (then every shard is needed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    write_spare: u8,
+
     /// How often the leader looks for client sessions whose lease ran out, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
     session_check_ms: u64,
@@ -149,6 +155,7 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
                 .min(Duration::from_millis(args.dead_after_ms)),
             dead_after: Duration::from_millis(args.dead_after_ms),
         },
+        write_spare: args.write_spare,
         session_check: Duration::from_millis(args.session_check_ms),
         upkeep: UpkeepConfig {
             repair_interval: Duration::from_millis(args.repair_interval_ms),

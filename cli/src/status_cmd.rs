@@ -67,6 +67,7 @@ fn state_name(s: ChunkserverState) -> &'static str {
         ChunkserverState::Up => "up",
         ChunkserverState::Suspect => "suspect",
         ChunkserverState::Down => "down",
+        ChunkserverState::Unreachable => "unreachable from mounts",
     }
 }
 

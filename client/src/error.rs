@@ -30,16 +30,28 @@ pub enum ClientError {
     /// The erasure code cannot be set up, or a stripe cannot be encoded.
     #[error("erasure code {k}+{m}: {source}")]
     Code { k: u8, m: u8, source: CodecError },
-    /// Fewer chunkservers with room than a stripe has shards.
+    /// Fewer chunkservers with room than a stripe needs shards stored.
     #[error(
-        "only {have} chunkservers have room for the {want} shards of a stripe; start more chunkservers or use a smaller --ec"
+        "only {have} chunkservers have room for shards of a stripe that needs at least {want}; start more chunkservers or use a smaller --ec"
     )]
     TooFewServers { have: usize, want: usize },
-    /// Shard puts failed on every server tried, `PUT_ATTEMPTS` placements in a row.
-    #[error("shard puts of stripe {stripe} kept failing{}; check the chunkservers", if *.out_of_space { " (the servers are full)" } else { "" })]
+    /// Fewer chunkservers up and reachable from this mount than a stripe needs shards stored.
+    #[error(
+        "only {up} chunkservers are up and reachable from this mount ({known} known); a stripe needs at least {want}: start or reconnect chunkservers"
+    )]
+    TooFewUp {
+        up: usize,
+        known: usize,
+        want: usize,
+    },
+    /// Fewer shards than the write rule needs could be stored, on every server tried.
+    #[error("stripe {stripe}: only {stored} shards stored, {need} needed{}; last failures: {last}", if *.out_of_space { " (the servers are full)" } else { "" })]
     PutsFailed {
         stripe: StripeId,
+        stored: usize,
+        need: usize,
         out_of_space: bool,
+        last: String,
     },
     /// A put failed in a way re-placing does not fix.
     #[error("putting the shards of stripe {stripe}: {source}")]
@@ -85,6 +97,7 @@ impl From<ClientError> for FsError {
                 }
             }
             ClientError::Meta { .. }
+            | ClientError::TooFewUp { .. }
             | ClientError::Unexpected { .. }
             | ClientError::Code { .. }
             | ClientError::Put { .. }
@@ -111,15 +124,31 @@ mod tests {
         let stripe = StripeId([7; 32]);
         let e = ClientError::PutsFailed {
             stripe,
+            stored: 2,
+            need: 5,
             out_of_space: true,
+            last: "no space".into(),
         };
         assert!(e.to_string().contains("full"), "{e}");
         assert_eq!(FsError::from(e), FsError::NoSpace);
         let e = ClientError::PutsFailed {
             stripe,
+            stored: 4,
+            need: 5,
             out_of_space: false,
+            last: "timed out".into(),
         };
         assert_eq!(FsError::from(e), FsError::Io);
+        let down = ClientError::TooFewUp {
+            up: 3,
+            known: 6,
+            want: 5,
+        };
+        assert!(
+            down.to_string().contains("only 3 chunkservers are up"),
+            "{down}"
+        );
+        assert_eq!(FsError::from(down), FsError::Io);
         let e = ClientError::unexpected("lookup", &"Done");
         assert_eq!(FsError::from(e), FsError::Io);
     }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use tessera_cluster::{CallError, ClusterClient, Retry};
 use tessera_proto::meta::{
     ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
-    PlaceStripes, Query, ReadRequest, Reply, ReportShards, Response, ServiceError, WriteRequest,
+    PlaceStripes, Query, ReachabilityReport, ReadRequest, Reply, ReportReachability, ReportShards,
+    Response, ServiceError, WriteRequest, WriteSettings,
 };
 use tessera_rpc::{RpcConfig, Secret};
 
@@ -121,6 +122,21 @@ impl MetaClient {
     ) -> Result<Vec<Vec<ChunkserverInfo>>, MetaClientError> {
         self.cluster
             .call::<PlaceStripes, _, _>(&stripes, &self.options)
+            .await
+    }
+
+    /// Tells the leader which chunkservers this mount cannot reach; the reply is the
+    /// cluster's write rule. One quick try: the next report comes in a few seconds anyway.
+    pub async fn report_reachability(
+        &self,
+        report: ReachabilityReport,
+    ) -> Result<WriteSettings, MetaClientError> {
+        let once = Retry {
+            retry_unavailable: false,
+            ..Retry::once(Duration::from_secs(2))
+        };
+        self.cluster
+            .call::<ReportReachability, _, _>(&report, &once)
             .await
     }
 

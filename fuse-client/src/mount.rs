@@ -165,6 +165,7 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let timer = data.start_timer();
     // Shards whose servers sent bytes that failed verification go to the leader for repair.
     let reports = data.start_reporter();
+    let reachability = data.start_reachability();
     let fs = TesseraFs::new(
         Namespace::new(meta.clone()),
         data.clone(),
@@ -221,6 +222,7 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let served = fuse.run();
     timer.abort();
     reports.abort();
+    reachability.abort();
     rt.block_on(async {
         if let Err(e) = data.flush_all().await {
             tracing::error!("unflushed data at unmount: {e}");

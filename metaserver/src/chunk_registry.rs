@@ -4,13 +4,21 @@
 //! This is soft state, rebuilt from registrations after every leader change: a chunkserver
 //! that heartbeats a new leader is told it is unknown and registers again within one
 //! heartbeat. Stripes record chunkserver ids, never addresses, so nothing durable depends on it.
+//!
+//! A server's own heartbeats say it runs, not that clients can reach it. Mounts report the
+//! servers their calls cannot reach (`ReportReachability`, every few seconds, an empty list
+//! included); a server that a strict majority of the mounts heard from in the last
+//! `REACHABILITY_WINDOW_MS` call unreachable is `Unreachable`: no new shards go there. One
+//! confused mount among several cannot evict a healthy server; a lone mount can, which only
+//! steers its own writes. Reports expire, so a server returns once mounts reach it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tessera_proto::cluster::{ClusterError, Heartbeat, Registration};
 use tessera_proto::meta::{
-    ChunkserverInfo, ChunkserverState, MAX_PLACE_STRIPES, PlaceRequest, ServiceError,
+    ChunkserverInfo, ChunkserverState, MAX_PLACE_STRIPES, PlaceRequest, REACHABILITY_WINDOW_MS,
+    ReachabilityReport, ServiceError, WriteSettings,
 };
 use tessera_proto::shard::ShardId;
 
@@ -64,6 +72,10 @@ pub struct ChunkRegistry {
     reports: Mutex<Vec<ShardReport>>,
     /// Servers being drained: no new shards, and repair moves theirs away.
     draining: Mutex<std::collections::HashSet<u64>>,
+    /// The last reachability report of each mount, by reporter id.
+    reach: Mutex<HashMap<u64, (Instant, Vec<u64>)>>,
+    /// Shards beyond `k` a stripe needs stored before it is committed.
+    write_spare: u8,
 }
 
 /// Most shard reports kept waiting; beyond this the oldest are dropped (a scrub finds them
@@ -71,12 +83,34 @@ pub struct ChunkRegistry {
 const MAX_REPORTS: usize = 100_000;
 
 impl ChunkRegistry {
-    /// An empty table.
+    /// An empty table (write rule: one spare shard).
     pub fn new(liveness: Liveness) -> Self {
         Self {
             liveness,
+            write_spare: 1,
             ..Self::default()
         }
+    }
+
+    /// Sets the write rule mounts are told (see [`WriteSettings`]).
+    pub fn with_write_spare(mut self, spare: u8) -> Self {
+        self.write_spare = spare;
+        self
+    }
+
+    /// The cluster's write rule, for mounts.
+    pub fn write_settings(&self) -> WriteSettings {
+        WriteSettings {
+            spare: self.write_spare,
+        }
+    }
+
+    /// Whether `stripe` has enough stored shards to be committed under the write rule.
+    pub fn enough_stored(&self, stripe: &tessera_proto::fs::StripeInfo) -> bool {
+        let l = &stripe.layout;
+        let need = (usize::from(l.k) + usize::from(self.write_spare))
+            .min(usize::from(l.k) + usize::from(l.m));
+        l.shards.iter().filter(|p| p.is_stored()).count() >= need
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
@@ -175,6 +209,36 @@ impl ChunkRegistry {
         reports.drain(..excess);
     }
 
+    /// Records a mount's list of servers it cannot reach.
+    pub fn report_reachability(&self, r: ReachabilityReport) {
+        let mut reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        let window = Duration::from_millis(REACHABILITY_WINDOW_MS);
+        reach.retain(|_, (at, _)| at.elapsed() < window);
+        reach.insert(r.reporter, (Instant::now(), r.unreachable));
+    }
+
+    /// Servers a strict majority of the recently reporting mounts cannot reach.
+    pub fn unreachable(&self) -> HashSet<u64> {
+        let reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        let window = Duration::from_millis(REACHABILITY_WINDOW_MS);
+        let recent: Vec<&Vec<u64>> = reach
+            .values()
+            .filter(|(at, _)| at.elapsed() < window)
+            .map(|(_, list)| list)
+            .collect();
+        let mut votes: HashMap<u64, usize> = HashMap::new();
+        for list in &recent {
+            for id in list.iter().collect::<HashSet<_>>() {
+                *votes.entry(*id).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .filter(|(_, n)| 2 * n > recent.len())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// Takes the shard reports gathered so far.
     pub fn take_reports(&self) -> Vec<ShardReport> {
         std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
@@ -194,13 +258,19 @@ impl ChunkRegistry {
     /// Every known server, by id.
     pub fn list(&self) -> Vec<ChunkserverInfo> {
         let now = Instant::now();
+        let unreachable = self.unreachable();
         let servers = self.lock();
         let mut out: Vec<ChunkserverInfo> = servers
             .iter()
             .map(|(id, e)| ChunkserverInfo {
                 id: *id,
                 addr: e.addr.clone(),
-                state: self.state(e, now),
+                state: match self.state(e, now) {
+                    ChunkserverState::Up if unreachable.contains(id) => {
+                        ChunkserverState::Unreachable
+                    }
+                    state => state,
+                },
                 capacity: e.capacity,
                 used: e.used,
                 shards: e.shards,
@@ -212,9 +282,10 @@ impl ChunkRegistry {
         out
     }
 
-    /// Chooses `count` distinct servers that are up, not full, and have room for a shard,
-    /// most free space first, spreading ties by a rotating start so concurrent writers do not
-    /// all pick the same servers.
+    /// Chooses `count` distinct servers that are up (and reachable from mounts), not full,
+    /// and have room for a shard, most free space first, spreading ties by a rotating start
+    /// so concurrent writers do not all pick the same servers. When fewer than `count` are
+    /// up but at least `min`, those come back (a degraded write).
     pub fn place(&self, req: &PlaceRequest) -> Result<Vec<ChunkserverInfo>, ServiceError> {
         static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let draining = self.draining();
@@ -230,21 +301,29 @@ impl ChunkRegistry {
             .filter(|s| !s.full && s.capacity.saturating_sub(s.used) >= req.shard_len)
             .collect();
         let count = usize::from(req.count);
+        let min = match usize::from(req.min) {
+            0 => count,
+            min => min.min(count),
+        };
         if candidates.len() < count {
+            let known = self.lock().len();
             let why = format!(
-                "only {} of {live_count} chunkservers up (not counting excluded ones) have room \
-                 for a {}-byte shard; a stripe needs {count} distinct ones",
+                "only {} of the {known} known chunkservers are up, reachable, not excluded and \
+                 have room for a {}-byte shard ({live_count} up); a stripe needs {count}, at \
+                 least {min}",
                 candidates.len(),
                 req.shard_len
             );
-            if live_count < count {
-                // Too few servers alive (or registered with a new leader yet): a transient
-                // state the caller retries through.
+            if candidates.len() < min && known < min {
+                // Fewer servers registered than a stripe needs: a new leader still hearing
+                // from them, or a cluster still starting. The caller retries through it.
                 return Err(ServiceError::Unavailable { reason: why });
             }
-            // Enough servers, but full: the caller gets the ones with room and reports the
-            // shortage (a writer gets ENOSPC) instead of retrying.
-            tracing::warn!("{why}");
+            // The caller writes a degraded stripe on these (at least `min`), or reports the
+            // shortage: too few up (EIO) or full (ENOSPC).
+            tracing::debug!("{why}");
+        }
+        if candidates.is_empty() {
             return Ok(candidates);
         }
         // Free space in coarse buckets (1 GiB), so servers with similar room share the load.
@@ -305,20 +384,82 @@ mod tests {
             count: 6,
             shard_len: 1 << 20,
             exclude: vec![],
+            min: 0,
         };
         let picked = r.place(&req).unwrap();
         let mut ids: Vec<u64> = picked.iter().map(|s| s.id).collect();
         ids.sort();
         assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
-        let req = PlaceRequest {
+        // One server short, a degraded write allowed: the five others.
+        let degraded = PlaceRequest {
             exclude: vec![3],
-            ..req
+            min: 5,
+            ..req.clone()
         };
-        // Not enough servers alive: retry later.
+        let picked = r.place(&degraded).unwrap();
+        assert_eq!(picked.len(), 5);
+        assert!(picked.iter().all(|s| s.id != 3));
+        // Below the minimum with every server known: the short list, for the caller to
+        // report (it is not a transient state to wait out).
+        let short = PlaceRequest {
+            exclude: vec![1, 2],
+            ..degraded
+        };
+        assert_eq!(r.place(&short).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn too_few_servers_registered_is_retryable() {
+        let r = ChunkRegistry::new(Liveness::default());
+        for id in 1..=3 {
+            r.register(reg(id, 10));
+        }
+        let req = PlaceRequest {
+            count: 6,
+            shard_len: 1 << 20,
+            exclude: vec![],
+            min: 5,
+        };
         assert!(matches!(
             r.place(&req),
             Err(ServiceError::Unavailable { .. })
         ));
+    }
+
+    #[test]
+    fn a_server_most_mounts_cannot_reach_gets_no_new_shards() {
+        let r = ChunkRegistry::new(Liveness::default());
+        for id in 1..=7 {
+            r.register(reg(id, 10));
+        }
+        let report = |reporter, unreachable| ReachabilityReport {
+            reporter,
+            unreachable,
+        };
+        let req = PlaceRequest {
+            count: 6,
+            shard_len: 1 << 20,
+            exclude: vec![],
+            min: 5,
+        };
+        // One of two mounts: not a majority, the server stays.
+        r.report_reachability(report(100, vec![4]));
+        r.report_reachability(report(200, vec![]));
+        assert!(r.unreachable().is_empty());
+        assert!(r.list().iter().all(|s| s.state == ChunkserverState::Up));
+        // Two of three: avoided, shown, and never placed on.
+        r.report_reachability(report(300, vec![4]));
+        assert_eq!(r.unreachable(), HashSet::from([4]));
+        let state = |id| r.list().into_iter().find(|s| s.id == id).unwrap().state;
+        assert_eq!(state(4), ChunkserverState::Unreachable);
+        for _ in 0..20 {
+            let picked = r.place(&req).unwrap();
+            assert_eq!(picked.len(), 6);
+            assert!(picked.iter().all(|s| s.id != 4));
+        }
+        // The mounts reach it again.
+        r.report_reachability(report(100, vec![]));
+        assert_eq!(state(4), ChunkserverState::Up);
     }
 
     #[test]
@@ -331,16 +472,15 @@ mod tests {
             count: 3,
             shard_len: 1 << 20,
             exclude,
+            min: 0,
         };
         let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3])]).unwrap();
         assert_eq!(placed.len(), 2);
         assert!(placed.iter().all(|p| p.len() == 3));
         assert!(placed[1].iter().all(|s| s.id > 3), "{:?}", placed[1]);
-        // One stripe that cannot be placed makes the whole call retryable.
-        assert!(matches!(
-            r.place_many(&[req(vec![]), req(vec![1, 2, 3, 4])]),
-            Err(ServiceError::Unavailable { .. })
-        ));
+        // A stripe that cannot be placed in full gets the servers there are.
+        let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3, 4])]).unwrap();
+        assert_eq!(placed[1].len(), 2);
     }
 
     #[test]

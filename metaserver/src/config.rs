@@ -30,6 +30,9 @@ pub struct MetaConfig {
     pub rpc: RpcConfig,
     /// When a silent chunkserver counts as suspect and as down.
     pub liveness: Liveness,
+    /// A stripe is committed once `k + write_spare` of its shards are stored (at most
+    /// `k + m`); mounts learn it from the leader.
+    pub write_spare: u8,
     /// How often the leader looks for client sessions whose lease ran out.
     pub session_check: Duration,
     /// Repair, GC and sweep settings.

@@ -196,6 +196,7 @@ fn render_cluster(
             (ChunkserverState::Up, "up"),
             (ChunkserverState::Suspect, "suspect"),
             (ChunkserverState::Down, "down"),
+            (ChunkserverState::Unreachable, "unreachable"),
         ] {
             let n = servers.iter().filter(|s| s.state == state).count();
             e.sample("tessera_chunkservers", &[("state", name)], n);

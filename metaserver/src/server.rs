@@ -90,7 +90,8 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     .map_err(ServerError::Raft)?;
 
     let replica = Replica::new(raft, store);
-    let registry = Arc::new(ChunkRegistry::new(config.liveness));
+    let registry =
+        Arc::new(ChunkRegistry::new(config.liveness).with_write_spare(config.write_spare));
     let service = MetaService::new(replica.clone(), registry.clone());
     let upkeep = Upkeep::start(
         replica.clone(),

@@ -10,10 +10,11 @@ use std::future::Future;
 use std::sync::Arc;
 use tessera_proto::Rpc;
 use tessera_proto::cluster::{ChunkHeartbeat, RegisterChunkserver};
+use tessera_proto::fs::FsError;
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
-    MetaStatus, MetaStatusReply, MetaWrite, PlaceStripe, PlaceStripes, ReadRequest, Reply,
-    ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
+    MetaStatus, MetaStatusReply, MetaWrite, Op, PlaceStripe, PlaceStripes, ReadRequest, Reply,
+    ReportReachability, ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
 };
 use tessera_rpc::{Call, Router};
 
@@ -32,6 +33,14 @@ impl MetaService {
 
     /// Proposes a change and waits until it is committed and applied.
     pub async fn write(&self, req: WriteRequest) -> Result<Reply, ServiceError> {
+        // A stripe with fewer stored shards than the write rule asks is refused before it
+        // reaches the log: `fsync` promises that many, whatever a mount was told.
+        if let Op::CommitSlice { stripes, .. } = &req.op
+            && let Some(short) = stripes.iter().find(|s| !self.registry.enough_stored(s))
+        {
+            tracing::warn!(stripe = %short.id, "refused a commit of a stripe with too few stored shards");
+            return Ok(Err(FsError::Io));
+        }
         self.replica.propose(req).await
     }
 
@@ -119,6 +128,10 @@ impl MetaService {
                 Ok(())
             })
             .route::<PlaceStripe, _, _>(|svc, call| async move { svc.registry.place(&call.req) })
+            .route::<ReportReachability, _, _>(|svc, call| async move {
+                svc.registry.report_reachability(call.req);
+                Ok(svc.registry.write_settings())
+            })
             .route::<ClusterHealth, _, _>(|svc, _call| async move { svc.health().await })
             .route::<ChangeMembership, _, _>(|svc, call| async move {
                 svc.replica.change_membership(call.req).await

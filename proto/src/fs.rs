@@ -389,7 +389,19 @@ pub struct ChunkSlice {
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardPlace {
     pub shard: ShardId,
+    /// The chunkserver holding it; [`ShardPlace::NOWHERE`] for a shard of a degraded write
+    /// that no server stored (repair rebuilds it).
     pub server: u64,
+}
+
+impl ShardPlace {
+    /// The server id of a shard not stored anywhere (no chunkserver has id 0).
+    pub const NOWHERE: u64 = 0;
+
+    /// Whether some server holds the shard.
+    pub fn is_stored(&self) -> bool {
+        self.server != Self::NOWHERE
+    }
 }
 
 /// How a stripe is coded and where its shards are: `k` data shards then `m` parity shards.

@@ -392,6 +392,9 @@ pub enum ChunkserverState {
     Suspect,
     /// Silent for longer than the dead-after period: its shards are to be rebuilt elsewhere.
     Down,
+    /// Heartbeating, but a majority of the mounts that report say they cannot reach it: no
+    /// new data goes there until they can again.
+    Unreachable,
 }
 
 /// One chunkserver as the leader knows it.
@@ -432,8 +435,11 @@ pub struct PlaceRequest {
     pub count: u8,
     /// Bytes each shard will take, so servers without room are skipped.
     pub shard_len: u64,
-    /// Servers not to use (ones that just failed a put).
+    /// Servers not to use (ones that just failed a put, or that the caller cannot reach).
     pub exclude: Vec<u64>,
+    /// Fewest servers that will do (0: `count`). When fewer than `count` can be had but at
+    /// least this many, those come back and the caller writes a degraded stripe.
+    pub min: u8,
 }
 
 /// Pick `count` distinct live chunkservers with room, favouring free space (leader only).
@@ -520,6 +526,40 @@ impl Rpc for ReportShards {
     const METHOD: Method = Method::REPORT_SHARDS;
     type Request = Vec<DamagedShard>;
     type Reply = Result<(), ServiceError>;
+}
+
+/// What one mount's own calls found: the chunkservers it cannot reach now. Sent every few
+/// seconds (an empty list included: it counts the mount as a voter). The leader stops
+/// placing shards on a server that a majority of the mounts heard from in the last
+/// [`REACHABILITY_WINDOW_MS`] report unreachable, so one confused mount cannot evict a
+/// healthy server.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReachabilityReport {
+    /// A random id of the reporting mount, fixed for its life.
+    pub reporter: u64,
+    /// Chunkserver ids.
+    pub unreachable: Vec<u64>,
+}
+
+/// How long a reachability report counts.
+pub const REACHABILITY_WINDOW_MS: u64 = 10_000;
+
+/// The cluster's rules for writing stripes, as the leader tells mounts.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSettings {
+    /// A stripe is committed once at least `k + spare` of its shards are stored (never more
+    /// than `k + m`); missing shards are rebuilt by repair. `fsync` promises that many.
+    pub spare: u8,
+}
+
+/// Report unreachable chunkservers; the reply has the write settings (leader only).
+#[derive(Debug)]
+pub struct ReportReachability;
+
+impl Rpc for ReportReachability {
+    const METHOD: Method = Method::REPORT_REACHABILITY;
+    type Request = ReachabilityReport;
+    type Reply = Result<WriteSettings, ServiceError>;
 }
 
 /// A change to the metadata group's membership (leader only). Every change goes through this

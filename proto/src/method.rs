@@ -44,6 +44,9 @@ impl Method {
     pub const CLUSTER_HEALTH: Method = Method(0x0107);
     /// Damaged shards found by an admin tool, for the repair scheduler (metadata leader).
     pub const REPORT_SHARDS: Method = Method(0x0108);
+    /// A mount's list of chunkservers it cannot reach; the reply carries the write settings
+    /// (metadata leader).
+    pub const REPORT_REACHABILITY: Method = Method(0x010C);
     /// Add or remove a metaserver, or move the leadership (metadata leader).
     pub const CHANGE_MEMBERSHIP: Method = Method(0x0109);
     /// Move every shard off a chunkserver before it is decommissioned (metadata leader).
@@ -89,6 +92,7 @@ impl Method {
             Self::PLACE_STRIPES => "place-stripes",
             Self::CLUSTER_HEALTH => "cluster-health",
             Self::REPORT_SHARDS => "report-shards",
+            Self::REPORT_REACHABILITY => "report-reachability",
             Self::CHANGE_MEMBERSHIP => "change-membership",
             Self::DRAIN_CHUNKSERVER => "drain-chunkserver",
             Self::META_DUMP => "meta-dump",

@@ -18,6 +18,19 @@ pub struct RpcConfig {
     pub default_timeout: Duration,
     /// Request payloads larger than this use the bulk connection.
     pub bulk_threshold: usize,
+    /// Longest a new connection may take to be accepted (a server that is black-holed
+    /// drops SYNs: without this a call would spend its whole deadline connecting).
+    pub connect_timeout: Duration,
+    /// How often a connection checks that its peer still answers: while calls wait for
+    /// replies and nothing has arrived for this long, it sends a ping.
+    pub keepalive_interval: Duration,
+    /// A ping not answered (and nothing else received) within this closes the connection,
+    /// failing its calls at once; the next call opens a new one, so a healed network is
+    /// used at once instead of after TCP's retransmit back-off.
+    pub keepalive_timeout: Duration,
+    /// An idle connection (no calls) pings this often, so the peer's idle deadline does
+    /// not close it and a dead peer is noticed before the next call.
+    pub keepalive_idle: Duration,
     /// Local address outgoing connections are made from (`None`: the system's choice).
     /// Servers set it to their listen address so peers see one address per server.
     pub source_ip: Option<std::net::IpAddr>,
@@ -31,6 +44,10 @@ impl Default for RpcConfig {
             handshake_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(30),
             bulk_threshold: 64 << 10,
+            connect_timeout: Duration::from_secs(3),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(4),
+            keepalive_idle: Duration::from_secs(15),
             source_ip: None,
         }
     }

@@ -3,7 +3,9 @@
 //! A writer task owns the socket's write half and a reader task its read half. Calls are
 //! matched to replies by request id through the `pending` table, so replies may arrive in
 //! any order. A call that times out or is dropped removes itself from the table and sends a
-//! cancel frame so the server stops working on it.
+//! cancel frame so the server stops working on it. A keepalive task (`keepalive.rs`)
+//! closes a connection whose peer stopped answering, so its calls fail at once and the
+//! next call opens a new connection.
 
 use crate::auth::client_handshake;
 use crate::config::RpcConfig;
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tessera_proto::{FrameHeader, FrameKind, HEADER_LEN, Method};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
@@ -38,6 +41,12 @@ pub(crate) struct Connection {
     next_id: AtomicU64,
     inflight: Arc<Semaphore>,
     max_inflight: u32,
+    /// When the last frame arrived, in ms since `born`.
+    last_rx_ms: Arc<AtomicU64>,
+    born: Instant,
+    /// The reader and writer tasks, aborted when the connection is closed or dropped so a
+    /// socket to a vanished peer is not left waiting for TCP to give up.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -81,10 +90,15 @@ impl Connection {
             peer: peer.to_string(),
             reason,
         };
-        let mut stream = match timeout_at(deadline, connect(peer, config.source_ip)).await {
+        let started = Instant::now();
+        let connect_by = deadline.min(Instant::now() + config.connect_timeout);
+        let mut stream = match timeout_at(connect_by, connect(peer, config.source_ip)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_err(e.to_string())),
-            Err(_) => return Err(connect_err("connect timed out".into())),
+            Err(_) => {
+                let ms = connect_by.saturating_duration_since(started).as_millis();
+                return Err(connect_err(format!("no answer to connect in {ms} ms")));
+            }
         };
         stream
             .set_nodelay(true)
@@ -105,18 +119,12 @@ impl Connection {
         let (rd, wr) = stream.into_split();
         let (out, rx) = mpsc::channel(256);
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let conn = Arc::new(Self {
-            peer: peer.to_string(),
-            out,
-            pending: pending.clone(),
-            next_id: AtomicU64::new(1),
-            inflight: Arc::new(Semaphore::new(config.max_inflight_bytes as usize)),
-            max_inflight: config.max_inflight_bytes,
-        });
+        let born = Instant::now();
+        let last_rx_ms = Arc::new(AtomicU64::new(0));
 
         let writer_pending = pending.clone();
         let writer_peer = peer.to_string();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             let reason = match write_loop(wr, rx).await {
                 Ok(()) => "connection dropped by this side".to_string(),
                 Err(e) => format!("write failed: {e}"),
@@ -132,10 +140,15 @@ impl Connection {
 
         let limits = config.limits;
         let reader_peer = peer.to_string();
-        tokio::spawn(async move {
+        let reader_pending = pending.clone();
+        let reader_rx = last_rx_ms.clone();
+        let reader = tokio::spawn(async move {
+            let pending = reader_pending;
             let mut rd = BufReader::with_capacity(64 << 10, rd);
             let err = loop {
-                match read_frame(&mut rd, &limits).await {
+                let frame = read_frame(&mut rd, &limits).await;
+                reader_rx.store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
+                match frame {
                     Ok(Some(f)) if f.header.kind == FrameKind::Response => {
                         let waiter = lock(&pending).waiters.remove(&f.header.request_id);
                         // No waiter: the call timed out or was dropped; its reply is moot.
@@ -172,7 +185,49 @@ impl Connection {
             tracing::debug!(peer = %reader_peer, "connection reader stopped: {err}");
             close_all(&pending, err);
         });
+        let conn = Arc::new(Self {
+            peer: peer.to_string(),
+            out,
+            pending,
+            next_id: AtomicU64::new(1),
+            inflight: Arc::new(Semaphore::new(config.max_inflight_bytes as usize)),
+            max_inflight: config.max_inflight_bytes,
+            last_rx_ms,
+            born,
+            tasks: vec![reader.abort_handle(), writer.abort_handle()],
+        });
+        crate::keepalive::watch(&conn, config);
         Ok(conn)
+    }
+
+    /// How long since the last frame arrived (or since the connection opened).
+    pub(crate) fn since_rx(&self) -> Duration {
+        let last = Duration::from_millis(self.last_rx_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Whether calls are waiting for replies.
+    pub(crate) fn busy(&self) -> bool {
+        !lock(&self.pending).waiters.is_empty()
+    }
+
+    /// Closes the connection: every waiting call fails with `reason`, new calls are refused
+    /// (the client opens a new connection), and the socket is dropped.
+    pub(crate) fn close(&self, reason: String) {
+        close_all(
+            &self.pending,
+            RpcError::ConnectionClosed {
+                peer: self.peer.clone(),
+                reason,
+            },
+        );
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
     }
 
     /// Whether the connection has failed and a new one is needed.
@@ -261,6 +316,14 @@ impl Connection {
                 peer: self.peer.clone(),
                 reason: "connection closed".into(),
             })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

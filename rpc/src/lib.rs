@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 mod conn;
 pub mod error;
+mod keepalive;
 mod log_limit;
 pub mod metrics;
 pub mod pool;

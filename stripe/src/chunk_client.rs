@@ -14,6 +14,7 @@
 //! ([`ReadAudit`]): the read goes on from other shards and the shard is reported.
 
 mod audit;
+mod health;
 mod read;
 mod tasks;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use crate::error::{CodecError, DeleteError, Failures, PutError, ShardFailure, Sh
 use tasks::Tasks;
 
 pub use audit::ReadAudit;
+pub use health::Health;
 
 /// Maps a chunkserver id to its "host:port", `None` if unknown. `Sync` so that the futures
 /// of this client stay `Send`.
@@ -91,6 +93,17 @@ pub struct ChunkClient {
     /// decode matrices it has used.
     codecs: Mutex<HashMap<(u8, u8), Arc<Codec>>>,
     audit: Arc<ReadAudit>,
+    health: Arc<Health>,
+}
+
+/// When a put of several shards may return before every server has answered: once `need`
+/// shards are stored, the others get `grace` more (or three times what the `need` took, if
+/// longer), then are given up (and counted as unanswered, which quarantines their servers
+/// in [`Health`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Quorum {
+    pub need: usize,
+    pub grace: Duration,
 }
 
 impl ChunkClient {
@@ -106,7 +119,13 @@ impl ChunkClient {
             peers: Mutex::new(HashMap::new()),
             codecs: Mutex::new(HashMap::new()),
             audit: Arc::new(ReadAudit::new()),
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// Which servers this client's own calls found unreachable, and their latencies.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     pub fn config(&self) -> &ChunkClientConfig {
@@ -179,6 +198,17 @@ impl ChunkClient {
         encoded: &Encoded,
         targets: &[(usize, u64, String)],
     ) -> Result<Vec<ShardPlace>, PutError> {
+        self.put_shards_until(encoded, targets, None).await
+    }
+
+    /// [`Self::put_shards_at`], returning early as `quorum` allows: then the error's
+    /// `stored` may hold enough shards for the caller to go on without the rest.
+    pub async fn put_shards_until(
+        &self,
+        encoded: &Encoded,
+        targets: &[(usize, u64, String)],
+        quorum: Option<Quorum>,
+    ) -> Result<Vec<ShardPlace>, PutError> {
         let stripe = encoded.stripe_id;
         // Both vectors are public fields: never index past the shorter.
         let total = encoded.shards.len().min(encoded.ids.len());
@@ -199,6 +229,7 @@ impl ChunkClient {
             }
         }
         let mut tasks = Tasks::new();
+        let started = tokio::time::Instant::now();
         for (pos, (index, _, addr)) in targets.iter().enumerate() {
             let client = self.peer(addr);
             let (id, bytes) = (encoded.ids[*index], encoded.shards[*index].clone());
@@ -209,9 +240,46 @@ impl ChunkClient {
             );
         }
         let mut outcomes: Vec<Option<Result<(), ShardFault>>> = vec![None; targets.len()];
-        while let Some((pos, joined)) = tasks.next().await {
-            outcomes[pos] = Some(joined.unwrap_or_else(|reason| Err(ShardFault::Lost { reason })));
+        let mut stored_count = 0;
+        let mut give_up_at: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match give_up_at {
+                Some(at) => match tokio::time::timeout_at(at, tasks.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => tasks.next().await,
+            };
+            let Some((pos, joined)) = next else { break };
+            let outcome = joined.unwrap_or_else(|reason| Err(ShardFault::Lost { reason }));
+            let server = targets[pos].1;
+            match &outcome {
+                Ok(()) => {
+                    self.health.answered(server, started.elapsed(), false);
+                    stored_count += 1;
+                }
+                Err(fault) => {
+                    self.health.failed(server, fault);
+                }
+            }
+            outcomes[pos] = Some(outcome);
+            if let Some(q) = quorum.filter(|q| give_up_at.is_none() && stored_count >= q.need) {
+                // A slow quorum means slow servers, not lost ones: the rest get longer.
+                let grace = q.grace.max(started.elapsed() * 3);
+                give_up_at = Some(tokio::time::Instant::now() + grace);
+            }
         }
+        // Given up on (the quorum's grace ran out): unanswered, and dropping `tasks` aborts
+        // their calls.
+        let ms = started.elapsed().as_millis() as u64;
+        for (pos, outcome) in outcomes.iter_mut().enumerate() {
+            if outcome.is_none() {
+                let fault = ShardFault::Unanswered { ms };
+                self.health.failed(targets[pos].1, &fault);
+                *outcome = Some(Err(fault));
+            }
+        }
+        drop(tasks);
         let mut stored = Vec::new();
         let mut failures = Vec::new();
         for ((index, server, _), outcome) in targets.iter().zip(outcomes) {

@@ -23,7 +23,7 @@ pub mod error;
 pub mod layout;
 mod zero;
 
-pub use chunk_client::{ChunkClient, ChunkClientConfig};
+pub use chunk_client::{ChunkClient, ChunkClientConfig, Health, Quorum};
 pub use codec::{Codec, Encoded, stripe_id, stripe_id_of};
 pub use error::{CodecError, DeleteError, Failures, PutError, ReadError, ShardFailure, ShardFault};
 pub use zero::is_all_zero;

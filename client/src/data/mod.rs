@@ -19,6 +19,7 @@
 
 mod dirty;
 mod flush;
+mod reach;
 mod read;
 mod write;
 
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tessera_proto::fs::{Attr, FileLayout, FsError, Ino};
+use tessera_proto::fs::{Attr, FileLayout, FsError, Ino, ShardPlace};
 use tessera_stripe::ChunkClient;
 
 use crate::error::ClientError;
@@ -157,6 +158,8 @@ pub struct DataPath {
     seen: Mutex<HashMap<Ino, (i64, u64)>>,
     /// Where background stores run.
     rt: tokio::runtime::Handle,
+    /// How many shards a stripe needs stored, as the leader says.
+    rule: reach::WriteRule,
 }
 
 impl DataPath {
@@ -170,6 +173,7 @@ impl DataPath {
             addrs: RwLock::new(HashMap::new()),
             inodes: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            rule: reach::WriteRule::default(),
         })
     }
 
@@ -320,7 +324,9 @@ impl DataPath {
     async fn learn_addrs(&self, ids: Vec<u64>) -> Result<(), ClientError> {
         let missing = {
             let a = self.addrs.read().unwrap_or_else(|e| e.into_inner());
-            ids.iter().any(|id| !a.contains_key(id))
+            // A shard of a degraded write is on no server: nothing to learn.
+            ids.iter()
+                .any(|id| *id != ShardPlace::NOWHERE && !a.contains_key(id))
         };
         if missing {
             let list = self

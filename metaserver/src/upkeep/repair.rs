@@ -1,5 +1,6 @@
-//! Repair: every round, find each live stripe's unavailable shards (on a lost server, or
-//! reported corrupt or missing by the server that holds them), most endangered stripes first,
+//! Repair: every round, find each live stripe's unavailable shards (on a lost server, never
+//! stored because a degraded write went ahead without them, or reported corrupt or missing
+//! by the server that holds them), most endangered stripes first,
 //! and have a chunkserver rebuild each one from the other shards. A server being drained is
 //! treated like a lost one, so its shards move away. A shard whose server is
 //! gone is rebuilt on a live server that holds no other shard of the stripe, then its new
@@ -134,7 +135,8 @@ async fn find_jobs(
                     .enumerate()
                     .filter_map(|(i, p)| {
                         // A draining server's shards move like a lost server's.
-                        let gone = lost.contains(&p.server)
+                        let gone = !p.is_stored()
+                            || lost.contains(&p.server)
                             || draining.contains(&p.server)
                             || (unknown_lost && !known.contains(&p.server));
                         match reported.get(&(p.server, p.shard)) {
@@ -208,7 +210,13 @@ async fn repair_stripe(ctx: Ctx, servers: Arc<Servers>, job: Job) -> Vec<((u64, 
 
 /// A writable server holding no shard of the stripe, the one with most free space.
 fn pick_target(servers: &Servers, stripe: &StripeInfo) -> Option<(u64, String)> {
-    let holding: HashSet<u64> = stripe.layout.shards.iter().map(|p| p.server).collect();
+    let holding: HashSet<u64> = stripe
+        .layout
+        .shards
+        .iter()
+        .filter(|p| p.is_stored())
+        .map(|p| p.server)
+        .collect();
     servers
         .writable()
         .filter(|s| !holding.contains(&s.id))

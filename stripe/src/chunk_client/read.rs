@@ -128,6 +128,8 @@ struct Fetch {
     index: usize,
     piece: Option<usize>,
     whole: bool,
+    /// When the call started, for the server's latency in [`super::Health`].
+    started: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -197,13 +199,25 @@ impl<'a> Gather<'a> {
 
     async fn run(&mut self) -> Result<Gathered, ReadError> {
         let deadline = self.deadline;
-        let slow = self.client.config.slow_shard.max(Duration::from_millis(1));
+        let slow = self.hedge_delay();
         let mut hedge_at = Instant::now() + slow;
         if self.pieces.is_empty() {
             self.degrade();
         } else {
+            let mut skipped = false;
             for p in 0..self.pieces.len() {
                 let piece = &self.pieces[p];
+                // A server this process cannot reach now is not waited for: its shard is
+                // read around from the start (and asked for only if nothing else is left).
+                if self
+                    .client
+                    .health
+                    .unreachable(self.layout.shards[piece.index].server)
+                {
+                    self.suspect[piece.index] = true;
+                    skipped = true;
+                    continue;
+                }
                 let span = data_span(self.layout, piece.index);
                 // A piece with all of its shard's data is fetched whole (padding is at most
                 // one shard): then it is verified here and can feed a reconstruction.
@@ -212,8 +226,13 @@ impl<'a> Gather<'a> {
                     index: piece.index,
                     piece: Some(p),
                     whole,
+                    started: Instant::now(),
                 };
                 self.launch(fetch);
+            }
+            if skipped {
+                debug!(stripe = %self.stripe, "a data shard's server is unreachable; reading parity");
+                self.degrade();
             }
         }
         loop {
@@ -271,6 +290,18 @@ impl<'a> Gather<'a> {
         }
     }
 
+    /// How long to wait for the fast path's shards before reading parity too: the longest
+    /// of their servers' learnt delays (see [`super::Health::hedge_delay`]).
+    fn hedge_delay(&self) -> Duration {
+        let ceiling = self.client.config.slow_shard.max(Duration::from_millis(1));
+        let health = &self.client.health;
+        self.pieces
+            .iter()
+            .map(|p| health.hedge_delay(self.layout.shards[p.index].server, ceiling))
+            .max()
+            .unwrap_or(ceiling)
+    }
+
     /// Starts `fetch`, or records at once that its server has no address.
     fn launch(&mut self, fetch: Fetch) {
         let place = self.layout.shards[fetch.index];
@@ -307,6 +338,16 @@ impl<'a> Gather<'a> {
     }
 
     fn on_result(&mut self, fetch: Fetch, out: Result<Bytes, ShardFault>) {
+        let server = self.layout.shards[fetch.index].server;
+        match &out {
+            Ok(_) => self
+                .client
+                .health
+                .answered(server, fetch.started.elapsed(), true),
+            Err(fault) => {
+                self.client.health.failed(server, fault);
+            }
+        }
         match out {
             Ok(bytes) => {
                 if let Some(p) = fetch.piece {
@@ -367,6 +408,7 @@ impl<'a> Gather<'a> {
                 index,
                 piece: None,
                 whole: true,
+                started: Instant::now(),
             });
         }
     }

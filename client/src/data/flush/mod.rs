@@ -6,7 +6,8 @@
 //!    share stripes.
 //! 3. `place.rs`: one `PlaceStripes` call places every stripe of the flush.
 //! 4. `encode.rs`: each stripe split into `k + m` shards with BLAKE3 ids.
-//! 5. `put.rs`: shards put in parallel, failed ones placed again and retried.
+//! 5. `put.rs`: shards put in parallel until the write rule's minimum is stored, failed
+//!    ones placed again; what is still missing is left to repair (a degraded stripe).
 //! 6. `commit.rs`: one `CommitSlice` for the whole flush.
 //!
 //! Encode and put run for `parallel_stripes` stripes at a time; placement comes first
@@ -81,9 +82,11 @@ impl DataPath {
         let stripe = self.cfg.stripe_size;
         let Packed { packs, holes } = pack::pack(cut::cut_all(pieces, stripe), stripe);
         let codec = self.codec()?;
+        let min = self.rule.min_shards(codec.k(), codec.m());
+        let unreachable = self.chunks.health().unreachable_servers();
         let wants = packs
             .iter()
-            .map(|p| place::request(&codec, p))
+            .map(|p| place::request(&codec, p, min, &unreachable))
             .collect::<Result<Vec<_>, _>>()?;
         let placed = self.place(&wants).await?;
         let stored: Vec<(Vec<ChunkSlice>, StripeInfo)> =
@@ -92,7 +95,7 @@ impl DataPath {
                     let codec = codec.clone();
                     async move {
                         let enc = encode::encode(&codec, &pack)?;
-                        let places = self.put(&enc, servers).await?;
+                        let places = self.put(&enc, servers, min).await?;
                         Ok::<_, ClientError>((pack.slices(enc.stripe_id), enc.info(places)))
                     }
                 })
