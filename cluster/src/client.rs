@@ -92,6 +92,9 @@ impl ClusterClient {
         let deadline = started + retry.deadline;
         let mut backoff = retry.min_backoff;
         let mut last;
+        // The last reason a member gave for not serving the call (`Unavailable`): a later
+        // follower's "not the leader" must not hide it when the call gives up.
+        let mut unavailable: Option<String> = None;
         let mut answered = false;
         // Failed attempts in a row, and hints followed in a row (two members naming each
         // other must not keep a call spinning without a pause).
@@ -118,7 +121,12 @@ impl ClusterClient {
                         Refusal::Unavailable if !retry.retry_unavailable => {
                             return Err(CallError::Refused { addr, error: e });
                         }
-                        Refusal::NotLeader(_) | Refusal::Unavailable => {
+                        Refusal::Unavailable => {
+                            last = format!("{addr}: {e}");
+                            unavailable = Some(last.clone());
+                            true
+                        }
+                        Refusal::NotLeader(_) => {
                             last = format!("{addr}: {e}");
                             true
                         }
@@ -142,7 +150,7 @@ impl ClusterClient {
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
             if rounds_done || Instant::now() >= deadline {
-                return Err(self.gave_up(started, answered, last));
+                return Err(self.gave_up(started, answered, unavailable.unwrap_or(last)));
             }
         }
     }

@@ -40,7 +40,7 @@ impl WriteRule {
 }
 
 impl DataPath {
-    /// Reports reachability to the leader every [`REPORT_EVERY`] and keeps the write rule
+    /// Reports reachability to the leader every 2 s (`REPORT_EVERY`) and keeps the write rule
     /// current, until the returned handle is aborted.
     pub fn start_reachability(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
