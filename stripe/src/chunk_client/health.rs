@@ -116,7 +116,7 @@ impl Health {
     }
 
     /// How long a read waits for a data shard on `server` before fetching parity too: twice
-    /// the 95th percentile of its recent answers, between [`MIN_HEDGE`] and `ceiling` (the
+    /// the 95th percentile of its recent answers, between 50 ms (`MIN_HEDGE`) and `ceiling` (the
     /// configured slow-shard wait, also used until enough answers were seen).
     pub fn hedge_delay(&self, server: u64, ceiling: Duration) -> Duration {
         let servers = self.lock();
