@@ -255,7 +255,9 @@ impl ChunkClient {
             let server = targets[pos].1;
             match &outcome {
                 Ok(()) => {
-                    self.health.answered(server, started.elapsed(), false);
+                    // A put's time (an fsync included) is an upper bound of a read's: a fair
+                    // first guess of the server's latency before any read was timed.
+                    self.health.answered(server, started.elapsed(), true);
                     stored_count += 1;
                 }
                 Err(fault) => {

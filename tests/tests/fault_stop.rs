@@ -1,6 +1,7 @@
 //! A frozen chunkserver (SIGSTOP: its connections accept nothing and answer nothing): reads
-//! go around it through parity after the slow-shard delay, new writes are re-placed on
-//! other servers once its puts time out, and after SIGCONT everything is consistent.
+//! go around it through parity after the learnt hedge delay, new writes are stored without
+//! it (degraded, repaired later) once its puts miss the grace, and after SIGCONT everything
+//! is consistent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;

@@ -26,7 +26,7 @@ pub const MAX_QUARANTINE: Duration = Duration::from_secs(8);
 /// Latencies kept per server for the hedge delay.
 const SAMPLES: usize = 64;
 /// Fewest samples before the learnt delay is trusted over the configured one.
-const MIN_SAMPLES: usize = 8;
+const MIN_SAMPLES: usize = 4;
 /// The hedge delay is never shorter than this (a parity read costs `k` shard reads).
 const MIN_HEDGE: Duration = Duration::from_millis(50);
 

@@ -164,6 +164,10 @@ struct Gather<'a> {
     deadline: Instant,
 }
 
+/// Least time a call must have been out, when its read is done without it, to count as
+/// unanswered (see `Gather::note_stragglers`).
+const STRAGGLER_LIMIT: Duration = Duration::from_secs(1);
+
 /// How long a shard call outlives its read's deadline (see `Gather::launch`).
 const CALL_GRACE: Duration = Duration::from_millis(100);
 
@@ -237,6 +241,7 @@ impl<'a> Gather<'a> {
         }
         loop {
             if let Some(done) = self.finished() {
+                self.note_stragglers(slow);
                 return Ok(done);
             }
             if !self.can_finish() || self.tasks.is_empty() {
@@ -286,6 +291,24 @@ impl<'a> Gather<'a> {
                         failures: Failures(std::mem::take(&mut self.failures)),
                     });
                 }
+            }
+        }
+    }
+
+    /// Calls still out when the read is done, and out for much longer than their server
+    /// usually takes (four hedge delays, at least 1 s): counted as unanswered, so a server
+    /// that stopped answering is skipped by the next reads instead of costing each one a
+    /// hedge delay. Dropping the read aborts them.
+    fn note_stragglers(&self, hedge: Duration) {
+        let limit = (hedge * 4).max(STRAGGLER_LIMIT);
+        for f in self.tasks.running() {
+            let out_for = f.started.elapsed();
+            if out_for > limit {
+                let fault = ShardFault::Unanswered {
+                    ms: out_for.as_millis() as u64,
+                };
+                let server = self.layout.shards[f.index].server;
+                self.client.health.failed(server, &fault);
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::error::ClientError;
 const PUT_ATTEMPTS: usize = 4;
 /// Least time the puts still out get once the minimum is stored (more when the minimum
 /// itself was slow: three times what it took).
-const STRAGGLER_GRACE: Duration = Duration::from_millis(800);
+const STRAGGLER_GRACE: Duration = Duration::from_millis(1200);
 
 impl DataPath {
     /// Puts the shards of `enc` on `placed` (one server per shard, in order; fewer servers
