@@ -11,6 +11,7 @@ mod info_cmd;
 mod membership_cmd;
 mod meta_cmd;
 mod mount_cmd;
+mod pipe;
 mod secret_cmd;
 mod status_cmd;
 mod upkeep_cmd;
@@ -86,6 +87,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    pipe::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     init_logging();
     match cli.command {

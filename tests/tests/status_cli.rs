@@ -34,6 +34,25 @@ fn status(meta: &[String], secret_file: &std::path::Path) -> (i32, serde_json::V
     (out.status.code().unwrap_or(-1), report)
 }
 
+/// `tessera status | head -1`: the reader of its stdout is gone before it prints. It must
+/// exit without a panic (status 141, as if killed by SIGPIPE, or 0); returns its stderr.
+fn status_into_closed_pipe(meta: &[String], secret_file: &std::path::Path) -> (i32, String) {
+    use std::io::Read;
+    let mut child = Command::new(tessera_bin())
+        .arg("status")
+        .env("TESSERA_META", meta.join(","))
+        .env("TESSERA_SECRET_FILE", secret_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_stripes() {
     let dir = TempDir::new("status");
@@ -149,6 +168,9 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     assert!(committed.is_ok(), "{committed:?}");
 
     let (code, report) = status(&cluster.addrs(), &secret_file);
+    let (piped, stderr) = status_into_closed_pipe(&cluster.addrs(), &secret_file);
+    assert!(!stderr.contains("panicked"), "status | head -1 panicked: {stderr}");
+    assert!(piped == 141 || piped == 0, "status into a closed pipe exited {piped}: {stderr}");
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["meta"].as_array().unwrap().len(), 3);
     assert_eq!(
