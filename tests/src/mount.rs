@@ -95,6 +95,11 @@ impl Mount {
         self.process.as_ref()
     }
 
+    /// The mount process, to signal it.
+    pub fn process_mut(&mut self) -> Option<&mut TesseraProcess> {
+        self.process.as_mut()
+    }
+
     /// SIGKILLs the mount process (a client crash) and detaches the dead mount lazily.
     pub fn kill9(&mut self) {
         if let Some(p) = self.process.as_mut() {
