@@ -461,8 +461,10 @@ impl Namespace {
     }
 
     /// Takes, changes or drops a lock. With `wait`, a conflict is retried with backoff
-    /// (the service never blocks) until it is granted or the caller gives up by dropping
-    /// the future; without it a conflict is `EAGAIN`.
+    /// (the service never blocks) until it is granted, or `EINTR` once `interrupted` says
+    /// the caller was interrupted (checked between attempts, never while one is in flight,
+    /// so a lock is never granted to a caller told `EINTR`); without it a conflict is
+    /// `EAGAIN`.
     #[allow(clippy::too_many_arguments)]
     pub async fn setlk(
         &self,
@@ -473,6 +475,7 @@ impl Namespace {
         end: u64,
         pid: u32,
         wait: bool,
+        interrupted: impl Fn() -> bool,
     ) -> Result<(), FsError> {
         let mut pause = std::time::Duration::from_millis(5);
         loop {
@@ -489,6 +492,9 @@ impl Namespace {
             };
             match self.write("setlk", op).await? {
                 Err(FsError::WouldBlock) if wait => {
+                    if interrupted() {
+                        return Err(FsError::Interrupted);
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }

@@ -232,6 +232,9 @@ pub enum FsError {
     /// the client must open a new session and revalidate its handles.
     #[error("stale session or request (ESTALE)")]
     Stale,
+    /// A blocking call gave up because the caller was interrupted by a signal.
+    #[error("interrupted by a signal (EINTR)")]
+    Interrupted,
 }
 
 impl FsError {
@@ -263,6 +266,7 @@ impl FsError {
             FsError::NotSupported => 95,
             FsError::TimedOut => 110,
             FsError::Stale => 116,
+            FsError::Interrupted => 4,
         }
     }
 }

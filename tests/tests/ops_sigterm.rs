@@ -32,7 +32,10 @@ async fn every_role_exits_within_a_second_of_sigterm() {
     took.push(("metaserver", started.elapsed(), status));
 
     for (role, t, status) in &took {
-        eprintln!("{role}: exited {status} {:.3} s after SIGTERM", t.as_secs_f64());
+        eprintln!(
+            "{role}: exited {status} {:.3} s after SIGTERM",
+            t.as_secs_f64()
+        );
     }
     for (role, t, status) in took {
         assert!(status.success(), "{role} exited {status}");

@@ -48,7 +48,12 @@ fn status_into_closed_pipe(meta: &[String], secret_file: &std::path::Path) -> (i
         .unwrap();
     drop(child.stdout.take());
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     (status.code().unwrap_or(-1), err)
 }
@@ -169,8 +174,14 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
 
     let (code, report) = status(&cluster.addrs(), &secret_file);
     let (piped, stderr) = status_into_closed_pipe(&cluster.addrs(), &secret_file);
-    assert!(!stderr.contains("panicked"), "status | head -1 panicked: {stderr}");
-    assert!(piped == 141 || piped == 0, "status into a closed pipe exited {piped}: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "status | head -1 panicked: {stderr}"
+    );
+    assert!(
+        piped == 141 || piped == 0,
+        "status into a closed pipe exited {piped}: {stderr}"
+    );
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["meta"].as_array().unwrap().len(), 3);
     assert_eq!(

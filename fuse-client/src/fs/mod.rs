@@ -9,6 +9,7 @@ mod errno;
 mod handles;
 pub mod metrics;
 mod releases;
+mod signals;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -129,7 +130,9 @@ impl Inner {
             .remove(&(ino, owner));
         if had {
             self.ns
-                .setlk(ino, owner, LockKind::Unlock, 0, u64::MAX, 0, false)
+                .setlk(ino, owner, LockKind::Unlock, 0, u64::MAX, 0, false, || {
+                    false
+                })
                 .await?;
         }
         Ok(())
@@ -748,7 +751,7 @@ impl Filesystem for TesseraFs {
 
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -759,6 +762,7 @@ impl Filesystem for TesseraFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        let tid = req.pid();
         self.run(FsOp::Setlk, |i| async move {
             let r = async {
                 let kind = lock_kind(typ)?;
@@ -768,8 +772,18 @@ impl Filesystem for TesseraFs {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert((ino.0, lock_owner.0));
                 }
-                i.ns.setlk(ino.0, lock_owner.0, kind, start, end, pid, sleep)
-                    .await
+                let interrupted = move || signals::interrupted(tid);
+                i.ns.setlk(
+                    ino.0,
+                    lock_owner.0,
+                    kind,
+                    start,
+                    end,
+                    pid,
+                    sleep,
+                    interrupted,
+                )
+                .await
             }
             .await;
             Inner::empty(reply, r)
