@@ -52,6 +52,16 @@ pub struct ChunkArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+
+    /// Most bytes of incoming requests (shard uploads) held in memory at once, across all
+    /// connections; a large request waits for room before it is read (backpressure).
+    #[arg(long, value_name = "BYTES", default_value = "512M", value_parser = parse_size)]
+    buffer_budget: u64,
+
+    /// Close a connection whose request is not complete this long (milliseconds) after its
+    /// header arrived: a stalled sender holds no buffer for longer.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    frame_timeout_ms: u64,
 }
 
 pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
@@ -71,6 +81,8 @@ pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
     };
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.metrics_addr = args.metrics_addr;
+    config.rpc.max_buffered_bytes = args.buffer_budget;
+    config.rpc.frame_timeout = Duration::from_millis(args.frame_timeout_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-chunk")

@@ -31,6 +31,18 @@ pub struct RpcConfig {
     /// An idle connection (no calls) pings this often, so the peer's idle deadline does
     /// not close it and a dead peer is noticed before the next call.
     pub keepalive_idle: Duration,
+    /// A server closes a connection on which no frame starts for this long (clients ping
+    /// idle connections every `keepalive_idle`, so only dead or silent peers reach it).
+    pub idle_timeout: Duration,
+    /// A server closes a connection whose frame, once its header arrived, is not complete
+    /// within this: a peer that stalls half-way through a large frame holds no buffer for
+    /// longer.
+    pub frame_timeout: Duration,
+    /// Bytes of incoming requests a server holds at once, across all its connections
+    /// (read and waiting for, or in, their handlers). A large request waits for room before
+    /// its body is read, which stops reading that socket (backpressure). Frames of at most
+    /// 64 KiB do not count, so metadata calls and pings never queue behind uploads.
+    pub max_buffered_bytes: u64,
     /// Local address outgoing connections are made from (`None`: the system's choice).
     /// Servers set it to their listen address so peers see one address per server.
     pub source_ip: Option<std::net::IpAddr>,
@@ -48,6 +60,9 @@ impl Default for RpcConfig {
             keepalive_interval: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(4),
             keepalive_idle: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+            max_buffered_bytes: 512 << 20,
             source_ip: None,
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! Each connection must pass the handshake before a single frame is read as a request.
 //! Requests then run concurrently, each as its own task bounded by the caller's deadline;
-//! a cancel frame aborts the task. The connection's in-flight budget is taken before a
-//! request's body is read, so a flood of big requests stops the reader (and, through TCP,
-//! the sender) instead of growing memory.
+//! a cancel frame aborts the task. The connection's in-flight budget, and for frames over
+//! 64 KiB the server-wide one, are taken before a request's body is read, so a flood of big
+//! requests stops the reader (and, through TCP, the sender) instead of growing memory. A
+//! connection on which no frame starts for `idle_timeout`, or whose frame does not finish
+//! within `frame_timeout` of its header, is closed.
 
 use crate::auth::server_handshake;
 use crate::catch_panic::CatchPanic;
@@ -85,12 +87,14 @@ pub fn serve_listener(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let stats = Arc::new(ServerStats::default());
+    let config_budget = config.max_buffered_bytes;
     let shared = Arc::new(Shared {
         secret,
         router,
         config,
         stats: stats.clone(),
         auth_log: LogLimiter::new(Duration::from_secs(60)),
+        buffered: Arc::new(Semaphore::new(budget_permits(config_budget) as usize)),
     });
     let task = tokio::spawn(accept_loop(listener, shared));
     ServerHandle {
@@ -106,7 +110,12 @@ struct Shared {
     config: RpcConfig,
     stats: Arc<ServerStats>,
     auth_log: LogLimiter,
+    /// Server-wide budget of buffered request bytes (`RpcConfig::max_buffered_bytes`).
+    buffered: Arc<Semaphore>,
 }
+
+/// Frames up to this size do not take from the server-wide budget.
+const SMALL_FRAME: u64 = 64 << 10;
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     // Connections live in this set so aborting the accept loop closes them all.
@@ -165,10 +174,21 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
 
     let reason = loop {
         while tasks.try_join_next().is_some() {}
-        let header = match read_header(&mut rd, &shared.config.limits).await {
-            Ok(Some(h)) => h,
-            Ok(None) => break None,
-            Err(e) => break Some(e),
+        let header = match timeout(
+            shared.config.idle_timeout,
+            read_header(&mut rd, &shared.config.limits),
+        )
+        .await
+        {
+            Ok(Ok(Some(h))) => h,
+            Ok(Ok(None)) => break None,
+            Ok(Err(e)) => break Some(e),
+            Err(_) => {
+                break Some(ReadError::Io(std::io::Error::other(format!(
+                    "no frame in {} s",
+                    shared.config.idle_timeout.as_secs()
+                ))));
+            }
         };
         match header.kind {
             FrameKind::Cancel => {
@@ -194,9 +214,33 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
         let Ok(permit) = inflight.clone().acquire_many_owned(size).await else {
             break None;
         };
-        let frame = match read_rest(&mut rd, header).await {
-            Ok(f) => f,
-            Err(e) => break Some(e),
+        // From here the frame has `frame_timeout` to get its share of the server-wide
+        // budget and arrive in full: a stalled sender cannot hold (or queue for) buffers
+        // longer than that.
+        let frame_by = Instant::now() + shared.config.frame_timeout;
+        let late = || {
+            shared.stats.inc(&shared.stats.frames_timed_out);
+            Some(ReadError::Io(std::io::Error::other(format!(
+                "a {}-byte frame was not complete {} ms after its header",
+                header.wire_len(),
+                shared.config.frame_timeout.as_millis()
+            ))))
+        };
+        let held = if header.wire_len() > SMALL_FRAME {
+            let want = budget_permits(header.wire_len())
+                .min(budget_permits(shared.config.max_buffered_bytes));
+            match timeout_at(frame_by, shared.buffered.clone().acquire_many_owned(want)).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) => break None,
+                Err(_) => break late(),
+            }
+        } else {
+            None
+        };
+        let frame = match timeout_at(frame_by, read_rest(&mut rd, header)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => break Some(e),
+            Err(_) => break late(),
         };
         let received = Instant::now();
         let deadline = (header.deadline_ms > 0)
@@ -214,6 +258,8 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
         let running_for_task = running.clone();
         let stats = shared.stats.clone();
         let abort = tasks.spawn(async move {
+            // The request's share of the server-wide budget, given back once it is answered.
+            let _held = held;
             let result = match deadline {
                 Some(d) => timeout_at(d, handler)
                     .await
@@ -256,6 +302,13 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
     tasks.abort_all();
     drop(out);
     let _ = writer.await;
+}
+
+/// The server-wide budget counts KiB (a semaphore holds at most `u32::MAX` permits).
+fn budget_permits(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -15,8 +15,11 @@ pub struct ServerStats {
     pub requests_handled: AtomicU64,
     /// Requests abandoned because the caller sent a cancel.
     pub requests_cancelled: AtomicU64,
-    /// Connections closed because the peer broke the protocol.
+    /// Connections closed because the peer broke the protocol (or went silent: no frame
+    /// within the idle timeout, or a frame not finished within the frame timeout).
     pub protocol_errors: AtomicU64,
+    /// Connections closed because a frame was not complete within the frame timeout.
+    pub frames_timed_out: AtomicU64,
     /// Per-method calls, errors, latency and bytes.
     pub methods: MethodTable,
 }
@@ -52,6 +55,11 @@ impl ServerStats {
             "tessera_rpc_server_protocol_errors_total",
             "Connections closed because the peer broke the protocol.",
             Self::get(&self.protocol_errors),
+        );
+        e.counter(
+            "tessera_rpc_server_frames_timed_out_total",
+            "Connections closed because a frame was not complete within the frame timeout.",
+            Self::get(&self.frames_timed_out),
         );
         self.methods.render(e, "server");
     }
