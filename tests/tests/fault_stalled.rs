@@ -5,7 +5,6 @@
 //! and reading meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_proto::{FrameHeader, Method};
