@@ -24,11 +24,15 @@ die() { echo "dev-cluster: $*" >&2; exit 1; }
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# A port nothing listens on (bash's /dev/tcp connect fails on a free port).
+# A port nothing listens on (bash's /dev/tcp connect fails on a free port), below the
+# kernel's ephemeral range: a port in that range may be taken at any moment as the source
+# port of an outgoing connection, and the server then fails with "Address already in use".
 free_port() {
-  local p
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  ((low > 11000)) || low=32768
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       if ! grep -qw "$p" "$dir/ports" 2>/dev/null; then echo "$p"; return; fi
     fi

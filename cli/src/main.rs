@@ -8,6 +8,7 @@ mod chunk_cmd;
 mod cluster;
 mod fsck_cmd;
 mod info_cmd;
+mod log_rate;
 mod membership_cmd;
 mod meta_cmd;
 mod mount_cmd;
@@ -78,12 +79,20 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(tessera_metaserver::raft::LOG_FILTER)
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let limit = log_rate::RateLimit::default();
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: logs redirected to a file stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(filter)
+        // Asked per event, never cached per callsite: the answer changes with time.
+        .with_filter(
+            tracing_subscriber::filter::DynFilterFn::new(move |meta, _| limit.allow(meta))
+                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
+        );
+    tracing_subscriber::registry().with(layer).init();
 }
 
 fn main() -> ExitCode {

@@ -15,6 +15,18 @@ use tessera_rpc::{Router, Secret};
 /// Why a metaserver could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The Raft core stopped by itself (a storage failure such as a full disk): the process
+    /// exits so that a supervisor restarts it.
+    #[error(
+        "the metadata replica stopped: {reason}; exiting so it can be restarted (check free \
+         space and permissions of {data})"
+    )]
+    RaftStopped {
+        /// The data directory.
+        data: String,
+        /// What openraft reported.
+        reason: String,
+    },
     /// The data directory is unusable.
     #[error("data directory {dir}: {reason}")]
     DataDir {
@@ -132,7 +144,22 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     };
     let duties = tokio::spawn(run_leader_duties(replica.clone(), config.session_check));
 
-    wait_for_shutdown_signal().await;
+    let stopped = tokio::select! {
+        () = wait_for_shutdown_signal() => None,
+        reason = replica.raft().stopped() => Some(reason),
+    };
+    if let Some(reason) = stopped {
+        // Fail-stop: a member whose Raft core is dead can neither vote nor serve, and
+        // lingering would only log errors; exiting lets a supervisor restart it (it
+        // recovers from its files once the cause, usually a full disk, is gone).
+        duties.abort();
+        upkeep.abort();
+        server.shutdown();
+        return Err(ServerError::RaftStopped {
+            data: config.data.display().to_string(),
+            reason,
+        });
+    }
     tracing::info!("shutting down");
     duties.abort();
     upkeep.abort();

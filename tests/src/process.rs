@@ -183,6 +183,13 @@ impl TesseraProcess {
         }
     }
 
+    /// The exit status if the process has exited by itself (it is then reaped).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.try_exit_status()?;
+        self.child = None;
+        Some(status)
+    }
+
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         child.try_wait().ok().flatten()

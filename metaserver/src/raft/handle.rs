@@ -95,6 +95,21 @@ impl RaftNode {
         super::server::routes(router, self.raft.clone())
     }
 
+    /// Returns once this member's Raft core has stopped by itself (a fatal error, such as
+    /// a log or state machine write that failed on a full disk), with the reason. It never
+    /// restarts: the process should exit so that a supervisor starts it afresh.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &rx.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "the Raft core ended".into();
+            }
+        }
+    }
+
     /// Stops Raft (the process is going down).
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
