@@ -117,11 +117,8 @@ fn detach(args: &MountArgs) -> anyhow::Result<()> {
         .process_group(0)
         .spawn()
         .context("cannot start the background mount process")?;
-    let abs = std::fs::canonicalize(&args.mountpoint).with_context(|| {
-        format!(
-            "mountpoint {} does not exist; create it with mkdir -p",
-            args.mountpoint.display()
-        )
+    let abs = std::fs::canonicalize(&args.mountpoint).map_err(|e| {
+        tessera_fuse_client::mount::dead_or_missing(&e, &args.mountpoint.display().to_string())
     })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {

@@ -43,6 +43,10 @@ pub enum MountError {
     #[error("mountpoint {0} does not exist or is not a directory; create it with `mkdir -p {0}`")]
     NoMountpoint(String),
     #[error(
+        "mountpoint {0} is a FUSE mount whose process is gone (transport endpoint is not connected); detach it with `fusermount3 -uz {0}`, then mount again"
+    )]
+    DeadMount(String),
+    #[error(
         "mountpoint {0} is busy: something is already mounted there; unmount it with `fusermount3 -u {0}`"
     )]
     Busy(String),
@@ -81,14 +85,42 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|p| p.replace("\\040", " ") == want)
 }
 
+/// Linux's errno for "transport endpoint is not connected": what a FUSE mountpoint whose
+/// daemon died answers to everything.
+const ENOTCONN: i32 = 107;
+
+/// Why a mountpoint cannot be resolved: a dead FUSE mount left there, or nothing at all.
+pub fn dead_or_missing(e: &std::io::Error, shown: &str) -> MountError {
+    if e.raw_os_error() == Some(ENOTCONN) {
+        MountError::DeadMount(shown.to_string())
+    } else {
+        MountError::NoMountpoint(shown.to_string())
+    }
+}
+
+impl MountError {
+    /// A mounted path that merely failed to list is busy, not missing.
+    fn busy_unless_dead(self, abs: &Path) -> MountError {
+        match self {
+            MountError::NoMountpoint(_) => MountError::Busy(abs.display().to_string()),
+            other => other,
+        }
+    }
+}
+
 fn check(path: &Path) -> Result<PathBuf, MountError> {
     let shown = path.display().to_string();
-    let abs = std::fs::canonicalize(path).map_err(|_| MountError::NoMountpoint(shown.clone()))?;
+    let abs = std::fs::canonicalize(path).map_err(|e| dead_or_missing(&e, &shown))?;
     if !abs.is_dir() {
         return Err(MountError::NoMountpoint(shown));
     }
     if is_mounted(&abs) {
-        return Err(MountError::Busy(shown));
+        // A mount whose daemon died still answers a cached stat, but not a listing.
+        return Err(match std::fs::read_dir(&abs) {
+            Err(e) => dead_or_missing(&e, &shown),
+            Ok(_) => MountError::Busy(shown),
+        }
+        .busy_unless_dead(&abs));
     }
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::NoFuse);

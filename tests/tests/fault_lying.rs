@@ -249,7 +249,10 @@ async fn repair_reads_around_a_lying_source() {
     c.add_mount(&[]);
     let liar = liar_label(&c).await;
     let mount = c.mount(0).path().to_path_buf();
-    let manifest = write_files(&mount.join("files"), mib() << 20, 1700);
+    // At least 16 stripes: whether a rebuild reads the liar depends on which k of the
+    // other shards it picks, so a handful of rebuilds could all miss it by chance (about
+    // 40% with one stripe to rebuild, well under 1e-4 with twelve).
+    let manifest = write_files(&mount.join("files"), mib().max(64) << 20, 1700);
     let meta = c.meta.addrs();
     let (code, out) = fsck(&meta, &c.secret_file, &[]);
     assert_eq!(code, 0, "fsck before the failure:\n{out}");
