@@ -98,16 +98,6 @@ pub fn dead_or_missing(e: &std::io::Error, shown: &str) -> MountError {
     }
 }
 
-impl MountError {
-    /// A mounted path that merely failed to list is busy, not missing.
-    fn busy_unless_dead(self, abs: &Path) -> MountError {
-        match self {
-            MountError::NoMountpoint(_) => MountError::Busy(abs.display().to_string()),
-            other => other,
-        }
-    }
-}
-
 fn check(path: &Path) -> Result<PathBuf, MountError> {
     let shown = path.display().to_string();
     let abs = std::fs::canonicalize(path).map_err(|e| dead_or_missing(&e, &shown))?;
@@ -116,11 +106,12 @@ fn check(path: &Path) -> Result<PathBuf, MountError> {
     }
     if is_mounted(&abs) {
         // A mount whose daemon died still answers a cached stat, but not a listing.
-        return Err(match std::fs::read_dir(&abs) {
-            Err(e) => dead_or_missing(&e, &shown),
-            Ok(_) => MountError::Busy(shown),
-        }
-        .busy_unless_dead(&abs));
+        let dead = matches!(std::fs::read_dir(&abs), Err(e) if e.raw_os_error() == Some(ENOTCONN));
+        return Err(if dead {
+            MountError::DeadMount(shown)
+        } else {
+            MountError::Busy(shown)
+        });
     }
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::NoFuse);

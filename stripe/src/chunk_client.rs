@@ -53,8 +53,9 @@ pub struct ChunkClientConfig {
     /// Deadline of one shard put. The server fsyncs before it answers, so this covers a
     /// slow disk too; a put that misses it is reported as failed, to be placed elsewhere.
     pub put_timeout: Duration,
-    /// A data shard not back within this is treated as slow: the read starts fetching
-    /// other shards to reconstruct from, and keeps doing so every such interval.
+    /// The longest a read waits for a data shard before it also fetches other shards to
+    /// reconstruct from (and again every such interval): the ceiling of each server's learnt
+    /// hedge delay (`Health::hedge_delay`), and the wait until its latency is known.
     pub slow_shard: Duration,
     /// Deadline of a whole read (or rebuild), fallbacks included.
     pub read_timeout: Duration,

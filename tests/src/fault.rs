@@ -62,6 +62,20 @@ pub fn fsck(meta: &[String], secret_file: &Path, args: &[&str]) -> (i32, String)
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs `tessera info [--json] PATH` against the cluster; returns its output.
+pub fn info(meta: &[String], secret_file: &Path, path: &Path, json: bool) -> std::process::Output {
+    let mut cmd = Command::new(tessera_bin());
+    cmd.arg("info");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.arg(path)
+        .env("TESSERA_META", meta.join(","))
+        .env("TESSERA_SECRET_FILE", secret_file)
+        .output()
+        .expect("run tessera info")
+}
+
 /// Calls `check` every `every` until it returns `Some`, or panics with `what` at `timeout`.
 pub async fn wait_for<T>(
     what: &str,

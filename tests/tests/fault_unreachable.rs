@@ -292,13 +292,7 @@ fn server_id(data: &Path) -> String {
 }
 
 fn info(c: &DevCluster, path: &Path) -> String {
-    let out = std::process::Command::new(tessera_tests::tessera_bin())
-        .arg("info")
-        .arg(path)
-        .env("TESSERA_META", c.meta.addrs().join(","))
-        .env("TESSERA_SECRET_FILE", &c.secret_file)
-        .output()
-        .unwrap();
+    let out = tessera_tests::fault::info(&c.meta.addrs(), &c.secret_file, path, false);
     assert!(
         out.status.success(),
         "tessera info {}: {out:?}",

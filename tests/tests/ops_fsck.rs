@@ -3,24 +3,16 @@
 //! exactly that shard, `fsck --repair` rebuilds it, and a deep check is clean again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use tessera_tests::chunk::shard_file;
 use tessera_tests::fault::{fsck, noise};
 use tessera_tests::mount::DevCluster;
-use tessera_tests::tessera_bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fsck_reports_exactly_the_removed_shard_and_repairs_it() {
     let c = DevCluster::start("ops-fsck", 1).await;
     let path = c.mount(0).join("ten");
     std::fs::write(&path, noise(10 << 20, 42)).unwrap();
-    let out = Command::new(tessera_bin())
-        .args(["info", "--json"])
-        .arg(&path)
-        .env("TESSERA_META", c.meta.addrs().join(","))
-        .env("TESSERA_SECRET_FILE", &c.secret_file)
-        .output()
-        .unwrap();
+    let out = tessera_tests::fault::info(&c.meta.addrs(), &c.secret_file, &path, true);
     assert!(
         out.status.success(),
         "{}",
