@@ -7,7 +7,10 @@
 mod attr;
 mod errno;
 mod handles;
+mod lock_takers;
 pub mod metrics;
+mod open_dirs;
+mod privilege;
 mod releases;
 mod signals;
 
@@ -29,7 +32,9 @@ use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
 
 pub use errno::errno;
 use handles::Handles;
+use lock_takers::LockTakers;
 use metrics::{Answering, FsOp, fs_metrics, timed, timed_since};
+use open_dirs::OpenDirs;
 use releases::Releases;
 use tessera_client::data::{DataPath, InodeData};
 use tessera_client::ops::{Caller, Namespace};
@@ -63,10 +68,14 @@ struct Inner {
     ns: Namespace,
     data: Arc<DataPath>,
     handles: Handles,
+    open_dirs: OpenDirs,
     notifier: OnceLock<Notifier>,
     /// (inode, lock owner) pairs this mount has taken locks for: only those need an
     /// unlock on close (a lock-free close costs no metadata write).
     locked: Mutex<HashSet<(u64, u64)>>,
+    /// Owners that locked through each handle: closing an open file description drops
+    /// its OFD locks (see `lock_takers.rs`).
+    lock_takers: LockTakers,
     /// Releases go out in the background, in batches (see `releases.rs`).
     releases: Releases,
     ttl: Duration,
@@ -128,6 +137,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(ino, owner));
+        self.lock_takers.dropped(ino, owner);
         if had {
             self.ns
                 .setlk(ino, owner, LockKind::Unlock, 0, u64::MAX, 0, false, || {
@@ -163,8 +173,10 @@ impl TesseraFs {
                 ns,
                 data,
                 handles: Handles::default(),
+                open_dirs: OpenDirs::default(),
                 notifier: OnceLock::new(),
                 locked: Mutex::new(HashSet::new()),
+                lock_takers: LockTakers::default(),
                 ttl: options.ttl,
             }),
             rt,
@@ -229,7 +241,14 @@ impl Filesystem for TesseraFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.run(FsOp::Getattr, |i| async move {
             match i.ns.getattr(ino.0).await {
-                Ok(a) => reply.attr(&i.ttl, &attr::file_attr(&i.data.with_local_size(a))),
+                Ok(a) => {
+                    i.open_dirs.saw(&a);
+                    reply.attr(&i.ttl, &attr::file_attr(&i.data.with_local_size(a)))
+                }
+                Err(e @ (FsError::Stale | FsError::NotFound)) => match i.open_dirs.removed(ino.0) {
+                    Some(a) => reply.attr(&i.ttl, &attr::file_attr(&a)),
+                    None => reply.error(errno(e)),
+                },
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -547,10 +566,13 @@ impl Filesystem for TesseraFs {
                 let d = i.handles.remove(fh.0).ok_or(FsError::BadHandle)?;
                 // Every step runs even if an earlier one failed: the open must not leak.
                 let closed = i.data.close(&d).await;
-                let unlocked = match lock_owner {
+                let mut unlocked = match lock_owner {
                     Some(owner) => i.unlock_owner(ino.0, owner.0).await,
                     None => Ok(()),
                 };
+                for owner in i.lock_takers.released(fh.0) {
+                    unlocked = unlocked.and(i.unlock_owner(ino.0, owner).await);
+                }
                 i.releases.queue(ino.0);
                 closed.and(unlocked)
             }
@@ -577,10 +599,31 @@ impl Filesystem for TesseraFs {
         });
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // Cookies are the cursor: a directory handle needs no state.
-        let _answering = Answering::new(FsOp::Opendir);
-        reply.opened(FileHandle(0), FopenFlags::empty());
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // Cookies are the cursor: reading needs no state, but an open directory that is
+        // removed must still `fstat` (see `open_dirs.rs`).
+        self.run(FsOp::Opendir, |i| async move {
+            match i.ns.getattr(ino.0).await {
+                Ok(a) => {
+                    i.open_dirs.opened(a);
+                    reply.opened(FileHandle(0), FopenFlags::empty())
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let _answering = Answering::new(FsOp::Releasedir);
+        self.inner.open_dirs.released(ino.0);
+        reply.ok();
     }
 
     fn readdir(
@@ -753,7 +796,7 @@ impl Filesystem for TesseraFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         lock_owner: LockOwner,
         start: u64,
         end: u64,
@@ -771,6 +814,7 @@ impl Filesystem for TesseraFs {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert((ino.0, lock_owner.0));
+                    i.lock_takers.took(fh.0, ino.0, lock_owner.0);
                 }
                 let interrupted = move || signals::interrupted(tid);
                 i.ns.setlk(
@@ -792,7 +836,7 @@ impl Filesystem for TesseraFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -804,6 +848,7 @@ impl Filesystem for TesseraFs {
             let _answering = Answering::new(FsOp::Fallocate);
             return reply.error(errno(FsError::NotSupported));
         }
+        let set_id = privilege::SetIdCaller::of(req.pid(), req.uid(), req.gid());
         self.run(FsOp::Fallocate, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
@@ -811,10 +856,13 @@ impl Filesystem for TesseraFs {
                 let end = offset.checked_add(length).ok_or(FsError::FileTooLarge)?;
                 let a = i.ns.getattr(ino.0).await?;
                 // Space is not reserved (shards are written on demand); mode 0 only grows
-                // the file, and the new range reads as zeros.
-                if end > a.size {
+                // the file, and the new range reads as zeros. Like a write, it clears the
+                // set-ID bits (see `privilege.rs`).
+                let perm = Some(set_id.perm_after_change(&a)).filter(|p| *p != a.perm);
+                if end > a.size || perm.is_some() {
                     let set = SetAttr {
-                        size: Some(end),
+                        size: Some(end).filter(|&e| e > a.size),
+                        perm,
                         ..SetAttr::default()
                     };
                     let a = i.ns.setattr(ino.0, set).await?;

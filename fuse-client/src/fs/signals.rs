@@ -12,20 +12,28 @@
 /// Whether thread `tid` has a pending signal it neither blocks nor ignores. `false` when
 /// the thread is gone or its status cannot be read (then the wait just goes on).
 pub fn interrupted(tid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+    let Some(status) = status_of(tid) else {
         return false;
     };
     pending_unblocked(&status)
 }
 
+/// `/proc/TID/status` of a thread, `None` when it is gone.
+pub(super) fn status_of(tid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{tid}/status")).ok()
+}
+
+/// A hexadecimal mask line of a status file (`SigPnd:`, `CapEff:`), 0 when missing.
+pub(super) fn hex_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
 fn pending_unblocked(status: &str) -> bool {
-    let mask = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
+    let mask = |name: &str| hex_field(status, name);
     let pending = mask("SigPnd:") | mask("ShdPnd:");
     pending & !mask("SigBlk:") & !mask("SigIgn:") != 0
 }
