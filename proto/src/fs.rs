@@ -235,6 +235,9 @@ pub enum FsError {
     /// A blocking call gave up because the caller was interrupted by a signal.
     #[error("interrupted by a signal (EINTR)")]
     Interrupted,
+    /// `lseek` SEEK_DATA/SEEK_HOLE from an offset with no data (or at or past the end).
+    #[error("no data or hole at or after that offset (ENXIO)")]
+    NoSuchOffset,
 }
 
 impl FsError {
@@ -267,6 +270,7 @@ impl FsError {
             FsError::TimedOut => 110,
             FsError::Stale => 116,
             FsError::Interrupted => 4,
+            FsError::NoSuchOffset => 6,
         }
     }
 }

@@ -208,3 +208,71 @@ async fn closing_a_description_drops_its_ofd_lock() {
     let said = python(OFD_LOCKS, &[&c.mount(0).join("ofd-locked")]);
     eprintln!("{said}");
 }
+
+/// Writes the same sparse file on argv[1] (Tessera) and argv[2] (a local ext4 file), reads
+/// back SEEK_DATA and SEEK_HOLE answers from many offsets through argv[3] (another mount's
+/// path of argv[1], opened after the writer closed) and compares them with ext4's.
+const SEEK_SPARSE: &str = r#"
+import errno, os, sys
+ours, local, other = sys.argv[1], sys.argv[2], sys.argv[3]
+MIB = 1 << 20
+def build(path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.pwrite(fd, b"a" * 4096, 0)
+    os.pwrite(fd, b"b" * 10, MIB + 100)
+    os.pwrite(fd, b"c" * 5000, 64 * MIB - 1000)
+    os.pwrite(fd, b"d", 100 * MIB)
+    os.ftruncate(fd, 200 * MIB)
+    os.fsync(fd)
+    os.close(fd)
+def answers(path):
+    fd = os.open(path, os.O_RDONLY)
+    out = []
+    offsets = [0, 1, 4095, 4096, 5000, MIB, MIB + 4095, MIB + 4096, 64 * MIB - 4096,
+               64 * MIB - 1, 64 * MIB, 64 * MIB + 3000, 64 * MIB + 5000, 100 * MIB - 1,
+               100 * MIB, 100 * MIB + 4096, 200 * MIB - 1, 200 * MIB, 300 * MIB]
+    for off in offsets:
+        for whence, name in ((os.SEEK_DATA, "data"), (os.SEEK_HOLE, "hole")):
+            try:
+                got = os.lseek(fd, off, whence)
+            except OSError as e:
+                got = errno.errorcode[e.errno]
+            out.append((off, name, got))
+    os.close(fd)
+    return out
+build(ours)
+build(local)
+want = answers(local)
+for path in (ours, other):
+    got = answers(path)
+    bad = [(w, g) for w, g in zip(want, got) if w != g]
+    assert not bad, "%s: (ext4, tessera) differ: %s" % (path, bad)
+print("%d answers equal ext4's" % len(want))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seek_data_and_hole_answer_as_ext4_does() {
+    let c = DevCluster::start_with("api-seek", 1, 3, "2+1", 2).await;
+    // The reference answers come from ext4 (4 KiB blocks), which the temp dir is on here.
+    let local = TempDir::new("api-seek-local");
+    let fs_type = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(local.path())
+        .output()
+        .expect("run stat");
+    let fs_type = String::from_utf8_lossy(&fs_type.stdout).trim().to_string();
+    assert!(
+        fs_type.starts_with("ext2") || fs_type.starts_with("ext4"),
+        "{} is on {fs_type}, not ext4: the reference answers need ext4",
+        local.path().display()
+    );
+    let said = python(
+        SEEK_SPARSE,
+        &[
+            &c.mount(0).join("sparse"),
+            &local.join("sparse"),
+            &c.mount(1).join("sparse"),
+        ],
+    );
+    eprintln!("{said}");
+}

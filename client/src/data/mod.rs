@@ -21,6 +21,7 @@ mod dirty;
 mod flush;
 mod reach;
 mod read;
+mod seek;
 mod write;
 
 use std::collections::HashMap;

@@ -11,11 +11,17 @@ use crate::error::ClientError;
 
 /// Bytes `stripe_range` of a stripe go to `out_at` in the output.
 #[derive(Debug)]
-struct Piece {
-    out_at: usize,
+pub(super) struct Piece {
+    pub out_at: usize,
     stripe: StripeId,
     start: u64,
     end: u64,
+}
+
+impl Piece {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
 }
 
 impl DataPath {
@@ -106,7 +112,7 @@ impl DataPath {
 
     /// The layout of the chunks `off..end` touches: from the open file's cache, else read
     /// and cached (a layout covers whole chunks, so sequential reads ask once per chunk).
-    async fn layout(
+    pub(super) async fn layout(
         &self,
         ino: Ino,
         data: Option<&Arc<InodeData>>,
@@ -141,7 +147,7 @@ impl DataPath {
 
 /// The stripe pieces that hold `off..end`, newest slice first for every byte; bytes no
 /// data slice covers stay zero.
-fn resolve(layout: &FileLayout, off: u64, end: u64) -> Vec<Piece> {
+pub(super) fn resolve(layout: &FileLayout, off: u64, end: u64) -> Vec<Piece> {
     let mut out = Vec::new();
     for chunk in &layout.chunks {
         let base = chunk.index * CHUNK_SIZE;

@@ -32,7 +32,7 @@ ops! {
     Readdirplus => "readdirplus", Fsyncdir => "fsyncdir", Statfs => "statfs",
     Setxattr => "setxattr", Getxattr => "getxattr", Listxattr => "listxattr",
     Removexattr => "removexattr", Access => "access", Getlk => "getlk", Setlk => "setlk",
-    Fallocate => "fallocate",
+    Fallocate => "fallocate", Lseek => "lseek",
 }
 
 const N: usize = NAMES.len();

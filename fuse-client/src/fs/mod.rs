@@ -25,8 +25,8 @@ use std::time::Duration;
 use fuser::{
     AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
 
@@ -46,6 +46,10 @@ const READDIR_BATCH: u32 = 256;
 const F_RDLCK: i32 = 0;
 const F_WRLCK: i32 = 1;
 const F_UNLCK: i32 = 2;
+
+/// Linux `SEEK_DATA`, `SEEK_HOLE` (the kernel answers the other `lseek` kinds itself).
+const SEEK_DATA: i32 = 3;
+const SEEK_HOLE: i32 = 4;
 
 /// Settings of the adapter.
 #[derive(Debug, Clone)]
@@ -831,6 +835,36 @@ impl Filesystem for TesseraFs {
             }
             .await;
             Inner::empty(reply, r)
+        });
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        self.run(FsOp::Lseek, |i| async move {
+            let r = async {
+                let hole = match whence {
+                    SEEK_DATA => false,
+                    SEEK_HOLE => true,
+                    _ => return Err(FsError::Invalid),
+                };
+                let off = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
+                let d = i.handle(fh)?;
+                i.data.flush(&d).await?;
+                i.data.seek(ino.0, Some(&d), off, hole).await
+            }
+            .await;
+            match r.map(i64::try_from) {
+                Ok(Ok(at)) => reply.offset(at),
+                Ok(Err(_)) => reply.error(errno(FsError::FileTooLarge)),
+                Err(e) => reply.error(errno(e)),
+            }
         });
     }
 
