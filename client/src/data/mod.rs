@@ -23,6 +23,7 @@ mod reach;
 mod read;
 mod seek;
 mod write;
+mod zero;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

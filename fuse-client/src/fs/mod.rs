@@ -51,6 +51,11 @@ const F_UNLCK: i32 = 2;
 const SEEK_DATA: i32 = 3;
 const SEEK_HOLE: i32 = 4;
 
+/// Linux `fallocate` mode flags the kernel passes to FUSE daemons.
+const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
 /// Settings of the adapter.
 #[derive(Debug, Clone)]
 pub struct FsOptions {
@@ -878,10 +883,15 @@ impl Filesystem for TesseraFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        if mode != 0 {
+        // The kernel forwards only these three flags (COLLAPSE_RANGE and INSERT_RANGE get
+        // EOPNOTSUPP in fuse_file_fallocate before a daemon sees them), and refuses PUNCH_HOLE
+        // without KEEP_SIZE and PUNCH_HOLE with ZERO_RANGE itself.
+        if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) != 0 {
             let _answering = Answering::new(FsOp::Fallocate);
             return reply.error(errno(FsError::NotSupported));
         }
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let zero = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) != 0;
         let set_id = privilege::SetIdCaller::of(req.pid(), req.uid(), req.gid());
         self.run(FsOp::Fallocate, |i| async move {
             let r = async {
@@ -889,13 +899,20 @@ impl Filesystem for TesseraFs {
                 i.data.flush(&d).await?;
                 let end = offset.checked_add(length).ok_or(FsError::FileTooLarge)?;
                 let a = i.ns.getattr(ino.0).await?;
-                // Space is not reserved (shards are written on demand); mode 0 only grows
-                // the file, and the new range reads as zeros. Like a write, it clears the
-                // set-ID bits (see `privilege.rs`).
+                // With KEEP_SIZE nothing changes past the size.
+                let end_in = if keep_size { end.min(a.size) } else { end };
+                if zero {
+                    // Hole slices: the range reads as zeros and holds no data.
+                    i.data.zero(&d, offset, end_in).await?;
+                }
+                // Space is not reserved (shards are written on demand), so preallocation
+                // only grows the file: the new range reads as zeros. Like a write, every
+                // mode clears the set-ID bits (see `privilege.rs`).
+                let grow = Some(end_in).filter(|&e| e > a.size && !zero);
                 let perm = Some(set_id.perm_after_change(&a)).filter(|p| *p != a.perm);
-                if end > a.size || perm.is_some() {
+                if grow.is_some() || perm.is_some() {
                     let set = SetAttr {
-                        size: Some(end).filter(|&e| e > a.size),
+                        size: grow,
                         perm,
                         ..SetAttr::default()
                     };

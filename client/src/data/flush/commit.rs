@@ -11,7 +11,7 @@ use crate::error::ClientError;
 
 impl DataPath {
     /// Commits `holes` and the `stored` stripes with their slices, as one Raft command.
-    pub(super) async fn commit(
+    pub(in crate::data) async fn commit(
         &self,
         ino: Ino,
         holes: Vec<ChunkSlice>,
