@@ -55,6 +55,18 @@ pub struct MountArgs {
     /// released this long after its last renewal.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     session_lease_ms: u64,
+
+    /// Allow character and block device files on the mount to be opened as devices
+    /// [default: off, the mount is nodev]. Only a mount by root gets it: for other users
+    /// fusermount3 keeps nodev.
+    #[arg(long)]
+    dev: bool,
+
+    /// Let set-user-ID and set-group-ID bits of programs on the mount take effect when they
+    /// run [default: off, the mount is nosuid]. Only a mount by root gets it.
+    #[arg(long)]
+    suid: bool,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
@@ -85,6 +97,8 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         meta_timeout: Duration::from_millis(args.meta_timeout_ms),
         session_lease: Duration::from_millis(args.session_lease_ms),
         metrics_addr: args.metrics_addr,
+        devices: args.dev,
+        set_id_programs: args.suid,
     };
     tessera_fuse_client::mount::run(config)?;
     Ok(())

@@ -35,6 +35,10 @@ pub struct MountConfig {
     pub session_lease: Duration,
     /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.
     pub metrics_addr: Option<String>,
+    /// Mount with `dev` (device files act as devices) instead of `nodev`.
+    pub devices: bool,
+    /// Mount with `suid` (set-ID programs take effect) instead of `nosuid`.
+    pub set_id_programs: bool,
 }
 
 /// Why mounting failed.
@@ -202,6 +206,16 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         MountOption::Subtype("tessera".into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
+        if config.devices {
+            MountOption::Dev
+        } else {
+            MountOption::NoDev
+        },
+        if config.set_id_programs {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
     ];
     options.acl = SessionACL::All;
     options.n_threads = Some(2);

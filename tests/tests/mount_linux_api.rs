@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tessera_tests::fault::{info, shard_bytes};
 use tessera_tests::mount::DevCluster;
 use tessera_tests::tempdir::TempDir;
 
@@ -381,5 +382,183 @@ async fn random_writes_truncates_and_fallocates_match_ext4() {
         ],
         limit,
     );
+    eprintln!("{said}");
+}
+
+/// Phase "write": argv[1] gets 20 MiB + 12,345 random bytes, argv[2] 1 MiB of 'x'.
+/// Phase "copy": all of argv[1] is copied to argv[3], and 100,000 bytes of it from offset 777
+/// into argv[2] at offset 5,000, with `copy_file_range`; both are checked.
+/// Phase "diverge": a write to each side changes only that side; then argv[1] is deleted and
+/// the copies still read as they should (checked through argv[4], the same directory on
+/// another mount, by the phase "check").
+const COPY_RANGE: &str = r#"
+import hashlib, os, random, sys
+phase, src, part, whole, other = sys.argv[1:6]
+rng = random.Random(7)
+N = (20 << 20) + 12345
+data = rng.randbytes(N)
+def write(path, b):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b)
+    os.fsync(fd)
+    os.close(fd)
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+def copy(src_path, dst_path, n, off_in, off_out):
+    s, d = os.open(src_path, os.O_RDONLY), os.open(dst_path, os.O_WRONLY | os.O_CREAT, 0o644)
+    done = 0
+    while done < n:
+        got = os.copy_file_range(s, d, n - done, off_in + done, off_out + done)
+        assert got > 0, "copy_file_range returned %d after %d of %d bytes" % (got, done, n)
+        done += got
+    os.close(s)
+    os.close(d)
+part_want = bytearray(b"x" * (1 << 20))
+part_want[5000:105000] = data[777:100777]
+whole_want = bytearray(data)
+whole_want[1 << 20:(1 << 20) + 4096] = b"w" * 4096
+if phase == "write":
+    write(src, data)
+    write(part, b"x" * (1 << 20))
+elif phase == "copy":
+    copy(src, whole, N, 0, 0)
+    copy(src, part, 100000, 777, 5000)
+    assert read(whole) == data, "the whole copy differs"
+    assert read(part) == part_want, "the partial copy differs"
+elif phase == "diverge":
+    fd = os.open(whole, os.O_WRONLY)
+    os.pwrite(fd, b"w" * 4096, 1 << 20)
+    os.close(fd)
+    assert read(src) == data, "a write to the copy changed the source"
+    fd = os.open(src, os.O_WRONLY)
+    os.pwrite(fd, b"s" * 4096, 2 << 20)
+    os.close(fd)
+    assert read(whole) == whole_want, "a write to the source changed the copy"
+    os.unlink(src)
+elif phase == "check":
+    assert read(whole) == whole_want, "the copy differs after the source was deleted"
+    assert read(part) == part_want, "the partial copy differs after the source was deleted"
+print(phase, "ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_file_range_shares_stripes_and_moves_no_bytes() {
+    let c = DevCluster::start_with("api-copy", 1, 3, "2+1", 2).await;
+    let (src, part, whole) = ("copy-src", "copy-part", "copy-whole");
+    let on = |m: usize, name: &str| c.mount(m).join(name);
+    let run = |phase: &str, m: usize| {
+        let phase = Path::new(phase);
+        let (s, p, w) = (on(m, src), on(m, part), on(m, whole));
+        python(COPY_RANGE, &[phase, &s, &p, &w, &on(1, whole)])
+    };
+    let dirs: Vec<&Path> = c.chunks.iter().map(|s| s.data.as_path()).collect();
+    run("write", 0);
+    let before = shard_bytes(dirs.iter().copied());
+    run("copy", 0);
+    let after = shard_bytes(dirs.iter().copied());
+    assert_eq!(
+        after, before,
+        "copies stored shard bytes ({before} -> {after})"
+    );
+    // The copy's slices name the source's stripes.
+    let stripes = |name: &str| {
+        let out = info(&c.meta.addrs(), &c.secret_file, &on(0, name), true);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info JSON");
+        let mut ids: Vec<String> = v["stripes"]
+            .as_array()
+            .expect("stripes")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (src_stripes, copy_stripes) = (stripes(src), stripes(whole));
+    assert!(!src_stripes.is_empty());
+    assert_eq!(
+        copy_stripes, src_stripes,
+        "the copy refers to other stripes"
+    );
+    run("diverge", 0);
+    run("check", 1);
+}
+
+/// argv[1] and argv[2] are one path seen through a default mount and through a mount with
+/// `--dev --suid`: a character device node (1:3, /dev/null) made there opens as a device
+/// only through the second.
+const DEVICE_NODE: &str = r#"
+import os, stat, sys
+plain, with_dev = sys.argv[1], sys.argv[2]
+os.mknod(plain, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+try:
+    os.open(plain, os.O_WRONLY)
+    sys.exit("a device node opened on a nodev mount")
+except PermissionError:
+    pass
+fd = os.open(with_dev, os.O_WRONLY)
+assert os.write(fd, b"into /dev/null") == 14
+os.close(fd)
+print("ok")
+"#;
+
+/// The mount options of `path` in /proc/mounts.
+fn mount_options(path: &Path) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(path.to_str().expect("utf-8 path")))
+        .unwrap_or_else(|| panic!("{} is not in /proc/mounts", path.display()));
+    let opts = line.split(' ').nth(3).expect("options field");
+    opts.split(',').map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_and_suid_are_mount_options_for_root() {
+    let mut c = DevCluster::start_with("api-dev-suid", 1, 3, "2+1", 1).await;
+    let opened = c.add_mount(&["--dev", "--suid"]);
+    let plain = mount_options(c.mount(0).path());
+    assert!(plain.iter().any(|o| o == "nodev"), "{plain:?}");
+    assert!(plain.iter().any(|o| o == "nosuid"), "{plain:?}");
+    let with = mount_options(c.mount(opened).path());
+    assert!(
+        !with.iter().any(|o| o == "nodev" || o == "nosuid"),
+        "{with:?}"
+    );
+    let node = "null-node";
+    python(
+        DEVICE_NODE,
+        &[&c.mount(0).join(node), &c.mount(opened).join(node)],
+    );
+}
+
+/// Preallocating more than `statfs` says is free fails with ENOSPC and leaves the file as
+/// it was; a preallocation that fits grows it.
+const FALLOCATE_ENOSPC: &str = r#"
+import errno, os, sys
+path = sys.argv[1]
+st = os.statvfs(os.path.dirname(path))
+free = st.f_bavail * st.f_frsize
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+try:
+    os.posix_fallocate(fd, 0, free + (1 << 30))
+    sys.exit("preallocating %d bytes with %d free succeeded" % (free + (1 << 30), free))
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+assert os.fstat(fd).st_size == 0, os.fstat(fd).st_size
+os.posix_fallocate(fd, 0, 1 << 20)
+assert os.fstat(fd).st_size == 1 << 20
+print("ENOSPC with %d bytes free" % free)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallocate_beyond_the_free_space_is_enospc() {
+    let c = DevCluster::start_with("api-fallocate-enospc", 1, 3, "2+1", 1).await;
+    let said = python(FALLOCATE_ENOSPC, &[&c.mount(0).join("prealloc")]);
     eprintln!("{said}");
 }

@@ -17,6 +17,7 @@
 //! the same bytes; they are flushed when a full stripe is buffered, when too much is
 //! buffered, on `fsync`, `flush` (close) and `release`, and by a timer.
 
+mod copy;
 mod dirty;
 mod flush;
 mod reach;

@@ -13,9 +13,9 @@ use crate::error::ClientError;
 #[derive(Debug)]
 pub(super) struct Piece {
     pub out_at: usize,
-    stripe: StripeId,
-    start: u64,
-    end: u64,
+    pub stripe: StripeId,
+    pub start: u64,
+    pub end: u64,
 }
 
 impl Piece {

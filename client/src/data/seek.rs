@@ -61,6 +61,26 @@ impl DataPath {
     }
 }
 
+impl DataPath {
+    /// How many bytes of `off..end` hold stored data (the rest is holes or past the end).
+    pub async fn stored_in(
+        &self,
+        ino: Ino,
+        data: Option<&Arc<InodeData>>,
+        off: u64,
+        end: u64,
+    ) -> Result<u64, FsError> {
+        if off >= end {
+            return Ok(0);
+        }
+        let layout = self.layout(ino, data, off, end).await?;
+        Ok(resolve(&layout, off, end.min(layout.size).max(off))
+            .iter()
+            .map(|p| p.len())
+            .sum())
+    }
+}
+
 /// Byte ranges of data, rounded out to blocks (the last one capped at `size`), sorted and
 /// merged.
 fn data_extents(ranges: impl Iterator<Item = (u64, u64)>, size: u64) -> Vec<(u64, u64)> {

@@ -32,7 +32,7 @@ ops! {
     Readdirplus => "readdirplus", Fsyncdir => "fsyncdir", Statfs => "statfs",
     Setxattr => "setxattr", Getxattr => "getxattr", Listxattr => "listxattr",
     Removexattr => "removexattr", Access => "access", Getlk => "getlk", Setlk => "setlk",
-    Fallocate => "fallocate", Lseek => "lseek",
+    Fallocate => "fallocate", Lseek => "lseek", CopyFileRange => "copy_file_range",
 }
 
 const N: usize = NAMES.len();

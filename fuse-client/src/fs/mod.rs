@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fuser::{
-    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
 
@@ -843,6 +843,42 @@ impl Filesystem for TesseraFs {
         });
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        if !flags.is_empty() {
+            let _answering = Answering::new(FsOp::CopyFileRange);
+            return reply.error(errno(FsError::Invalid));
+        }
+        self.run(FsOp::CopyFileRange, |i| async move {
+            let r = async {
+                let (src, dst) = (i.handle(fh_in)?, i.handle(fh_out)?);
+                i.data.flush(&src).await?;
+                i.data.flush(&dst).await?;
+                // No bytes move: the target's range refers to the source's stripes.
+                i.data
+                    .copy_range(&src, offset_in, &dst, offset_out, len)
+                    .await
+            }
+            .await;
+            match r {
+                // At most 1 GiB per call (see `copy.rs`), so the count fits.
+                Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
     fn lseek(
         &self,
         _req: &Request,
@@ -901,6 +937,16 @@ impl Filesystem for TesseraFs {
                 let a = i.ns.getattr(ino.0).await?;
                 // With KEEP_SIZE nothing changes past the size.
                 let end_in = if keep_size { end.min(a.size) } else { end };
+                if !zero {
+                    // As on ext4, preallocating more than the free space fails. Nothing is
+                    // reserved, though: see docs/design-notes.md.
+                    let s = i.ns.statfs().await?;
+                    let free = s.bavail.saturating_mul(u64::from(s.frsize));
+                    let stored = i.data.stored_in(ino.0, Some(&d), offset, end).await?;
+                    if length.saturating_sub(stored) > free {
+                        return Err(FsError::NoSpace);
+                    }
+                }
                 if zero {
                     // Hole slices: the range reads as zeros and holds no data.
                     i.data.zero(&d, offset, end_in).await?;

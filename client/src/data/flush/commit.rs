@@ -26,6 +26,17 @@ impl DataPath {
                 stripes.push(info);
             }
         }
+        self.commit_slices(ino, slices, stripes).await
+    }
+
+    /// Commits `slices`, laid in order, referencing stripes that `stripes` describes (each
+    /// once) or that the metadata service already holds.
+    pub(in crate::data) async fn commit_slices(
+        &self,
+        ino: Ino,
+        slices: Vec<ChunkSlice>,
+        stripes: Vec<StripeInfo>,
+    ) -> Result<Attr, ClientError> {
         let op = Op::CommitSlice {
             ino,
             slices,
