@@ -55,7 +55,8 @@ fn python_within(script: &str, args: &[&Path], limit: Duration) -> String {
 
 /// Opens directory argv[1], removes it through path argv[2] (`rmdir`, or `rename` of a new
 /// sibling over it when argv[3] is "rename"), waits past the attribute cache time, then
-/// `fstat`s the open descriptor: a directory with no links, as on ext4.
+/// `fstat`s the open descriptor: a directory with no links, as on ext4. Then opens "." in a
+/// removed working directory.
 const FSTAT_REMOVED: &str = r#"
 import os, stat, sys, time
 opened, removed_as, how = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -73,6 +74,12 @@ assert stat.S_ISDIR(st.st_mode), oct(st.st_mode)
 assert st.st_nlink == 0, st.st_nlink
 assert stat.S_IMODE(st.st_mode) == 0o751, oct(st.st_mode)
 os.close(fd)
+# A process whose working directory was removed can still open "." (as on ext4).
+os.mkdir(opened + ".cwd")
+os.chdir(opened + ".cwd")
+os.rmdir(removed_as + ".cwd")
+os.close(os.open(".", os.O_RDONLY | os.O_DIRECTORY))
+os.chdir("/")
 print(how, "ok")
 "#;
 

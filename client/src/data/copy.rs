@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 5;
 
 impl DataPath {
     /// Makes `len` bytes of `dst` at `off_out` refer to the bytes of `src` at `off_in`;
-    /// returns how many (fewer at the source's end, at most [`MAX_COPY`]). The caller
+    /// returns how many (fewer at the source's end, at most 1 GiB per call). The caller
     /// flushes both handles first, so buffered bytes are in the layouts.
     pub async fn copy_range(
         &self,

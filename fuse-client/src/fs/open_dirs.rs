@@ -38,6 +38,18 @@ impl OpenDirs {
         d.attr = attr;
     }
 
+    /// One more handle on `ino` if it is open here already (its attributes could not be
+    /// read again); false if it is not.
+    pub fn opened_again(&self, ino: Ino) -> bool {
+        match self.table().get_mut(&ino) {
+            Some(d) => {
+                d.handles += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One handle fewer on `ino`.
     pub fn released(&self, ino: Ino) {
         let mut t = self.table();
@@ -100,5 +112,10 @@ mod tests {
         assert_eq!((a.nlink, a.perm, a.uid), (0, 0o700, 7));
         d.released(5);
         assert_eq!(d.removed(5), None);
+        assert!(!d.opened_again(5));
+        d.opened(dir(5, 0o755));
+        assert!(d.opened_again(5));
+        d.released(5);
+        assert!(d.removed(5).is_some(), "one of two handles is still open");
     }
 }
