@@ -368,14 +368,9 @@ print("seed %d: %d steps equal ext4 (%s)" % (seed, steps, counts))
 async fn random_writes_truncates_and_fallocates_match_ext4() {
     let c = DevCluster::start_with("api-differential", 1, 3, "2+1", 1).await;
     let local = TempDir::new("api-differential-local");
-    let seed = std::env::var("TESSERA_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::process::id() as u64);
-    let steps: u64 = std::env::var("TESSERA_DIFF_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+    let number = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let seed = number("TESSERA_DIFF_SEED").unwrap_or_else(|| u64::from(std::process::id()));
+    let steps = number("TESSERA_DIFF_STEPS").unwrap_or(20_000);
     eprintln!("differential run: seed {seed} (TESSERA_DIFF_SEED), {steps} steps");
     // About 8 ms a step here; a step that hangs still fails the test.
     let limit = Duration::from_secs(120) + Duration::from_millis(50) * steps as u32;

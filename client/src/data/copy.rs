@@ -5,25 +5,25 @@
 //! slice of any file refers to it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tessera_proto::fs::{CHUNK_SIZE, ChunkSlice, FsError, Slice, StripeInfo, StripeRef};
+use tessera_proto::fs::{FsError, StripeInfo, StripeRef};
 
+use super::flush::through_gc_race;
 use super::read::resolve;
+use super::zero::slices_over;
 use super::{DataPath, InodeData};
 use crate::error::ClientError;
 
 /// The most one call copies (its reply counts bytes in 32 bits); callers such as `cp` go
 /// on with the rest.
 const MAX_COPY: u64 = 1 << 30;
-/// A source stripe being collected meanwhile (its file overwritten) refuses the reference:
-/// the layout is read again, this many times.
-const ATTEMPTS: u32 = 5;
 
 impl DataPath {
     /// Makes `len` bytes of `dst` at `off_out` refer to the bytes of `src` at `off_in`;
     /// returns how many (fewer at the source's end, at most 1 GiB per call). The caller
-    /// flushes both handles first, so buffered bytes are in the layouts.
+    /// flushes both handles first, so buffered bytes are in the layouts. A source stripe
+    /// being collected meanwhile (its file overwritten) refuses the reference: the copy is
+    /// tried again, with the source's layout read afresh each time.
     pub async fn copy_range(
         &self,
         src: &Arc<InodeData>,
@@ -32,29 +32,21 @@ impl DataPath {
         off_out: u64,
         len: u64,
     ) -> Result<u64, FsError> {
-        let mut attempt = 1;
-        loop {
-            match self.copy_once(src, off_in, dst, off_out, len).await {
-                Err(ClientError::Fs(FsError::WouldBlock)) if attempt < ATTEMPTS => {
-                    attempt += 1;
-                    src.invalidate();
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                r => return r.map_err(FsError::from),
-            }
-        }
+        through_gc_race(|| self.copy_once(src.ino, off_in, dst, off_out, len))
+            .await
+            .map_err(FsError::from)
     }
 
     async fn copy_once(
         &self,
-        src: &Arc<InodeData>,
+        src: u64,
         off_in: u64,
         dst: &Arc<InodeData>,
         off_out: u64,
         len: u64,
     ) -> Result<u64, ClientError> {
         let want_end = off_in.saturating_add(len.min(MAX_COPY));
-        let layout = self.layout(src.ino, Some(src), off_in, want_end).await?;
+        let layout = self.layout(src, None, off_in, want_end).await?;
         let end = want_end.min(layout.size);
         if end <= off_in {
             return Ok(0);
@@ -76,15 +68,15 @@ impl DataPath {
                 stripe: p.stripe,
                 offset: p.start,
             };
-            runs.push((from, p.end - p.start, Some(stripe)));
-            at = from + (p.end - p.start);
+            runs.push((from, p.len(), Some(stripe)));
+            at = from + p.len();
         }
         if at < end - off_in {
             runs.push((at, end - off_in - at, None));
         }
         let slices = runs
             .into_iter()
-            .flat_map(|(rel, n, data)| target_slices(off_out + rel, n, data))
+            .flat_map(|(rel, n, data)| slices_over(off_out + rel, n, data))
             .collect();
         let used: Vec<StripeInfo> = layout
             .stripes
@@ -96,54 +88,5 @@ impl DataPath {
         let attr = self.commit_slices(dst.ino, slices, used).await?;
         self.saw(&attr);
         Ok(end - off_in)
-    }
-}
-
-/// Slices putting `n` bytes at file offset `at`, cut at chunk boundaries; `data` (if any)
-/// is where the first byte lies in its stripe.
-fn target_slices(at: u64, n: u64, data: Option<StripeRef>) -> Vec<ChunkSlice> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    while done < n {
-        let pos = at + done;
-        let chunk = pos / CHUNK_SIZE;
-        let within = pos - chunk * CHUNK_SIZE;
-        let len = (CHUNK_SIZE - within).min(n - done);
-        out.push(ChunkSlice {
-            chunk,
-            slice: Slice {
-                offset: within,
-                len,
-                data: data.map(|r| StripeRef {
-                    stripe: r.stripe,
-                    offset: r.offset + done,
-                }),
-            },
-        });
-        done += len;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tessera_proto::fs::StripeId;
-
-    #[test]
-    fn a_run_across_a_chunk_boundary_becomes_two_slices_of_one_stripe() {
-        let r = StripeRef {
-            stripe: StripeId([7; 32]),
-            offset: 100,
-        };
-        let s = target_slices(CHUNK_SIZE - 10, 30, Some(r));
-        assert_eq!(s.len(), 2);
-        assert_eq!(
-            (s[0].chunk, s[0].slice.offset, s[0].slice.len),
-            (0, CHUNK_SIZE - 10, 10)
-        );
-        assert_eq!((s[1].chunk, s[1].slice.offset, s[1].slice.len), (1, 0, 20));
-        assert_eq!(s[1].slice.data.map(|d| d.offset), Some(110));
-        assert!(target_slices(5, 0, None).is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! Data is what a slice with stored bytes covers, rounded out to whole 4 KiB blocks as ext4
 //! reports it; everything else below the size is a hole, and the end of the file counts as
 //! one. The caller flushes the handle's buffered bytes first, so the slices are the truth.
+//! `stored_in` counts a range's stored bytes from the same resolution (for `fallocate`).
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tessera_proto::fs::{CHUNK_SIZE, ChunkSlice, FsError, Slice};
+use tessera_proto::fs::{CHUNK_SIZE, ChunkSlice, FsError, Slice, StripeRef};
 
 use super::{DataPath, InodeData};
 
@@ -18,7 +18,7 @@ impl DataPath {
         }
         let _g = data.flush_lock.lock().await;
         let attr = self
-            .commit(data.ino, hole_slices(off, end), Vec::new())
+            .commit(data.ino, slices_over(off, end - off, None), Vec::new())
             .await
             .map_err(FsError::from)?;
         self.saw(&attr);
@@ -26,23 +26,28 @@ impl DataPath {
     }
 }
 
-/// Hole slices covering `off..end`, one per chunk it touches.
-fn hole_slices(off: u64, end: u64) -> Vec<ChunkSlice> {
+/// Slices putting `n` bytes at file offset `at`, one per chunk the range touches; `data`
+/// (if any) is where the first byte lies in its stripe, `None` lays holes.
+pub(super) fn slices_over(at: u64, n: u64, data: Option<StripeRef>) -> Vec<ChunkSlice> {
     let mut out = Vec::new();
-    let mut at = off;
-    while at < end {
-        let chunk = at / CHUNK_SIZE;
-        let within = at - chunk * CHUNK_SIZE;
-        let len = (CHUNK_SIZE - within).min(end - at);
+    let mut done = 0;
+    while done < n {
+        let pos = at + done;
+        let chunk = pos / CHUNK_SIZE;
+        let within = pos - chunk * CHUNK_SIZE;
+        let len = (CHUNK_SIZE - within).min(n - done);
         out.push(ChunkSlice {
             chunk,
             slice: Slice {
                 offset: within,
                 len,
-                data: None,
+                data: data.map(|r| StripeRef {
+                    stripe: r.stripe,
+                    offset: r.offset + done,
+                }),
             },
         });
-        at += len;
+        done += len;
     }
     out
 }
@@ -51,9 +56,11 @@ fn hole_slices(off: u64, end: u64) -> Vec<ChunkSlice> {
 mod tests {
     use super::*;
 
+    use tessera_proto::fs::StripeId;
+
     #[test]
     fn holes_are_cut_at_chunk_boundaries() {
-        let h = hole_slices(CHUNK_SIZE - 10, 2 * CHUNK_SIZE + 5);
+        let h = slices_over(CHUNK_SIZE - 10, CHUNK_SIZE + 15, None);
         let got: Vec<(u64, u64, u64)> = h
             .iter()
             .map(|c| (c.chunk, c.slice.offset, c.slice.len))
@@ -63,6 +70,22 @@ mod tests {
             vec![(0, CHUNK_SIZE - 10, 10), (1, 0, CHUNK_SIZE), (2, 0, 5)]
         );
         assert!(h.iter().all(|c| c.slice.data.is_none()));
-        assert!(hole_slices(7, 7).is_empty());
+        assert!(slices_over(7, 0, None).is_empty());
+    }
+
+    #[test]
+    fn a_run_across_a_chunk_boundary_names_one_stripe_in_two_slices() {
+        let r = StripeRef {
+            stripe: StripeId([7; 32]),
+            offset: 100,
+        };
+        let s = slices_over(CHUNK_SIZE - 10, 30, Some(r));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].chunk, s[0].slice.offset, s[0].slice.len),
+            (0, CHUNK_SIZE - 10, 10)
+        );
+        assert_eq!((s[1].chunk, s[1].slice.offset, s[1].slice.len), (1, 0, 20));
+        assert_eq!(s[1].slice.data.map(|d| d.offset), Some(110));
     }
 }

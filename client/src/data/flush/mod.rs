@@ -35,6 +35,25 @@ use pack::Packed;
 /// How long a commit keeps retrying while GC deletes an identical, unreferenced stripe.
 const GC_RACE_WAIT: Duration = Duration::from_secs(30);
 
+/// Runs `attempt` again while it fails with `WouldBlock`, which a commit gets when a stripe
+/// it references is being deleted by GC (it has no references left), backing off from
+/// 100 ms to 2 s, for at most [`GC_RACE_WAIT`].
+pub(in crate::data) async fn through_gc_race<T, F, Fut>(mut attempt: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut result = attempt().await;
+    let mut backoff = Duration::from_millis(100);
+    let give_up = Instant::now() + GC_RACE_WAIT;
+    while matches!(result, Err(ClientError::Fs(FsError::WouldBlock))) && Instant::now() < give_up {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+        result = attempt().await;
+    }
+    result
+}
+
 impl DataPath {
     /// Stores `pieces` (taken from the buffer; the caller holds the flush lock) and commits
     /// them in one command. They stay readable from `flushing` until the commit is applied.
@@ -47,18 +66,9 @@ impl DataPath {
             return Ok(());
         }
         data.lock().flushing = pieces.clone();
-        let mut result = self.store_once(data.ino, &pieces).await;
         // Storing the shards again also keeps them from the GC's delete; the commit goes
         // through once GC is done with the old stripe.
-        let mut backoff = Duration::from_millis(100);
-        let give_up = Instant::now() + GC_RACE_WAIT;
-        while matches!(result, Err(ClientError::Fs(FsError::WouldBlock)))
-            && Instant::now() < give_up
-        {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-            result = self.store_once(data.ino, &pieces).await;
-        }
+        let result = through_gc_race(|| self.store_once(data.ino, &pieces)).await;
         data.lock().flushing.clear();
         match result {
             Ok(attr) => {
