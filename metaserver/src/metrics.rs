@@ -44,6 +44,7 @@ pub async fn start(
     ));
     let r = replica.clone();
     metrics.register(move |e| render_raft(e, &r, &leader_changes));
+    metrics.register(crate::raft::timings::render);
 
     let cache = Arc::new(HealthCache::default());
     let (c, r, chunks) = (cache.clone(), replica.clone(), registry.clone());

@@ -510,6 +510,25 @@ async fn every_process_serves_prometheus_metrics_that_follow_file_io() {
     );
     grew(&meta_before, &meta_after, "tessera_raft_last_log_index");
     grew(&meta_before, &meta_after, "tessera_raft_commit_index");
+    // Reads are confirmed under the leader's lease, and every step of a commit is timed.
+    grew(&meta_before, &meta_after, "tessera_raft_lease_reads_total");
+    for step in ["commit", "log_append", "log_sync", "apply", "read"] {
+        grew(
+            &meta_before,
+            &meta_after,
+            &format!("tessera_raft_step_seconds_count{{step=\"{step}\"}}"),
+        );
+        let quantile = |q: &str| {
+            meta_after.value(&format!(
+                "tessera_raft_step_recent_seconds{{step=\"{step}\",quantile=\"{q}\"}}"
+            ))
+        };
+        let (p50, p99) = (quantile("0.5"), quantile("0.99"));
+        assert!(
+            p50 > 0.0 && p50 <= p99 && p99 < 60.0,
+            "{step}: p50 {p50}, p99 {p99}"
+        );
+    }
     assert_eq!(
         meta_after.value("tessera_stripes{health=\"degraded\"}")
             + meta_after.value("tessera_stripes{health=\"lost\"}"),

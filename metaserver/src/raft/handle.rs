@@ -5,10 +5,12 @@ use super::membership;
 use super::read_gate::ReadGate;
 use super::refusal::refused;
 use super::status::RaftStatus;
+use super::timings;
 use super::types::{NodeId, Raft};
 use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tessera_namespace::{Command, Reply};
 use tessera_proto::meta::{MembershipChange, ServiceError};
 use tessera_rpc::Router;
@@ -50,15 +52,19 @@ impl RaftNode {
 
     /// Replicates `cmd` and returns its reply once it is committed and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Reply, ServiceError> {
+        let started = Instant::now();
         match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
+            Ok(resp) => {
+                timings::COMMIT.since(started);
+                Ok(resp.data)
+            }
             Err(e) => Err(refused(&e)),
         }
     }
 
     /// Returns once this member has confirmed, after the call, that it still leads and has
-    /// applied everything committed before (a read index, shared with concurrent reads): a
-    /// read of the local state afterwards is linearizable.
+    /// applied everything committed before (under its leader lease, or by a read-index round
+    /// shared with concurrent reads): a read of the local state afterwards is linearizable.
     pub async fn confirm_leader(&self) -> Result<(), ServiceError> {
         self.reads.confirm(&self.raft).await
     }
@@ -69,6 +75,13 @@ impl RaftNode {
         &self,
         change: MembershipChange,
     ) -> Result<String, ServiceError> {
+        if matches!(change, MembershipChange::TransferLeader { .. }) {
+            // Until the transfer is over and every lease this member handed out has run
+            // out twice over, reads prove leadership with a quorum round.
+            let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+            self.reads
+                .suspend_lease(membership::TRANSFER_WAIT + 2 * lease);
+        }
         membership::change(&self.raft, &self.membership, change).await
     }
 

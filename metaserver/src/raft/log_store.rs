@@ -8,6 +8,7 @@
 //! pipelining while the disk works. The vote and truncations are committed durably before
 //! their calls return.
 
+use super::timings;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
@@ -19,6 +20,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -137,11 +139,13 @@ fn sync_loop(db: &Database, rx: &mpsc::Receiver<IOFlushed<TypeConfig>>) {
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
+        let started = Instant::now();
         let result = (|| {
             let mut txn = db.begin_write().map_err(io_err)?;
             txn.set_durability(Durability::Immediate).map_err(io_err)?;
             txn.commit().map_err(io_err)
         })();
+        timings::LOG_SYNC.since(started);
         for cb in waiting {
             let r = match &result {
                 Ok(()) => Ok(()),
@@ -226,13 +230,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         let store = self.clone();
         blocking(move || {
+            let started = Instant::now();
             store.write(Durability::None, |txn| {
                 let mut log = txn.open_table(LOG).map_err(io_err)?;
                 for (index, bytes) in &rows {
                     log.insert(*index, bytes.as_slice()).map_err(io_err)?;
                 }
                 Ok(())
-            })
+            })?;
+            timings::LOG_APPEND.since(started);
+            Ok(())
         })
         .await?;
         self.syncer

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tessera_proto::meta::{MembershipChange, ServiceError};
 
 /// How long a leadership transfer may take before the call reports it did not happen.
-const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+pub(super) const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 /// Applies one change; the reply describes the membership afterwards.
 pub(super) async fn change(

@@ -2,8 +2,9 @@
 //! folder, and only here is the library named: `types` (the type configuration), `log_store`
 //! (the Raft log in its own redb file), `state_machine` (apply and snapshots over the
 //! namespace store), `network` and `server` (Raft messages over the Tessera RPC layer),
-//! `node` (configuration and start-up), `read_gate` (read-index rounds shared by concurrent
-//! reads), `membership` (adding, removing and transferring members).
+//! `node` (configuration and start-up), `read_gate` (lease reads, and read-index rounds shared
+//! by concurrent reads when the lease cannot serve), `membership` (adding, removing and
+//! transferring members), `timings` (how long each step takes, for `/metrics`).
 //!
 //! The rest of the metaserver sees [`RaftNode`] (propose, confirm leadership, change the
 //! membership, follow the leader), [`RaftStatus`] and [`NotLeader`]: the metaserver's own
@@ -19,6 +20,7 @@ mod refusal;
 pub mod server;
 pub mod state_machine;
 mod status;
+pub mod timings;
 pub mod types;
 
 pub use handle::RaftNode;

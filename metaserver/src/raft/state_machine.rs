@@ -10,6 +10,7 @@
 //! A snapshot is an image of every namespace table taken from one redb read transaction:
 //! a point-in-time view that does not block applies.
 
+use super::timings;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
@@ -20,6 +21,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 use tessera_namespace::{Command, Reply, Response};
 
 /// What the state machine records about the log, next to the namespace tables.
@@ -132,10 +134,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::debug!(first = ?batch.first().map(|b| b.0), last = ?batch.last().map(|b| b.0), "apply batch");
         let meta = postcard::to_stdvec(&self.meta).map_err(io_err)?;
         let store = self.store.clone();
-        let replies = tokio::task::spawn_blocking(move || store.apply_logged(&batch, &meta))
-            .await
-            .map_err(io_err)?
-            .map_err(io_err)?;
+        let replies = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let replies = store.apply_logged(&batch, &meta);
+            timings::APPLY.since(started);
+            replies
+        })
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)?;
         for (reply, responder) in replies.into_iter().zip(responders) {
             if let Some(r) = responder {
                 let reply: Reply = reply.unwrap_or(Ok(Response::Done));
