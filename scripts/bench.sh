@@ -17,6 +17,9 @@
 #   randwrite  4 KiB O_DIRECT writes, psync, iodepth 1, RUNTIME s        -> IOPS
 #   meta       NFILES empty files in one directory: create, stat (after drop_caches), unlink,
 #              by N processes (MDJOBS, default "1 4") each on NFILES/N names   -> ops/s
+#   tree       a real source tree of small files (TREE): untar (files/s), `ls -lR` after
+#              drop_caches, read every file back after drop_caches (`tar c | cat`), `rm -rf`
+#              (seconds each; the ratio column is a speed ratio, above 1 = Tessera faster)
 # CPU: utime+stime from /proc/<pid>/stat of the processes serving the target per MiB moved by
 # seqwrite/seqread/randread: for the built-in cluster its own metaservers, chunkservers and
 # mount (by pid file), likewise for a target DIR that is the mnt/ of a scripts/dev-cluster.sh
@@ -30,7 +33,10 @@
 #   SIZE=1G         bytes per seqwrite/seqread run, split over the N jobs
 #   RUNTIME=30      seconds per randread/randwrite run
 #   NFILES=10000    files per metadata run
-#   JOBS="1 4"  MDJOBS="1 4"  TESTS="seqwrite seqread randread randwrite meta"
+#   JOBS="1 4"  MDJOBS="1 4"  TESTS="seqwrite seqread randread randwrite meta tree"
+#   TREE=FILE.tar   the tree job's tarball; default: crates from the local cargo registry
+#                   (~/.cargo/registry/src), those with the most files first, until TREE_FILES
+#   TREE_FILES=2000 least regular files in the default tree
 #   TARGETS="local tmpfs tessera"   built-in targets to run (TARGETS="" for extras only)
 #   LOCAL_BASE=/var/tmp             where the local target's folder goes
 #   RATIO=label     add a column tessera/label (default: the first label=DIR given)
@@ -49,7 +55,9 @@ RUNTIME=${RUNTIME:-30}
 NFILES=${NFILES:-10000}
 JOBS=${JOBS:-1 4}
 MDJOBS=${MDJOBS:-1 4}
-TESTS=${TESTS:-seqwrite seqread randread randwrite meta}
+TESTS=${TESTS:-seqwrite seqread randread randwrite meta tree}
+TREE=${TREE:-}
+TREE_FILES=${TREE_FILES:-2000}
 TARGETS=${TARGETS-local tmpfs tessera}
 LOCAL_BASE=${LOCAL_BASE:-/var/tmp}
 export EC=${EC:-4+2} META=${META:-3} CHUNKS=${CHUNKS:-6}
@@ -194,6 +202,61 @@ PY
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
+# The tree job's tarball: TREE, or crates from the local cargo registry, most files first
+# (name breaks ties), until at least TREE_FILES regular files.
+tree_tar=""
+make_tree() {
+  if [[ -n $TREE ]]; then
+    [[ -f $TREE ]] || die "TREE=$TREE is not a file"
+    tree_tar=$TREE
+  else
+    local src picked=() n total=0 crate
+    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ 2>/dev/null | head -1)
+    [[ -n $src ]] || die "no cargo registry sources to build the tree job from; set TREE=FILE.tar"
+    while read -r n crate; do
+      picked+=("$crate")
+      total=$((total + n))
+      ((total < TREE_FILES)) || break
+    done < <(cd "$src" && for c in */; do echo "$(find "$c" -type f | wc -l) ${c%/}"; done |
+      sort -k1,1nr -k2,2)
+    ((total >= TREE_FILES)) || die "the cargo registry holds only $total files; set TREE=FILE.tar"
+    tree_tar=$work/tree.tar
+    tar cf "$tree_tar" -C "$src" "${picked[@]}"
+    log "tree job: ${picked[*]}"
+  fi
+  tree_nfiles=$(tar tvf "$tree_tar" | grep -c '^-')
+  tree_mb=$(($(tar xOf "$tree_tar" | wc -c) / 1000000))
+  log "tree job: $tree_nfiles files, $tree_mb MB"
+}
+
+seconds_since() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$EPOCHREALTIME"; }
+
+run_tree() { # label rep dir
+  local label=$1 rep=$2 dir=$3/tree t
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  t=$EPOCHREALTIME
+  if ! run_child tar xf "$tree_tar" -C "$dir"; then
+    log "$label: untar failed"
+    record "$label" "$rep" tree 1 fail 0
+    rm -rf "$dir"
+    return 0
+  fi
+  record "$label" "$rep" tree 1 untar "$(python3 -c "print($tree_nfiles / $(seconds_since "$t"))")"
+  drop_caches
+  t=$EPOCHREALTIME
+  run_child ls -lR "$dir" >/dev/null
+  record "$label" "$rep" tree 1 ls_lR_s "$(seconds_since "$t")"
+  drop_caches
+  # Through a pipe: GNU tar reads nothing when its output is /dev/null.
+  t=$EPOCHREALTIME
+  run_child bash -c 'set -o pipefail; tar cf - -C "$1" . | cat >/dev/null' - "$dir"
+  record "$label" "$rep" tree 1 readback_s "$(seconds_since "$t")"
+  t=$EPOCHREALTIME
+  run_child rm -rf "$dir"
+  record "$label" "$rep" tree 1 rm_s "$(seconds_since "$t")"
+}
+
 # The processes that serve a directory, by name prefix, from the type of its mount.
 cpu_family() {
   local fstype source
@@ -305,10 +368,13 @@ run_target() { # label dir rep
   if [[ " $TESTS " == *" meta "* ]]; then
     for n in $MDJOBS; do run_meta "$label" "$rep" "$n" "$dir"; done
   fi
+  if [[ " $TESTS " == *" tree "* ]]; then run_tree "$label" "$rep" "$dir"; fi
   rm -rf "$dir"
 }
 
 : >"$OUT/results.tsv"
+tree_nfiles=0 tree_mb=0
+if [[ " $TESTS " == *" tree "* ]]; then make_tree; fi
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 ntargets=${#labels[@]}
@@ -325,9 +391,12 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "Run $started, REPS=$REPS, SIZE=$SIZE, RUNTIME=${RUNTIME}s, NFILES=$NFILES, EC $EC;" \
     "load average at start $load0, at end $load1. Medians over rounds."
   echo
-  python3 - "$OUT/results.tsv" "$SIZE" "$RATIO" "${labels[@]}" <<'PY'
+  python3 - "$OUT/results.tsv" "$SIZE" "$RATIO" "$tree_nfiles" "$tree_mb" "${labels[@]}" <<'PY'
 import statistics, sys
-path, size, ratio, labels = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+path, size, ratio, tree_files, tree_mb, labels = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
+tree = f"tree of {int(tree_files):,} files, {tree_mb} MB"
+# Times: lower is better, so the ratio column shows the other target's time over ours.
+seconds = {"ls_lR_s", "readback_s", "rm_s"}
 vals, failed = {}, set()
 for line in open(path):
     label, rep, test, n, metric, v = line.rstrip("\n").split("\t")
@@ -343,7 +412,7 @@ def med(label, test, n, metric):
 def fmt(x, metric):
     if x is None:
         return "-"
-    if metric.endswith("cpu_ms_per_MiB"):
+    if metric.endswith("cpu_ms_per_MiB") or metric in seconds:
         return f"{x:.2f}"
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
@@ -359,6 +428,10 @@ for test, metric, name in [
     ("meta", "create", "create, {}, ops/s"),
     ("meta", "stat", "stat after drop_caches, {}, ops/s"),
     ("meta", "unlink", "unlink, {}, ops/s"),
+    ("tree", "untar", f"untar {tree}, files/s"),
+    ("tree", "ls_lR_s", "`ls -lR` of the tree after drop_caches, s"),
+    ("tree", "readback_s", "read the tree back (tar to a pipe) after drop_caches, s"),
+    ("tree", "rm_s", "`rm -rf` of the tree, s"),
     ("seqwrite", "cpu_ms_per_MiB", "FS-process CPU ms per MiB written (seq write, {})"),
     ("seqread", "cpu_ms_per_MiB", "FS-process CPU ms per MiB read (seq read, {})"),
     ("randread", "cpu_ms_per_MiB", "FS-process CPU ms per MiB read (4k randread, {})"),
@@ -374,6 +447,8 @@ for test, metric, name in [
             cells.append("fail" if x is None and (l, test, n) in failed else fmt(x, metric))
         if ratio and ratio in labels and "tessera" in labels:
             a, b = med("tessera", test, n, metric), med(ratio, test, n, metric)
+            if metric in seconds:
+                a, b = b, a
             cells.append(f"{a / b:.2f}" if a is not None and b else "-")
         rows.append([name.format(jobs(n, "process" if test == "meta" else "job"))] + cells)
 
