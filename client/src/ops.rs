@@ -217,7 +217,11 @@ impl Namespace {
             rdev,
             open,
         };
-        attr_of("mknod", self.write("mknod", op).await?)
+        let a = attr_of("mknod", self.write("mknod", op).await?)?;
+        // A file made just now carries no file capabilities: the kernel's question before
+        // each of the first writes needs no round trip.
+        self.remember_caps(a.ino, Err(FsError::NoData));
+        Ok(a)
     }
 
     pub async fn mkdir(
@@ -388,15 +392,19 @@ impl Namespace {
             }
             let r = self.getxattr_uncached(ino, name).await;
             if matches!(r, Ok(_) | Err(FsError::NoData)) {
-                let mut t = self.caps_table();
-                if t.len() > 100_000 {
-                    t.clear();
-                }
-                t.insert(ino, (Instant::now(), r.clone()));
+                self.remember_caps(ino, r.clone());
             }
             return r;
         }
         self.getxattr_uncached(ino, name).await
+    }
+
+    fn remember_caps(&self, ino: Ino, answer: Result<Vec<u8>, FsError>) {
+        let mut t = self.caps_table();
+        if t.len() > 100_000 {
+            t.clear();
+        }
+        t.insert(ino, (Instant::now(), answer));
     }
 
     async fn getxattr_uncached(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
