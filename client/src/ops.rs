@@ -315,8 +315,12 @@ impl Namespace {
         attr_of("open", self.write("open", Op::Open { ino }).await?).map_err(stale)
     }
 
-    pub async fn release(&self, ino: Ino) -> Result<(), FsError> {
-        done("release", self.write("release", Op::Release { ino }).await?)
+    /// Drops one open of each of `inos` by this session, in one Raft entry.
+    pub async fn release_many(&self, inos: Vec<Ino>) -> Result<(), FsError> {
+        done(
+            "release",
+            self.write("release", Op::ReleaseMany { inos }).await?,
+        )
     }
 
     /// Up to `limit` entries with cookies after `after`.

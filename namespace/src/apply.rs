@@ -191,6 +191,7 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             Ok(Response::Attr(rec.attr(*ino)))
         }
         Op::Release { ino } => session::release(s, client()?, *ino, now),
+        Op::ReleaseMany { inos } => session::release_many(s, client()?, inos, now),
         Op::CommitSlice {
             ino,
             slices,

@@ -71,6 +71,7 @@ impl fmt::Display for Command {
             Op::RemoveXattr { ino, name: n } => write!(f, "removexattr {ino} {}", name(n)),
             Op::Open { ino } => write!(f, "open {ino}"),
             Op::Release { ino } => write!(f, "release {ino}"),
+            Op::ReleaseMany { inos } => write!(f, "release {} opens", inos.len()),
             Op::CommitSlice { ino, slices, .. } => {
                 write!(f, "commit {ino} ({} slices)", slices.len())
             }

@@ -95,6 +95,22 @@ pub(crate) fn release<S: Store + ?Sized>(
     Ok(Response::Done)
 }
 
+/// Drops one open of each of `inos` that `session` holds; the others are skipped (a batch
+/// must not fail, and roll back, for one stale entry).
+pub(crate) fn release_many<S: Store + ?Sized>(
+    s: &mut S,
+    session: u64,
+    inos: &[Ino],
+    now: i64,
+) -> OpResult<Response> {
+    for &ino in inos {
+        if s.open_rec(session, ino)?.is_some() {
+            drop_opens(s, session, ino, 1, now)?;
+        }
+    }
+    Ok(Response::Done)
+}
+
 /// Drops `n` opens of `ino` by `session`. The session's last open also drops its locks on
 /// the file (POSIX: closing releases a process's locks; the client unlocks per owner on
 /// flush, this is the backstop). The last open anywhere frees an unlinked inode.
@@ -185,6 +201,34 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(ns.cmd(Op::Release { ino: f }), Err(FsError::BadHandle));
+    }
+
+    #[test]
+    fn a_batch_of_releases_drops_each_open_and_skips_what_is_not_held() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let a = ns.create(root, "a");
+        let b = ns.create(root, "b");
+        for f in [a, a, b] {
+            ns.cmd(Op::Open { ino: f }).unwrap();
+        }
+        ns.cmd(Op::Unlink {
+            parent: root,
+            name: "b".into(),
+        })
+        .unwrap();
+        // `a` twice, `b` once, and an inode never opened: one entry, no error.
+        ns.cmd(Op::ReleaseMany {
+            inos: vec![a, b, a, 999],
+        })
+        .unwrap();
+        assert!(ns.attr(a).is_ok());
+        assert_eq!(
+            ns.attr(b),
+            Err(FsError::NotFound),
+            "the unlinked file is freed"
+        );
+        assert_eq!(ns.cmd(Op::Release { ino: a }), Err(FsError::BadHandle));
     }
 
     #[test]

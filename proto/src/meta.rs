@@ -154,6 +154,13 @@ pub enum Op {
     LoadImage {
         image: Vec<u8>,
     },
+
+    /// [`Op::Release`] of each of `inos` (an inode listed twice drops two opens), in one Raft
+    /// entry: a mount's releases gathered over a moment. An inode the session does not hold
+    /// open is skipped rather than failing the batch.
+    ReleaseMany {
+        inos: Vec<Ino>,
+    },
 }
 
 /// A read of the state.

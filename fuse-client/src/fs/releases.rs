@@ -3,14 +3,14 @@
 //! The kernel does not wait for RELEASE (`close(2)` returns after FLUSH), and a release only
 //! drops this session's open count of the inode, so nothing needs it at once; sent alone,
 //! each would be one more Raft entry whose fsync a following create or write waits behind.
-//! Releases gathered for a short while go out together, so the group's log commits them in
-//! one or two fsyncs. An open is always recorded before its release is queued (the kernel
-//! had the handle), and opens are counted, so order among them does not matter. Releases
-//! still queued at unmount are covered by closing the session, which drops all its opens.
+//! Releases gathered for a short while go out together as one command (`ReleaseMany`), so
+//! a batch is one Raft entry: one proposal, one apply, one share of an fsync. An open is
+//! always recorded before its release is queued (the kernel had the handle), and opens are
+//! counted, so order among them does not matter. Releases still queued at unmount are
+//! covered by closing the session, which drops all its opens.
 
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
 use tessera_proto::fs::Ino;
 use tokio::sync::mpsc;
 
@@ -18,8 +18,8 @@ use tessera_client::ops::Namespace;
 
 /// How long releases gather before a batch goes out.
 const GATHER: Duration = Duration::from_millis(50);
-/// Releases of one batch in flight at once.
-const IN_FLIGHT: usize = 64;
+/// Most releases in one command (a few KiB of log entry).
+const BATCH: usize = 1024;
 
 /// Queues releases for the background sender.
 #[derive(Debug, Clone)]
@@ -38,16 +38,11 @@ impl Releases {
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
-                stream::iter(batch)
-                    .for_each_concurrent(IN_FLIGHT, |ino| {
-                        let ns = ns.clone();
-                        async move {
-                            if let Err(e) = ns.release(ino).await {
-                                tracing::warn!(ino, "release failed: {e}");
-                            }
-                        }
-                    })
-                    .await;
+                for inos in batch.chunks(BATCH) {
+                    if let Err(e) = ns.release_many(inos.to_vec()).await {
+                        tracing::warn!(count = inos.len(), "releases failed: {e}");
+                    }
+                }
             }
         });
         Self { tx }
