@@ -281,6 +281,12 @@ fn op() -> impl Strategy<Value = Op> {
         (6, file_ino().prop_map(|ino| Op::Open { ino }).boxed()),
         (5, file_ino().prop_map(|ino| Op::Release { ino }).boxed()),
         (
+            2,
+            prop::collection::vec(file_ino(), 0..4)
+                .prop_map(|inos| Op::ReleaseMany { inos })
+                .boxed(),
+        ),
+        (
             8,
             (
                 file_ino(),

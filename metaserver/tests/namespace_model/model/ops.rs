@@ -5,6 +5,20 @@ use std::collections::btree_map::Entry;
 use tessera_namespace::{Op, Response};
 
 impl Model {
+    /// Drops one open of `ino` by session `s`.
+    fn release(&mut self, s: u64, ino: Ino, now: i64) -> Result<(), FsError> {
+        let sess = self.sessions.get_mut(&s).expect("session");
+        let count = sess.opens.get_mut(&ino).ok_or(FsError::BadHandle)?;
+        *count -= 1;
+        if *count == 0 {
+            sess.opens.remove(&ino);
+            self.locks
+                .retain(|(i, _, ls, _), _| !(*i == ino && *ls == s));
+        }
+        self.maybe_free(ino, now);
+        Ok(())
+    }
+
     pub(super) fn exec(&mut self, cmd: &Command) -> Reply {
         let now = cmd.now_ns;
         match &cmd.op {
@@ -207,15 +221,15 @@ impl Model {
             }
             Op::Release { ino } => {
                 let s = Self::session_of(cmd)?;
-                let sess = self.sessions.get_mut(&s).expect("session");
-                let count = sess.opens.get_mut(ino).ok_or(FsError::BadHandle)?;
-                *count -= 1;
-                if *count == 0 {
-                    sess.opens.remove(ino);
-                    self.locks
-                        .retain(|(i, _, ls, _), _| !(*i == *ino && *ls == s));
+                self.release(s, *ino, now)?;
+                Ok(Response::Done)
+            }
+            Op::ReleaseMany { inos } => {
+                let s = Self::session_of(cmd)?;
+                for ino in inos {
+                    // Not held: skipped, the batch goes on.
+                    let _ = self.release(s, *ino, now);
                 }
-                self.maybe_free(*ino, now);
                 Ok(Response::Done)
             }
             Op::CommitSlice {
