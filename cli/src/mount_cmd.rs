@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tessera_client::DataConfig;
-use tessera_fuse_client::fs::FsOptions;
+use tessera_fuse_client::fs::{AtimeMode, FsOptions};
 use tessera_fuse_client::mount::{MountConfig, is_mounted};
 
 use crate::cluster::{ClusterArgs, runtime};
@@ -67,9 +67,36 @@ pub struct MountArgs {
     #[arg(long)]
     suid: bool,
 
+    /// When reading moves access times: relatime (after the file changed, or once a day, as
+    /// ext4 by default), strictatime (every read and listing) or noatime (never). Recorded
+    /// in the background, in batches: a read never waits for it.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Atime::Relatime)]
+    atime: Atime,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+}
+
+/// `--atime` values, named as the Linux mount options are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Atime {
+    #[value(name = "relatime")]
+    Relatime,
+    #[value(name = "strictatime")]
+    Strict,
+    #[value(name = "noatime")]
+    Off,
+}
+
+impl From<Atime> for AtimeMode {
+    fn from(a: Atime) -> Self {
+        match a {
+            Atime::Relatime => AtimeMode::Relatime,
+            Atime::Strict => AtimeMode::Strict,
+            Atime::Off => AtimeMode::Off,
+        }
+    }
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
@@ -93,6 +120,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         },
         fs: FsOptions {
             ttl: Duration::from_millis(args.attr_ttl_ms),
+            atime: args.atime.into(),
         },
         meta_timeout: Duration::from_millis(args.meta_timeout_ms),
         session_lease: Duration::from_millis(args.session_lease_ms),

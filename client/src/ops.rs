@@ -315,6 +315,15 @@ impl Namespace {
         attr_of("open", self.write("open", Op::Open { ino }).await?).map_err(stale)
     }
 
+    /// Records reads of files and listings of directories (access times), in one Raft entry.
+    pub async fn accessed(&self, inos: Vec<Ino>, strict: bool) -> Result<(), FsError> {
+        done(
+            "accessed",
+            self.write("accessed", Op::Accessed { inos, strict })
+                .await?,
+        )
+    }
+
     /// Drops one open of each of `inos` by this session, in one Raft entry.
     pub async fn release_many(&self, inos: Vec<Ino>) -> Result<(), FsError> {
         done(

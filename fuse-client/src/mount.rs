@@ -10,7 +10,7 @@ use tessera_rpc::{RpcConfig, Secret};
 use tessera_stripe::chunk_client::ReadAudit;
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 
-use crate::fs::{FsOptions, TesseraFs};
+use crate::fs::{AtimeMode, FsOptions, TesseraFs};
 use tessera_client::data::{DataConfig, DataPath};
 use tessera_client::meta::{MetaClient, MetaClientOptions};
 use tessera_client::ops::Namespace;
@@ -205,7 +205,14 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         MountOption::FSName("tessera".into()),
         MountOption::Subtype("tessera".into()),
         MountOption::DefaultPermissions,
-        MountOption::NoAtime,
+        // The daemon keeps access times itself (`fs/atimes.rs`); the kernel's flag only
+        // says so to `mount` and `findmnt`. Without `noatime` the kernel's default applies,
+        // shown as `relatime` (also for `--atime strictatime`: fuser has no flag for it).
+        if config.fs.atime == AtimeMode::Off {
+            MountOption::NoAtime
+        } else {
+            MountOption::Atime
+        },
         if config.devices {
             MountOption::Dev
         } else {

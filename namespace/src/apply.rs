@@ -192,6 +192,7 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         }
         Op::Release { ino } => session::release(s, client()?, *ino, now),
         Op::ReleaseMany { inos } => session::release_many(s, client()?, inos, now),
+        Op::Accessed { inos, strict } => attr::accessed(s, inos, *strict, now),
         Op::CommitSlice {
             ino,
             slices,

@@ -8,7 +8,7 @@ use super::command::Response;
 use super::data::{cut_chunks, need_regular};
 use super::state::{OpResult, Tables, TablesMut};
 use super::store::Store;
-use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime};
+use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime, relatime_due};
 
 pub(crate) fn setattr<S: Store + ?Sized>(
     s: &mut S,
@@ -55,6 +55,23 @@ pub(crate) fn setattr<S: Store + ?Sized>(
     Ok(Response::Attr(rec.attr(ino)))
 }
 
+/// Records accesses (see `Op::Accessed`); inodes that no longer exist are skipped.
+pub(crate) fn accessed<S: Store + ?Sized>(
+    s: &mut S,
+    inos: &[Ino],
+    strict: bool,
+    now: i64,
+) -> OpResult<Response> {
+    for &ino in inos {
+        let Some(rec) = s.inode(ino)? else { continue };
+        let moves = strict || relatime_due(rec.atime, rec.mtime, rec.ctime, now);
+        if moves && rec.atime != now {
+            s.update_inode(ino, |r| r.atime = now)?;
+        }
+    }
+    Ok(Response::Done)
+}
+
 fn set_time(field: &mut i64, how: SetTime, now: i64) {
     match how {
         SetTime::Omit => {}
@@ -68,6 +85,37 @@ mod tests {
     use crate::command::Op;
     use crate::testkit::Ns;
     use tessera_proto::fs::{FileKind, FsError, SetAttr, SetTime};
+
+    #[test]
+    fn relatime_moves_the_access_time_once_after_each_change_or_a_day() {
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let read = |ns: &mut Ns, strict| {
+            ns.cmd(Op::Accessed {
+                inos: vec![f, 9_999],
+                strict,
+            })
+            .unwrap();
+            ns.attr(f).unwrap()
+        };
+        // Made at the same time as its atime: the first read moves it, the second does not.
+        let a = read(&mut ns, false);
+        assert_eq!(a.atime_ns, ns.now);
+        assert_eq!(read(&mut ns, false).atime_ns, a.atime_ns);
+        // A change (here of the mode) makes the next read count again.
+        let set = SetAttr {
+            perm: Some(0o600),
+            ..SetAttr::default()
+        };
+        ns.cmd(Op::SetAttr { ino: f, set }).unwrap();
+        let b = read(&mut ns, false);
+        assert_eq!(b.atime_ns, ns.now);
+        assert!(b.ctime_ns < b.atime_ns, "an access leaves the change time");
+        // A day later it moves again; strict always moves it.
+        ns.now += 24 * 3600 * 1_000_000_000;
+        assert_eq!(read(&mut ns, false).atime_ns, ns.now);
+        assert_eq!(read(&mut ns, true).atime_ns, ns.now);
+    }
 
     #[test]
     fn times_now_omit_and_set() {

@@ -72,6 +72,9 @@ impl fmt::Display for Command {
             Op::Open { ino } => write!(f, "open {ino}"),
             Op::Release { ino } => write!(f, "release {ino}"),
             Op::ReleaseMany { inos } => write!(f, "release {} opens", inos.len()),
+            Op::Accessed { inos, strict } => {
+                write!(f, "accessed {} inodes (strict: {strict})", inos.len())
+            }
             Op::CommitSlice { ino, slices, .. } => {
                 write!(f, "commit {ino} ({} slices)", slices.len())
             }

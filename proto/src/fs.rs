@@ -39,6 +39,18 @@ pub const LINK_MAX: u32 = 65000;
 /// Largest file size: the last byte must still have a chunk index and offset that fit `u64`.
 pub const FILE_SIZE_MAX: u64 = 1 << 60;
 
+/// An access time older than this is refreshed by the next access even under `relatime`.
+pub const RELATIME_MAX_AGE_NS: i64 = 24 * 3600 * 1_000_000_000;
+
+/// Whether an access at `now` moves the access time under Linux's `relatime` rule: the
+/// access time is not after the modification or change time, or is a day old. Shared by the
+/// metadata service (which applies it) and the mount (which asks only when it holds).
+pub fn relatime_due(atime_ns: i64, mtime_ns: i64, ctime_ns: i64, now_ns: i64) -> bool {
+    atime_ns <= mtime_ns
+        || atime_ns <= ctime_ns
+        || now_ns.saturating_sub(atime_ns) >= RELATIME_MAX_AGE_NS
+}
+
 /// The type of an inode.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileKind {

@@ -161,6 +161,15 @@ pub enum Op {
     ReleaseMany {
         inos: Vec<Ino>,
     },
+
+    /// Files read and directories listed: each of `inos` gets the command's time as its
+    /// access time, always if `strict`, else under Linux's `relatime` rule (only when the
+    /// access time is not after the modification or change time, or is a day old). The
+    /// change time stays. Inodes gone meanwhile are skipped.
+    Accessed {
+        inos: Vec<Ino>,
+        strict: bool,
+    },
 }
 
 /// A read of the state.

@@ -564,3 +564,67 @@ async fn fallocate_beyond_the_free_space_is_enospc() {
     let said = python(FALLOCATE_ENOSPC, &[&c.mount(0).join("prealloc")]);
     eprintln!("{said}");
 }
+
+/// argv: one file through a `relatime` (default), a `strictatime` and a `noatime` mount,
+/// then a directory through the `relatime` mount. Cross-mount checks wait out the kernel's
+/// 1 s attribute cache.
+const ACCESS_TIMES: &str = r#"
+import os, sys, time
+rel, strict, noat, folder = sys.argv[1:5]
+def read(p):
+    with open(p, "rb") as f:
+        assert f.read() == b"x" * 100
+def atime(p):
+    return os.stat(p).st_atime_ns
+with open(rel, "wb") as f:
+    f.write(b"x" * 100)
+st = os.stat(rel)
+a0, m0 = st.st_atime_ns, st.st_mtime_ns
+time.sleep(0.05)
+read(rel)
+a1 = atime(rel)
+assert a1 > a0 and a1 >= m0, ("relatime: the first read after a write moves it", a0, a1, m0)
+time.sleep(0.05)
+read(rel)
+assert atime(rel) == a1, "relatime: a second read does not"
+read(strict)
+a2 = atime(strict)
+assert a2 > a1, ("strictatime: every read moves it", a1, a2)
+time.sleep(0.05)
+read(strict)
+a3 = atime(strict)
+assert a3 > a2, ("strictatime: every read moves it", a2, a3)
+time.sleep(1.2)
+assert atime(rel) == a3, "another mount sees the access time"
+read(noat)
+time.sleep(1.2)
+assert atime(noat) == a3 and atime(rel) == a3, "noatime: a read moves nothing"
+os.mkdir(folder)
+open(os.path.join(folder, "f"), "w").close()
+d0 = atime(folder)
+time.sleep(0.05)
+assert os.listdir(folder) == ["f"]
+d1 = atime(folder)
+assert d1 > d0, ("relatime: listing a changed directory moves it", d0, d1)
+print("ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_times_follow_relatime_strictatime_and_noatime() {
+    let mut c = DevCluster::start_with("api-atime", 1, 3, "2+1", 1).await;
+    let strict = c.add_mount(&["--atime", "strictatime"]);
+    let off = c.add_mount(&["--atime", "noatime"]);
+    let rel_opts = mount_options(c.mount(0).path());
+    assert!(rel_opts.iter().any(|o| o == "relatime"), "{rel_opts:?}");
+    let off_opts = mount_options(c.mount(off).path());
+    assert!(off_opts.iter().any(|o| o == "noatime"), "{off_opts:?}");
+    python(
+        ACCESS_TIMES,
+        &[
+            &c.mount(0).join("file"),
+            &c.mount(strict).join("file"),
+            &c.mount(off).join("file"),
+            &c.mount(0).join("folder"),
+        ],
+    );
+}

@@ -4,6 +4,7 @@
 //! turns every failure into an `FsError`); an `FsError` becomes an errno reply in
 //! `errno.rs` only.
 
+mod atimes;
 mod attr;
 mod errno;
 mod handles;
@@ -24,12 +25,14 @@ use std::time::Duration;
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
 
+pub use atimes::AtimeMode;
+use atimes::Atimes;
 pub use errno::errno;
 use handles::Handles;
 use lock_takers::LockTakers;
@@ -62,12 +65,15 @@ pub struct FsOptions {
     /// How long the kernel may trust attributes and names without asking again. An open
     /// always revalidates, so this bounds staleness of `stat` only, not of file contents.
     pub ttl: Duration,
+    /// When reads move access times (`atimes.rs`).
+    pub atime: AtimeMode,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(1),
+            atime: AtimeMode::default(),
         }
     }
 }
@@ -87,6 +93,8 @@ struct Inner {
     lock_takers: LockTakers,
     /// Releases go out in the background, in batches (see `releases.rs`).
     releases: Releases,
+    /// Access times go out in the background, in batches (see `atimes.rs`).
+    atimes: Atimes,
     ttl: Duration,
 }
 
@@ -176,9 +184,11 @@ impl TesseraFs {
         rt: tokio::runtime::Handle,
     ) -> Self {
         let releases = Releases::start(ns.clone(), &rt);
+        let atimes = Atimes::start(options.atime, ns.clone(), &rt);
         Self {
             inner: Arc::new(Inner {
                 releases,
+                atimes,
                 ns,
                 data,
                 handles: Handles::default(),
@@ -249,6 +259,7 @@ impl Filesystem for TesseraFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.run(FsOp::Getattr, |i| async move {
+            i.atimes.settle(ino.0).await;
             match i.ns.getattr(ino.0).await {
                 Ok(a) => {
                     i.open_dirs.saw(&a);
@@ -421,10 +432,14 @@ impl Filesystem for TesseraFs {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let reads = flags.acc_mode() != OpenAccMode::O_WRONLY;
         self.run(FsOp::Open, |i| async move {
             match i.ns.open(ino.0).await {
                 Ok(a) => {
+                    if reads && i.atimes.opened(&a) {
+                        i.forget_attrs(ino.0);
+                    }
                     // Close-to-open: the open saw the committed attributes; if they are not
                     // what this mount last saw, its page cache and cached size are stale.
                     let flags = if i.data.keep_cache(&a) {
@@ -489,6 +504,7 @@ impl Filesystem for TesseraFs {
             let d = i.handles.get(fh.0);
             match i.data.read(ino.0, d.as_ref(), offset, size).await {
                 Ok(b) => {
+                    i.atimes.read(ino.0);
                     fs_metrics().read_bytes.add(b.len() as u64);
                     reply.data(&b)
                 }
@@ -651,6 +667,9 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Readdir, |i| async move {
             match i.ns.readdir(ino.0, offset, READDIR_BATCH, false).await {
                 Ok(entries) => {
+                    if offset == 0 {
+                        i.atimes.accessed(ino.0);
+                    }
                     for e in entries {
                         let name = OsStr::from_bytes(&e.name);
                         if reply.add(INodeNo(e.ino), e.cookie, attr::kind(e.kind), name) {
@@ -675,6 +694,9 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Readdirplus, |i| async move {
             match i.ns.readdir(ino.0, offset, READDIR_BATCH, true).await {
                 Ok(entries) => {
+                    if offset == 0 {
+                        i.atimes.accessed(ino.0);
+                    }
                     for e in entries {
                         let Some(a) = e.attr else {
                             continue;

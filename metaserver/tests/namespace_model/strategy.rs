@@ -287,6 +287,12 @@ fn op() -> impl Strategy<Value = Op> {
                 .boxed(),
         ),
         (
+            2,
+            (prop::collection::vec(file_ino(), 0..3), prop::bool::ANY)
+                .prop_map(|(inos, strict)| Op::Accessed { inos, strict })
+                .boxed(),
+        ),
+        (
             8,
             (
                 file_ino(),

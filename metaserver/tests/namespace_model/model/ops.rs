@@ -224,6 +224,21 @@ impl Model {
                 self.release(s, *ino, now)?;
                 Ok(Response::Done)
             }
+            Op::Accessed { inos, strict } => {
+                const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
+                for ino in inos {
+                    let Some(n) = self.nodes.get_mut(ino) else {
+                        continue;
+                    };
+                    let relatime = n.atime <= n.mtime
+                        || n.atime <= n.ctime
+                        || now.saturating_sub(n.atime) >= DAY_NS;
+                    if *strict || relatime {
+                        n.atime = now;
+                    }
+                }
+                Ok(Response::Done)
+            }
             Op::ReleaseMany { inos } => {
                 let s = Self::session_of(cmd)?;
                 for ino in inos {
