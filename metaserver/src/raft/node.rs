@@ -78,6 +78,11 @@ pub async fn start(
         max_in_snapshot_log_to_keep: tuning.keep_after_snapshot,
         // A node cut off and rejoining must not force a new election with an inflated term.
         enable_pre_vote: Some(true),
+        // A leader restarted must win an election again. Restored at once (openraft's
+        // default), it would serve reads from a state machine that, like the committed index,
+        // is not flushed per commit, so entries committed just before the crash could be
+        // missing from them: a file whose fsync had returned would not be found.
+        enable_leader_restore: Some(false),
         install_snapshot_timeout: 60_000,
         ..Config::default()
     };
