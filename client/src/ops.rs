@@ -310,9 +310,15 @@ impl Namespace {
         }
     }
 
-    /// Records an open of `ino` by this session (unlink then keeps the inode alive).
-    pub async fn open(&self, ino: Ino) -> Result<Attr, FsError> {
-        attr_of("open", self.write("open", Op::Open { ino }).await?).map_err(stale)
+    /// Records an open of `ino` by this session (unlink then keeps the inode alive). An open
+    /// for reading is also the access: `Some(strict)` moves the access time in the same
+    /// entry (always if `strict`, else under `relatime`).
+    pub async fn open(&self, ino: Ino, access: Option<bool>) -> Result<Attr, FsError> {
+        let op = match access {
+            Some(strict) => Op::OpenToRead { ino, strict },
+            None => Op::Open { ino },
+        };
+        attr_of("open", self.write("open", op).await?).map_err(stale)
     }
 
     /// Records reads of files and listings of directories (access times), in one Raft entry.

@@ -193,6 +193,11 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::Release { ino } => session::release(s, client()?, *ino, now),
         Op::ReleaseMany { inos } => session::release_many(s, client()?, inos, now),
         Op::Accessed { inos, strict } => attr::accessed(s, inos, *strict, now),
+        Op::OpenToRead { ino, strict } => {
+            session::open(s, client()?, *ino)?;
+            attr::accessed(s, &[*ino], *strict, now)?;
+            Ok(Response::Attr(s.need_inode(*ino)?.attr(*ino)))
+        }
         Op::CommitSlice {
             ino,
             slices,

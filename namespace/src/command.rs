@@ -72,6 +72,7 @@ impl fmt::Display for Command {
             Op::Open { ino } => write!(f, "open {ino}"),
             Op::Release { ino } => write!(f, "release {ino}"),
             Op::ReleaseMany { inos } => write!(f, "release {} opens", inos.len()),
+            Op::OpenToRead { ino, strict } => write!(f, "open {ino} to read (strict: {strict})"),
             Op::Accessed { inos, strict } => {
                 write!(f, "accessed {} inodes (strict: {strict})", inos.len())
             }

@@ -170,6 +170,13 @@ pub enum Op {
         inos: Vec<Ino>,
         strict: bool,
     },
+
+    /// [`Op::Open`] for reading, which is also the access (see [`Op::Accessed`]): the access
+    /// time moves in the same entry, and the reply carries it.
+    OpenToRead {
+        ino: Ino,
+        strict: bool,
+    },
 }
 
 /// A read of the state.

@@ -6,15 +6,14 @@
 //! The daemon sees only the reads the page cache does not answer, so an open for reading
 //! counts as the access (with `strictatime` every read that reaches the daemon counts too),
 //! as does each listing of a directory from its start. The one difference from ext4: an
-//! open for reading that never reads also moves the access time. An open already carries
-//! the file's fresh times, so under `relatime` one that would change nothing queues
-//! nothing; one that queues drops the kernel's cached attributes, so that the next `stat`
-//! asks this mount.
+//! open for reading that never reads also moves the access time.
 //!
-//! A read must not wait for a Raft commit, so accesses are queued, and what gathered for a
-//! moment goes out as one `Accessed` command, whose apply decides by the rule. A `stat`
-//! through this mount of an inode still queued sends that access first, so this mount reads
-//! its own access times; other mounts see them within the gathering delay.
+//! An open is a metadata commit anyway, so it carries the access (`OpenToRead`): no extra
+//! entry, and its reply holds the new time. Other accesses must not make a read or listing
+//! wait for a commit: they are queued, and what gathered for a moment goes out as one
+//! `Accessed` command, whose apply decides by the rule. A `stat` through this mount of an
+//! inode still queued sends that access first, so this mount reads its own access times;
+//! other mounts see them within the gathering delay.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -36,6 +35,10 @@ pub enum AtimeMode {
     /// Never.
     Off,
 }
+
+/// An access time younger than this (by the mount's clock) was set by the open that returned
+/// it, or by another access a moment ago: either way the kernel's copy may be older.
+const JUST_NOW_NS: i64 = 5_000_000_000;
 
 /// How long accesses gather before a batch goes out.
 const GATHER: Duration = Duration::from_millis(50);
@@ -84,18 +87,22 @@ impl Atimes {
         }
     }
 
-    /// A file with the fresh attributes `a` was opened for reading; true if that queued an
-    /// access (the caller then drops the kernel's cached attributes of the file).
-    pub(crate) fn opened(&self, a: &Attr) -> bool {
-        let due = match self.mode {
-            AtimeMode::Off => false,
-            AtimeMode::Strict => true,
-            AtimeMode::Relatime => relatime_due(a.atime_ns, a.mtime_ns, a.ctime_ns, now_ns()),
-        };
-        if due {
-            self.queue(a.ino);
+    /// What an open for reading asks of the access time: `Some(strict)` to move it in the
+    /// open's own entry, `None` with `noatime`.
+    pub(crate) fn open_access(&self) -> Option<bool> {
+        match self.mode {
+            AtimeMode::Off => None,
+            AtimeMode::Relatime => Some(false),
+            AtimeMode::Strict => Some(true),
         }
-        due
+    }
+
+    /// Whether the open that answered `a` just moved the access time (it is after the last
+    /// change and a moment old), so the kernel's cached attributes are out of date.
+    pub(crate) fn moved_by_open(&self, a: &Attr) -> bool {
+        self.mode != AtimeMode::Off
+            && !relatime_due(a.atime_ns, a.mtime_ns, a.ctime_ns, a.atime_ns)
+            && now_ns().saturating_sub(a.atime_ns) < JUST_NOW_NS
     }
 
     /// Directory `ino` was listed from its start (the kernel drops its cached access time

@@ -435,9 +435,10 @@ impl Filesystem for TesseraFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let reads = flags.acc_mode() != OpenAccMode::O_WRONLY;
         self.run(FsOp::Open, |i| async move {
-            match i.ns.open(ino.0).await {
+            let access = if reads { i.atimes.open_access() } else { None };
+            match i.ns.open(ino.0, access).await {
                 Ok(a) => {
-                    if reads && i.atimes.opened(&a) {
+                    if access.is_some() && i.atimes.moved_by_open(&a) {
                         i.forget_attrs(ino.0);
                     }
                     // Close-to-open: the open saw the committed attributes; if they are not

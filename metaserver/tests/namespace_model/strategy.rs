@@ -279,6 +279,12 @@ fn op() -> impl Strategy<Value = Op> {
                 .boxed(),
         ),
         (6, file_ino().prop_map(|ino| Op::Open { ino }).boxed()),
+        (
+            3,
+            (file_ino(), prop::bool::ANY)
+                .prop_map(|(ino, strict)| Op::OpenToRead { ino, strict })
+                .boxed(),
+        ),
         (5, file_ino().prop_map(|ino| Op::Release { ino }).boxed()),
         (
             2,

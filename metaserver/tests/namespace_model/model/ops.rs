@@ -5,6 +5,19 @@ use std::collections::btree_map::Entry;
 use tessera_namespace::{Op, Response};
 
 impl Model {
+    /// An access of `ino` at `now`: `relatime`, or always if `strict`.
+    fn access(&mut self, ino: Ino, strict: bool, now: i64) {
+        const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
+        let Some(n) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        let relatime =
+            n.atime <= n.mtime || n.atime <= n.ctime || now.saturating_sub(n.atime) >= DAY_NS;
+        if strict || relatime {
+            n.atime = now;
+        }
+    }
+
     /// Drops one open of `ino` by session `s`.
     fn release(&mut self, s: u64, ino: Ino, now: i64) -> Result<(), FsError> {
         let sess = self.sessions.get_mut(&s).expect("session");
@@ -225,19 +238,19 @@ impl Model {
                 Ok(Response::Done)
             }
             Op::Accessed { inos, strict } => {
-                const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
                 for ino in inos {
-                    let Some(n) = self.nodes.get_mut(ino) else {
-                        continue;
-                    };
-                    let relatime = n.atime <= n.mtime
-                        || n.atime <= n.ctime
-                        || now.saturating_sub(n.atime) >= DAY_NS;
-                    if *strict || relatime {
-                        n.atime = now;
-                    }
+                    self.access(*ino, *strict, now);
                 }
                 Ok(Response::Done)
+            }
+            Op::OpenToRead { ino, strict } => {
+                let open = Command {
+                    op: Op::Open { ino: *ino },
+                    ..cmd.clone()
+                };
+                self.exec(&open)?;
+                self.access(*ino, *strict, now);
+                Ok(Response::Attr(self.attr(*ino)))
             }
             Op::ReleaseMany { inos } => {
                 let s = Self::session_of(cmd)?;
