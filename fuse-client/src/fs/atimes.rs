@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tessera_proto::fs::{Attr, Ino, relatime_due};
+use tessera_proto::fs::{Attr, Ino};
 use tokio::sync::mpsc;
 
 use tessera_client::ops::Namespace;
@@ -101,7 +101,8 @@ impl Atimes {
     /// change and a moment old), so the kernel's cached attributes are out of date.
     pub(crate) fn moved_by_open(&self, a: &Attr) -> bool {
         self.mode != AtimeMode::Off
-            && !relatime_due(a.atime_ns, a.mtime_ns, a.ctime_ns, a.atime_ns)
+            && a.atime_ns > a.mtime_ns
+            && a.atime_ns > a.ctime_ns
             && now_ns().saturating_sub(a.atime_ns) < JUST_NOW_NS
     }
 

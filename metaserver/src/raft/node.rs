@@ -57,7 +57,7 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 pub struct Node {
     /// The Raft member.
     pub raft: RaftNode,
-    /// The namespace store (for reads after a read-index confirmation).
+    /// The namespace store (for reads after leadership is confirmed).
     pub store: Arc<RedbStore>,
 }
 

@@ -4,8 +4,9 @@
 //!
 //! - Writes: [`Replica::propose`] stamps the leader's clock into the command (the only time
 //!   `apply` knows) and returns the reply once the command is committed and applied here.
-//! - Reads: [`Replica::read`] and [`Replica::read_with`] are linearizable (a read-index round
-//!   first, shared with concurrent reads); [`Replica::local_read`] reads what this member has
+//! - Reads: [`Replica::read`] and [`Replica::read_with`] are linearizable (leadership
+//!   confirmed first: under the leader lease, else by a read-index round shared with
+//!   concurrent reads); [`Replica::local_read`] reads what this member has
 //!   applied, which on the leader is enough for background scans that re-check their
 //!   decisions through commands.
 //! - Leadership: [`Replica::lead`] is the one leader-only guard, [`Replica::status`] this
