@@ -32,11 +32,18 @@ fn options() -> MetaOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fsynced_files_survive_killing_every_process() {
     let mut c = DevCluster::start_opts("fault-crash", 3, 6, "4+2", 1, &options()).await;
-    let dir = c.mount(0).path().to_path_buf();
+    // The writers work in a directory that exists only on Tessera: once the killed mount is
+    // detached, the mountpoint is an empty local directory and their next create fails.
+    // Writing straight into the mountpoint, a writer between two files would carry on in
+    // the local directory underneath, and those "fsynced" files would then be hidden by the
+    // new mount (twice seen as a lost file).
+    let dir = c.mount(0).path().join("work");
+    std::fs::create_dir(&dir).unwrap();
     let synced: Arc<Mutex<Vec<File>>> = Arc::default();
+    let mut writers = Vec::new();
     for w in 0..2u64 {
         let (dir, synced) = (dir.clone(), synced.clone());
-        std::thread::spawn(move || {
+        writers.push(std::thread::spawn(move || {
             for i in 0.. {
                 let name = format!("c{w}-{i}");
                 let data = noise(((i % 7) as usize + 1) * (700 << 10), w * 1_000_000 + i);
@@ -51,7 +58,7 @@ async fn fsynced_files_survive_killing_every_process() {
                     Err(_) => return,
                 }
             }
-        });
+        }));
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
     // Everything at once: the mount first (so no more fsyncs return), then the servers.
@@ -61,6 +68,11 @@ async fn fsynced_files_survive_killing_every_process() {
     }
     for id in 1..=3 {
         c.meta.kill9(id);
+    }
+    // Every writer has met its error before anything restarts, so none can reach the new
+    // mount.
+    for w in writers {
+        w.join().unwrap();
     }
     let synced = std::mem::take(&mut *synced.lock().unwrap());
     assert!(synced.len() > 3, "only {} files were fsynced", synced.len());
@@ -73,7 +85,7 @@ async fn fsynced_files_survive_killing_every_process() {
     }
     c.mounts.clear();
     let m = c.add_mount(&[]);
-    let mnt = c.mount(m).path().to_path_buf();
+    let mnt = c.mount(m).path().join("work");
     let files = wait_for(
         "the restarted cluster to serve the first file",
         Duration::from_secs(60),
