@@ -292,13 +292,20 @@ impl Namespace {
         new_parent: Ino,
         new_name: &[u8],
         flags: u32,
+        caller: Caller,
     ) -> Result<(), FsError> {
+        let mut mode = RenameMode::from_flags(flags, caller.uid, caller.gid)?;
+        if let RenameMode::Whiteout { gid, .. } = &mut mode {
+            // The whiteout is a new node in the source's directory: a setgid directory
+            // gives it the directory's group, as any other new node there.
+            *gid = self.inherit(parent, caller, 0, false).await?.0;
+        }
         let op = Op::Rename {
             parent,
             name: name.to_vec(),
             new_parent,
             new_name: new_name.to_vec(),
-            mode: RenameMode::from_flags(flags)?,
+            mode,
         };
         done("rename", self.write("rename", op).await?)
     }

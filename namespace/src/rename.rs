@@ -1,4 +1,5 @@
-//! `rename` and `renameat2` (NOREPLACE, EXCHANGE), atomic because one command does it all.
+//! `rename` and `renameat2` (NOREPLACE, EXCHANGE, WHITEOUT), atomic because one command does
+//! it all.
 //!
 //! The checks follow Linux's `do_renameat2` and `vfs_rename` in order:
 //! 1. names (`EINVAL`, `ENAMETOOLONG`), both parents (`ENOENT`, `ENOTDIR`; a removed target
@@ -13,16 +14,18 @@
 //!    many subdirectories `EMLINK`.
 //!
 //! Effects: the moved inode's ctime, both parents' mtime and ctime, the replaced inode loses
-//! a link. A moved entry gets a fresh readdir cookie in its new place; exchanged entries keep
+//! a link. WHITEOUT then makes a whiteout (character device 0:0, mode 0) under the source's
+//! name, in the same command, so no one ever sees the name free (overlayfs relies on it). A moved entry gets a fresh readdir cookie in its new place; exchanged entries keep
 //! theirs (the names stay where they were, only what they point to swaps).
 
 use super::command::Response;
+use super::dir::make;
 use super::names::check_name;
-use super::nodes::{add_entry, drop_link, is_ancestor, remove_entry, repoint_entry};
+use super::nodes::{NewInode, add_entry, drop_link, is_ancestor, remove_entry, repoint_entry};
 use super::records::DentryRec;
 use super::state::{OpResult, Tables, TablesMut};
 use super::store::Store;
-use tessera_proto::fs::{FsError, Ino, LINK_MAX, RenameMode};
+use tessera_proto::fs::{FileKind, FsError, Ino, LINK_MAX, RenameMode};
 
 /// What a rename names, gathered before anything changes.
 struct Ends {
@@ -49,7 +52,7 @@ pub(crate) fn rename<S: Store + ?Sized>(
     let dst = s.dentry(new_parent, new_name)?;
     match (mode, &dst) {
         (RenameMode::Exchange, None) => return Err(FsError::NotFound.into()),
-        (RenameMode::NoReplace, Some(_)) => return Err(FsError::Exists.into()),
+        (m, Some(_)) if m.refuses_target() => return Err(FsError::Exists.into()),
         _ => {}
     }
     if src.kind.is_dir() && is_ancestor(s, src.ino, new_parent)? {
@@ -77,6 +80,18 @@ pub(crate) fn rename<S: Store + ?Sized>(
     match mode {
         RenameMode::Exchange => exchange(s, &ends, name, new_name, now)?,
         RenameMode::Replace | RenameMode::NoReplace => replace(s, &ends, name, new_name, now)?,
+        RenameMode::Whiteout { uid, gid, .. } => {
+            replace(s, &ends, name, new_name, now)?;
+            let whiteout = NewInode {
+                kind: FileKind::CharDevice,
+                perm: 0,
+                uid,
+                gid,
+                rdev: 0,
+                target: Vec::new(),
+            };
+            make(s, parent, name, whiteout, None, now)?;
+        }
     }
     Ok(Response::Done)
 }
@@ -153,7 +168,7 @@ fn exchange<S: Store + ?Sized>(
 mod tests {
     use crate::command::Op;
     use crate::testkit::Ns;
-    use tessera_proto::fs::{FsError, Ino, RenameMode};
+    use tessera_proto::fs::{FileKind, FsError, Ino, RenameMode};
 
     fn mv(
         ns: &mut Ns,
@@ -315,5 +330,37 @@ mod tests {
             mv(&mut ns, a, "d", b, "zz", RenameMode::Exchange),
             Err(FsError::NotFound)
         );
+    }
+
+    #[test]
+    fn whiteout_takes_the_source_name_in_the_same_step() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let d = ns.mkdir(root, "d");
+        let f = ns.create(root, "f");
+        let g = ns.create(d, "g");
+        let whiteout = |no_replace| RenameMode::Whiteout {
+            no_replace,
+            uid: 5,
+            gid: 6,
+        };
+        assert_eq!(
+            mv(&mut ns, root, "f", d, "g", whiteout(true)),
+            Err(FsError::Exists)
+        );
+        mv(&mut ns, root, "f", d, "g", whiteout(false)).unwrap();
+        assert_eq!(ns.lookup(d, "g").unwrap().ino, f);
+        assert_eq!(ns.attr(g), Err(FsError::NotFound));
+        let w = ns.lookup(root, "f").unwrap();
+        assert_ne!(w.ino, f);
+        assert_eq!(
+            (w.kind, w.perm, w.rdev, w.uid, w.gid, w.nlink),
+            (FileKind::CharDevice, 0, 0, 5, 6, 1)
+        );
+        // A directory moves the same way; its old name becomes a whiteout too.
+        mv(&mut ns, root, "d", root, "e", whiteout(true)).unwrap();
+        assert_eq!(ns.lookup(root, "e").unwrap().ino, d);
+        assert_eq!(ns.lookup(root, "d").unwrap().kind, FileKind::CharDevice);
+        assert_eq!(ns.names(root), vec!["f", "e", "d"]);
     }
 }

@@ -293,7 +293,7 @@ pub const RENAME_EXCHANGE: u32 = 2;
 pub const RENAME_WHITEOUT: u32 = 4;
 
 /// What `rename` does when the target exists. An enum rather than flags so that the invalid
-/// combination (`NOREPLACE | EXCHANGE`) cannot reach the metaserver.
+/// combinations (`NOREPLACE | EXCHANGE`, `WHITEOUT | EXCHANGE`) cannot reach the metaserver.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RenameMode {
     /// Replace an existing target (a file, or an empty directory).
@@ -303,20 +303,47 @@ pub enum RenameMode {
     NoReplace,
     /// Swap source and target atomically; both must exist (`RENAME_EXCHANGE`).
     Exchange,
+    /// Move as `Replace` (or `NoReplace`), and in the same step leave a whiteout under the
+    /// source's name: a character device 0:0 owned by `uid`/`gid`, which overlayfs reads as
+    /// "deleted in the upper layer" (`RENAME_WHITEOUT`).
+    Whiteout {
+        no_replace: bool,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 impl RenameMode {
-    /// Decodes `renameat2` flags. Whiteouts (overlayfs) are not supported.
-    pub fn from_flags(flags: u32) -> Result<RenameMode, FsError> {
+    /// Decodes `renameat2` flags; a whiteout, if asked for, belongs to `uid`/`gid`.
+    pub fn from_flags(flags: u32, uid: u32, gid: u32) -> Result<RenameMode, FsError> {
         match flags {
             0 => Ok(RenameMode::Replace),
             RENAME_NOREPLACE => Ok(RenameMode::NoReplace),
             RENAME_EXCHANGE => Ok(RenameMode::Exchange),
-            f if f & RENAME_WHITEOUT != 0 && f & !(RENAME_WHITEOUT | RENAME_NOREPLACE) == 0 => {
-                Err(FsError::NotSupported)
-            }
+            RENAME_WHITEOUT => Ok(RenameMode::Whiteout {
+                no_replace: false,
+                uid,
+                gid,
+            }),
+            f if f == RENAME_WHITEOUT | RENAME_NOREPLACE => Ok(RenameMode::Whiteout {
+                no_replace: true,
+                uid,
+                gid,
+            }),
             _ => Err(FsError::Invalid),
         }
+    }
+
+    /// Whether an existing target makes the rename fail with `EEXIST`.
+    pub fn refuses_target(self) -> bool {
+        matches!(
+            self,
+            RenameMode::NoReplace
+                | RenameMode::Whiteout {
+                    no_replace: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -506,13 +533,21 @@ mod tests {
 
     #[test]
     fn rename_flags() {
-        assert_eq!(RenameMode::from_flags(0), Ok(RenameMode::Replace));
-        assert_eq!(RenameMode::from_flags(1), Ok(RenameMode::NoReplace));
-        assert_eq!(RenameMode::from_flags(2), Ok(RenameMode::Exchange));
-        assert_eq!(RenameMode::from_flags(3), Err(FsError::Invalid));
-        assert_eq!(RenameMode::from_flags(4), Err(FsError::NotSupported));
-        assert_eq!(RenameMode::from_flags(6), Err(FsError::Invalid));
-        assert_eq!(RenameMode::from_flags(8), Err(FsError::Invalid));
+        let mode = |f| RenameMode::from_flags(f, 7, 8);
+        assert_eq!(mode(0), Ok(RenameMode::Replace));
+        assert_eq!(mode(1), Ok(RenameMode::NoReplace));
+        assert_eq!(mode(2), Ok(RenameMode::Exchange));
+        assert_eq!(mode(3), Err(FsError::Invalid));
+        let whiteout = |no_replace| RenameMode::Whiteout {
+            no_replace,
+            uid: 7,
+            gid: 8,
+        };
+        assert_eq!(mode(4), Ok(whiteout(false)));
+        assert_eq!(mode(5), Ok(whiteout(true)));
+        assert!(whiteout(true).refuses_target() && !whiteout(false).refuses_target());
+        assert_eq!(mode(6), Err(FsError::Invalid));
+        assert_eq!(mode(8), Err(FsError::Invalid));
     }
 
     #[test]

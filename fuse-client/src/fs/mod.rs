@@ -400,7 +400,7 @@ impl Filesystem for TesseraFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -408,10 +408,10 @@ impl Filesystem for TesseraFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (name, newname) = (name_of(name), name_of(newname));
+        let (name, newname, who) = (name_of(name), name_of(newname), caller(req));
         self.run(FsOp::Rename, |i| async move {
             let r =
-                i.ns.rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                i.ns.rename(parent.0, &name, newparent.0, &newname, flags.bits(), who)
                     .await;
             Inner::empty(reply, r)
         });
