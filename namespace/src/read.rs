@@ -13,8 +13,15 @@ use tessera_proto::fs::{
 /// statfs block size: what `df` multiplies block counts by.
 const BLOCK: u64 = 4096;
 
+/// `name` in directory `parent`. "." and ".." are what the kernel asks when it turns a file
+/// handle back into an inode (FUSE export support): "." is the inode `parent` itself, of any
+/// kind, and ".." a directory's parent.
 pub(crate) fn lookup<S: StoreRead + ?Sized>(s: &S, parent: Ino, name: &[u8]) -> OpResult<Response> {
-    check_name(name)?;
+    match name {
+        b"." => return getattr(s, parent),
+        b".." => return getattr(s, s.need_dir(parent)?.parent),
+        _ => check_name(name)?,
+    }
     s.need_dir(parent)?;
     let entry = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
     let rec = s

@@ -236,6 +236,9 @@ impl Filesystem for TesseraFs {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
+            // File handles (name_to_handle_at, NFS re-export): the kernel resolves a handle
+            // it no longer caches by looking up "." in the inode it names.
+            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             if let Err(missing) = config.add_capabilities(cap) {
                 tracing::info!("kernel lacks FUSE capability {missing:?}");

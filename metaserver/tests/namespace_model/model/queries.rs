@@ -10,6 +10,15 @@ impl Model {
 
     pub fn query(&self, q: &Query) -> Reply {
         match q {
+            // "." and "..": how the kernel resolves a file handle (FUSE export support).
+            Query::Lookup { parent, name } if name == b"." => {
+                self.node(*parent)?;
+                Ok(Response::Attr(self.attr(*parent)))
+            }
+            Query::Lookup { parent, name } if name == b".." => {
+                let up = self.dir(*parent)?.parent;
+                Ok(Response::Attr(self.attr(up)))
+            }
             Query::Lookup { parent, name } => {
                 name_ok(name)?;
                 self.dir(*parent)?;
