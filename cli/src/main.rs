@@ -12,6 +12,7 @@ mod log_rate;
 mod membership_cmd;
 mod meta_cmd;
 mod mount_cmd;
+mod mount_helper;
 mod pipe;
 mod secret_cmd;
 mod status_cmd;
@@ -97,6 +98,13 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     pipe::exit_quietly_on_closed_stdout();
+    let mut argv = std::env::args_os();
+    if argv
+        .next()
+        .is_some_and(|a| mount_helper::called_as_helper(&a))
+    {
+        return mount_helper::run(argv.collect());
+    }
     let cli = Cli::parse();
     init_logging();
     match cli.command {

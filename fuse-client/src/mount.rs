@@ -23,7 +23,9 @@ pub const DEFAULT_SESSION_LEASE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct MountConfig {
     pub mountpoint: PathBuf,
-    /// Metadata servers (any subset of the group).
+    /// Metadata servers (any subset of the group). Joined with commas, they are also the
+    /// mount's source in `mount`, `df` and `findmnt`, so two clusters' mounts can be told
+    /// apart.
     pub meta: Vec<String>,
     pub secret_file: PathBuf,
     pub data: DataConfig,
@@ -202,8 +204,11 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let slot = fs.notifier_slot();
     let mut options = fuser::Config::default();
     options.mount_options = vec![
-        MountOption::FSName("tessera".into()),
-        MountOption::Subtype("tessera".into()),
+        MountOption::FSName(config.meta.join(",")),
+        // As a kernel option, so that a mount by root (mount(2) directly, no fusermount3)
+        // is also of type `fuse.tessera`, as `mount -t fuse.tessera` and fstab lines name
+        // it; fuser's own `Subtype` reaches only fusermount3.
+        MountOption::CUSTOM("subtype=tessera".into()),
         MountOption::DefaultPermissions,
         // The daemon keeps access times itself (`fs/atimes.rs`); the kernel's flag only
         // says so to `mount` and `findmnt`. Without `noatime` the kernel's default applies,
