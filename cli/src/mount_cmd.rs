@@ -73,6 +73,12 @@ pub struct MountArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Atime::Relatime)]
     atime: Atime,
 
+    /// Turn POSIX ACLs off, as ext4's `noacl`: their attributes are refused and the kernel
+    /// checks permissions by the mode alone [default: ACLs on: stored, inherited from
+    /// default ACLs, kept in step with chmod, enforced by the kernel].
+    #[arg(long)]
+    no_acl: bool,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
@@ -121,6 +127,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         fs: FsOptions {
             ttl: Duration::from_millis(args.attr_ttl_ms),
             atime: args.atime.into(),
+            acl: !args.no_acl,
         },
         meta_timeout: Duration::from_millis(args.meta_timeout_ms),
         session_lease: Duration::from_millis(args.session_lease_ms),

@@ -168,6 +168,8 @@ fn mount_flags(options: &[String]) -> anyhow::Result<Vec<String>> {
                 flags.push(v.to_string());
             }
             ("dev" | "suid", None) => flags.push(format!("--{name}")),
+            ("noacl", None) => flags.push("--no-acl".into()),
+            ("acl", None) => {}
             ("nodev" | "nosuid", None) => {}
             ("relatime" | "strictatime" | "noatime", None) => {
                 flags.push("--atime".into());
@@ -181,7 +183,7 @@ fn mount_flags(options: &[String]) -> anyhow::Result<Vec<String>> {
     }
     if !unknown.is_empty() {
         bail!(
-            "unsupported mount option(s): {}; Tessera takes {}, dev, suid, relatime, strictatime, noatime and the usual defaults, rw, _netdev, nofail, noauto",
+            "unsupported mount option(s): {}; Tessera takes {}, dev, suid, acl, noacl, relatime, strictatime, noatime and the usual defaults, rw, _netdev, nofail, noauto",
             unknown.join(","),
             VALUE_OPTIONS.map(|o| format!("{o}=")).join(", ")
         );

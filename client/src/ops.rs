@@ -18,15 +18,11 @@ use tessera_proto::meta::{ChunkserverState, Op, Query, Reply, Response};
 use crate::error::ClientError;
 use crate::meta::MetaClient;
 
-/// POSIX ACLs are not supported (the kernel would not enforce them: permissions are its
-/// mode checks), so their attributes are refused as on a file system mounted `noacl`. This
-/// also answers `ls -l`'s ACL probe of every file without a round trip.
-fn no_acls(name: &[u8]) -> Result<(), FsError> {
-    if name.starts_with(b"system.posix_acl_") {
-        Err(FsError::NotSupported)
-    } else {
-        Ok(())
-    }
+/// On a mount without POSIX ACLs (`--no-acl`: the kernel does not enforce them) their
+/// attributes are refused as on a file system mounted `noacl`, which also answers `ls -l`'s
+/// ACL probe of every file without a round trip.
+fn is_acl(name: &[u8]) -> bool {
+    name.starts_with(b"system.posix_acl_")
 }
 
 /// `ENOENT` for an inode number means the kernel's cached name is stale (see `getattr`).
@@ -71,7 +67,27 @@ pub struct Namespace {
     caps: Arc<Mutex<CapsCache>>,
     /// Set-group-id bit and group of recently seen directories (see [`DIR_TTL`]).
     dirs: Arc<Mutex<DirCache>>,
+    /// POSIX ACLs are served (stored, inherited, kept in step with the mode by the
+    /// namespace; enforced by the kernel).
+    acls: bool,
+    /// When the namespace last said no ACL was ever stored (see [`ACLS_UNUSED_TTL`]).
+    acls_unused: Arc<Mutex<AclsUnused>>,
 }
+
+/// The namespace's last "no ACL was ever stored", and how many ACLs this mount set (an
+/// answer asked for before one of them is not kept).
+#[derive(Debug, Default)]
+struct AclsUnused {
+    at: Option<Instant>,
+    sets: u64,
+}
+
+/// The kernel reads each inode's access ACL before it checks a permission by the group
+/// class, and `ls -l` asks for every file: a metadata read per inode, doubling the time of
+/// `ls -lR`. While no ACL was ever stored in the namespace, the mount answers "none" itself,
+/// asking the namespace again after this long, the time the kernel trusts cached attributes
+/// (and cached ACLs with them). An ACL set through this mount counts at once.
+const ACLS_UNUSED_TTL: Duration = Duration::from_secs(1);
 
 /// When each directory's attributes were seen, and its (perm, gid).
 type DirCache = HashMap<Ino, (Instant, u16, u32)>;
@@ -98,6 +114,46 @@ impl Namespace {
             meta,
             caps: Arc::new(Mutex::new(HashMap::new())),
             dirs: Arc::new(Mutex::new(HashMap::new())),
+            acls: true,
+            acls_unused: Arc::default(),
+        }
+    }
+
+    /// Without POSIX ACLs (`noacl`): their attributes are refused with `EOPNOTSUPP`.
+    pub fn without_acls(mut self) -> Self {
+        self.acls = false;
+        self
+    }
+
+    /// Whether an ACL may be stored anywhere (see [`ACLS_UNUSED_TTL`]).
+    async fn acls_may_exist(&self) -> Result<bool, FsError> {
+        let sets = {
+            let u = self.acls_unused_table();
+            if u.at.is_some_and(|t| t.elapsed() < ACLS_UNUSED_TTL) {
+                return Ok(false);
+            }
+            u.sets
+        };
+        let used = match self.read("acls used", Query::AclsUsed).await?? {
+            Response::Flag(used) => used,
+            other => return Err(unexpected("acls used", &other)),
+        };
+        let mut u = self.acls_unused_table();
+        if !used && u.sets == sets {
+            u.at = Some(Instant::now());
+        }
+        Ok(used)
+    }
+
+    fn acls_unused_table(&self) -> std::sync::MutexGuard<'_, AclsUnused> {
+        self.acls_unused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_acl_name(&self, name: &[u8]) -> Result<(), FsError> {
+        if !self.acls && is_acl(name) {
+            Err(FsError::NotSupported)
+        } else {
+            Ok(())
         }
     }
 
@@ -194,24 +250,27 @@ impl Namespace {
         }
     }
 
-    /// `mknod` and `create` (`open` also opens it in this session).
+    /// `mknod` and `create` (`open` also opens it in this session). The permission bits are
+    /// `perm` without the caller's `umask`, unless the directory has a default ACL, which
+    /// then decides (in the namespace, in the same command).
     #[allow(clippy::too_many_arguments)]
     pub async fn mknod(
         &self,
         parent: Ino,
         name: &[u8],
         kind: FileKind,
-        perm: u16,
+        (perm, umask): (u16, u16),
         rdev: u32,
         caller: Caller,
         open: bool,
     ) -> Result<Attr, FsError> {
         let (gid, perm) = self.inherit(parent, caller, perm, false).await?;
-        let op = Op::Mknod {
+        let op = Op::MakeNode {
             parent,
             name: name.to_vec(),
             kind,
             perm,
+            umask,
             uid: caller.uid,
             gid,
             rdev,
@@ -228,16 +287,20 @@ impl Namespace {
         &self,
         parent: Ino,
         name: &[u8],
-        perm: u16,
+        (perm, umask): (u16, u16),
         caller: Caller,
     ) -> Result<Attr, FsError> {
         let (gid, perm) = self.inherit(parent, caller, perm, true).await?;
-        let op = Op::Mkdir {
+        let op = Op::MakeNode {
             parent,
             name: name.to_vec(),
+            kind: FileKind::Directory,
             perm,
+            umask,
             uid: caller.uid,
             gid,
+            rdev: 0,
+            open: false,
         };
         attr_of("mkdir", self.write("mkdir", op).await?)
     }
@@ -395,7 +458,7 @@ impl Namespace {
         value: &[u8],
         flags: u32,
     ) -> Result<(), FsError> {
-        no_acls(name)?;
+        self.check_acl_name(name)?;
         if name == CAPS {
             self.caps_table().remove(&ino);
         }
@@ -405,11 +468,23 @@ impl Namespace {
             value: value.to_vec(),
             mode: XattrMode::from_flags(flags)?,
         };
-        done("setxattr", self.write("setxattr", op).await?)
+        let written = self.write("setxattr", op).await;
+        if is_acl(name) {
+            // Setting an access ACL may change the mode (set-group-ID included); from now
+            // on ACLs exist, also for an answer to `acls_may_exist` still on its way.
+            self.dirs_table().remove(&ino);
+            let mut u = self.acls_unused_table();
+            u.at = None;
+            u.sets += 1;
+        }
+        done("setxattr", written?)
     }
 
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
-        no_acls(name)?;
+        self.check_acl_name(name)?;
+        if is_acl(name) && !self.acls_may_exist().await? {
+            return Err(FsError::NoData);
+        }
         if name == CAPS {
             if let Some((at, r)) = self.caps_table().get(&ino)
                 && at.elapsed() < CAPS_TTL

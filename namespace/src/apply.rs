@@ -11,7 +11,7 @@ use super::overlay::{Overlay, Writes, flush};
 use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
-use super::{attr, data, dir, dump, lock, read, rename, session, stripes, xattr};
+use super::{acl, attr, data, dir, dump, lock, read, rename, session, stripes, xattr};
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
 
@@ -193,6 +193,42 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::Release { ino } => session::release(s, client()?, *ino, now),
         Op::ReleaseMany { inos } => session::release_many(s, client()?, inos, now),
         Op::Accessed { inos, strict } => attr::accessed(s, inos, *strict, now),
+        Op::MakeNode {
+            parent,
+            name,
+            kind,
+            perm,
+            umask,
+            uid,
+            gid,
+            rdev,
+            open,
+        } => {
+            let dir = *kind == FileKind::Directory;
+            if !dir {
+                dir::check_mknod_kind(*kind)?;
+            }
+            let open_in = match (*open, dir) {
+                (false, _) => None,
+                (true, false) => Some(client()?),
+                (true, true) => return Err(FsError::Invalid.into()),
+            };
+            let inherited = acl::inherit(s, *parent, *perm)?;
+            let perm = inherited.as_ref().map_or(perm & !umask, |i| i.mode);
+            let new = NewInode {
+                kind: *kind,
+                perm,
+                uid: *uid,
+                gid: *gid,
+                rdev: if dir { 0 } else { *rdev },
+                target: Vec::new(),
+            };
+            let made = dir::make(s, *parent, name, new, open_in, now)?;
+            if let (Some(inherited), Response::Attr(a)) = (&inherited, &made) {
+                acl::store_inherited(s, a.ino, inherited, dir)?;
+            }
+            Ok(made)
+        }
         Op::OpenToRead { ino, strict } => {
             session::open(s, client()?, *ino)?;
             attr::accessed(s, &[*ino], *strict, now)?;
@@ -285,6 +321,7 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, Names
         Query::GcQueue { limit } => data::gc_queue(store, *limit),
         Query::Stripes { after, limit } => stripes::list(store, after.as_ref(), *limit),
         Query::RefcountCheck { limit } => stripes::refcount_check(store, *limit),
+        Query::AclsUsed => acl::used(store).map(Response::Flag),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),

@@ -4,6 +4,7 @@
 //! (an explicit mtime in the same call wins, as it is applied after). Suid/sgid clearing on
 //! chown or write is left to the kernel, which sends it as a mode change.
 
+use super::acl;
 use super::command::Response;
 use super::data::{cut_chunks, need_regular};
 use super::state::{OpResult, Tables, TablesMut};
@@ -32,6 +33,9 @@ pub(crate) fn setattr<S: Store + ?Sized>(
         || set.size.is_some()
         || set.atime != SetTime::Omit
         || set.mtime != SetTime::Omit;
+    if let Some(perm) = set.perm {
+        acl::follow_chmod(s, ino, perm)?;
+    }
     let rec = s.update_inode(ino, |r| {
         if let Some(perm) = set.perm {
             r.perm = perm & 0o7777;

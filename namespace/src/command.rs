@@ -41,6 +41,12 @@ impl fmt::Display for Command {
                 kind,
                 ..
             } => write!(f, "mknod {parent}/{} {kind:?}", name(n)),
+            Op::MakeNode {
+                parent,
+                name: n,
+                kind,
+                ..
+            } => write!(f, "make {parent}/{} {kind:?}", name(n)),
             Op::Mkdir {
                 parent, name: n, ..
             } => write!(f, "mkdir {parent}/{}", name(n)),

@@ -13,6 +13,7 @@
 //! storage in `store` and `overlay`, whole-state views in `digest` and `dump`, and the one
 //! error type in `error`.
 
+mod acl;
 mod apply;
 mod attr;
 mod audit;

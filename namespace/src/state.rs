@@ -43,6 +43,9 @@ pub(crate) mod counter {
     /// Generation given to new inodes; bumped only by an admin restoring an old backup, so
     /// recycled inode numbers cannot be mistaken for the old files.
     pub const GENERATION: &[u8] = b"generation";
+    /// 1 once any POSIX ACL was stored, never cleared: until then a mount answers the
+    /// kernel's ACL reads itself ("none") instead of asking per inode.
+    pub const ACLS_USED: &[u8] = b"acls_used";
 }
 
 /// Key builders, one per table, so layouts live in one place.

@@ -1,8 +1,10 @@
 //! Extended attributes: `xattrs[(ino, name)] -> value`.
 //!
 //! Names and values are opaque here: namespace rules (`user.` only on files and directories,
-//! `trusted.` for root, ACL formats) are enforced by the kernel before FUSE sees the call.
+//! `trusted.` for root) are enforced by the kernel before FUSE sees the call. POSIX ACLs are
+//! the exception: setting one changes the mode too (`acl.rs`).
 
+use super::acl;
 use super::codec::{decode, key_tail};
 use super::command::Response;
 use super::names::{check_xattr_name, check_xattr_value};
@@ -28,7 +30,16 @@ pub(crate) fn set<S: Store + ?Sized>(
         (XattrMode::Replace, false) => return Err(FsError::NoData.into()),
         _ => {}
     }
-    s.put_rec(Table::Xattrs, &key, &value.to_vec())?;
+    if name == acl::ACCESS {
+        // The mode follows the ACL; an ACL the mode can say is not stored.
+        acl::set_access(s, ino, value)?;
+    } else {
+        if name == acl::DEFAULT {
+            acl::Acl::parse(value)?;
+            acl::mark_used(s)?;
+        }
+        s.put_rec(Table::Xattrs, &key, &value.to_vec())?;
+    }
     s.update_inode(ino, |r| r.ctime = now)?;
     Ok(Response::Done)
 }

@@ -177,6 +177,24 @@ pub enum Op {
         ino: Ino,
         strict: bool,
     },
+
+    /// Creates `name` in `parent`, of any kind but a symlink, as Linux does under POSIX
+    /// ACLs: when `parent` has a default ACL the new node gets it (as its access ACL, and a
+    /// directory also as its default ACL) masked by `perm`, and the umask is ignored;
+    /// otherwise the permission bits are `perm` without the `umask` bits. With `open` (files
+    /// only) the session also opens it, as [`Op::Mknod`]. Mounts send this for mknod,
+    /// create and mkdir; [`Op::Mknod`] and [`Op::Mkdir`] stay for entries already logged.
+    MakeNode {
+        parent: Ino,
+        name: Vec<u8>,
+        kind: FileKind,
+        perm: u16,
+        umask: u16,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+        open: bool,
+    },
 }
 
 /// A read of the state.
@@ -241,6 +259,9 @@ pub enum Query {
     RefcountCheck {
         limit: u32,
     },
+    /// Whether any POSIX ACL was ever stored ([`Response::Flag`]); until one is, a mount
+    /// answers the kernel's ACL reads itself.
+    AclsUsed,
 }
 
 /// One stripe row, as [`Query::Stripes`] lists it.
@@ -283,11 +304,16 @@ pub enum Response {
     XattrNames(Vec<Vec<u8>>),
     StatFs(StatFs),
     Layout(FileLayout),
-    Session { id: u64, lease_until: i64 },
+    Session {
+        id: u64,
+        lease_until: i64,
+    },
     Lock(Option<LockInfo>),
     Gc(Vec<GcItem>),
     Stripes(Vec<StripeEntry>),
     RefcountMismatches(Vec<RefcountMismatch>),
+    /// A yes-or-no answer ([`Query::AclsUsed`]).
+    Flag(bool),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

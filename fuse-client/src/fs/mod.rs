@@ -67,6 +67,9 @@ pub struct FsOptions {
     pub ttl: Duration,
     /// When reads move access times (`atimes.rs`).
     pub atime: AtimeMode,
+    /// POSIX ACLs: stored and inherited by the namespace, enforced by the kernel (FUSE's
+    /// POSIX ACL support). Off (`noacl`), their attributes are refused.
+    pub acl: bool,
 }
 
 impl Default for FsOptions {
@@ -74,6 +77,7 @@ impl Default for FsOptions {
         Self {
             ttl: Duration::from_secs(1),
             atime: AtimeMode::default(),
+            acl: true,
         }
     }
 }
@@ -96,6 +100,8 @@ struct Inner {
     /// Access times go out in the background, in batches (see `atimes.rs`).
     atimes: Atimes,
     ttl: Duration,
+    /// POSIX ACLs are served ([`FsOptions::acl`]).
+    acl: bool,
 }
 
 /// The file system the kernel talks to.
@@ -107,6 +113,16 @@ pub struct TesseraFs {
 
 fn name_of(n: &OsStr) -> Vec<u8> {
     n.as_bytes().to_vec()
+}
+
+/// The access ACL's attribute name.
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
+/// A create's permission bits and the caller's umask, left for the namespace to combine:
+/// with FUSE's POSIX ACL support the kernel no longer applies the umask, and a directory's
+/// default ACL replaces it.
+fn perm_umask(mode: u32, umask: u32) -> (u16, u16) {
+    ((mode & 0o7777) as u16, (umask & 0o777) as u16)
 }
 
 fn caller(req: &Request) -> Caller {
@@ -183,6 +199,7 @@ impl TesseraFs {
         options: FsOptions,
         rt: tokio::runtime::Handle,
     ) -> Self {
+        let ns = if options.acl { ns } else { ns.without_acls() };
         let releases = Releases::start(ns.clone(), &rt);
         let atimes = Atimes::start(options.atime, ns.clone(), &rt);
         Self {
@@ -197,6 +214,7 @@ impl TesseraFs {
                 locked: Mutex::new(HashSet::new()),
                 lock_takers: LockTakers::default(),
                 ttl: options.ttl,
+                acl: options.acl,
             }),
             rt,
         }
@@ -243,6 +261,15 @@ impl Filesystem for TesseraFs {
             if let Err(missing) = config.add_capabilities(cap) {
                 tracing::info!("kernel lacks FUSE capability {missing:?}");
             }
+        }
+        // The kernel then checks ACLs itself (it reads and caches system.posix_acl_access);
+        // with DONT_MASK it also leaves the umask to the daemon, which must ignore it under
+        // a default ACL.
+        if self.inner.acl
+            && let Err(missing) =
+                config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK)
+        {
+            tracing::warn!("kernel lacks FUSE capability {missing:?}: POSIX ACLs are not enforced");
         }
         let _ = config.set_max_write(1 << 20);
         if let Err(max) = config.set_max_readahead(1 << 20) {
@@ -345,9 +372,16 @@ impl Filesystem for TesseraFs {
             let r = match FileKind::from_mode(mode) {
                 Some(FileKind::Directory | FileKind::Symlink) | None => Err(FsError::Invalid),
                 Some(kind) => {
-                    let perm = (mode & !umask & 0o7777) as u16;
-                    i.ns.mknod(parent.0, &name, kind, perm, rdev, who, false)
-                        .await
+                    i.ns.mknod(
+                        parent.0,
+                        &name,
+                        kind,
+                        perm_umask(mode, umask),
+                        rdev,
+                        who,
+                        false,
+                    )
+                    .await
                 }
             };
             i.entry(reply, r)
@@ -364,9 +398,10 @@ impl Filesystem for TesseraFs {
         reply: ReplyEntry,
     ) {
         let (name, who) = (name_of(name), caller(req));
-        let perm = (mode & !umask & 0o7777) as u16;
         self.run(FsOp::Mkdir, |i| async move {
-            let r = i.ns.mkdir(parent.0, &name, perm, who).await;
+            let r =
+                i.ns.mkdir(parent.0, &name, perm_umask(mode, umask), who)
+                    .await;
             i.entry(reply, r)
         });
     }
@@ -471,7 +506,7 @@ impl Filesystem for TesseraFs {
         reply: ReplyCreate,
     ) {
         let (name, who) = (name_of(name), caller(req));
-        let perm = (mode & !umask & 0o7777) as u16;
+        let perm = perm_umask(mode, umask);
         self.run(FsOp::Create, |i| async move {
             let r =
                 i.ns.mknod(parent.0, &name, FileKind::Regular, perm, 0, who, true)
@@ -752,7 +787,7 @@ impl Filesystem for TesseraFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -765,8 +800,27 @@ impl Filesystem for TesseraFs {
             return reply.error(errno(FsError::Invalid));
         }
         let (name, value) = (name_of(name), value.to_vec());
+        let acl_by = (name == ACL_ACCESS)
+            .then(|| privilege::SetIdCaller::of(req.pid(), req.uid(), req.gid()));
         self.run(FsOp::Setxattr, |i| async move {
-            let r = i.ns.setxattr(ino.0, &name, &value, flags as u32).await;
+            let r = async {
+                i.ns.setxattr(ino.0, &name, &value, flags as u32).await?;
+                // The namespace set the mode from the ACL; set-group-ID is the caller's
+                // part (see `privilege.rs`).
+                if let Some(caller) = acl_by {
+                    let a = i.ns.getattr(ino.0).await?;
+                    let perm = caller.perm_after_acl(&a);
+                    if perm != a.perm {
+                        let set = SetAttr {
+                            perm: Some(perm),
+                            ..SetAttr::default()
+                        };
+                        i.ns.setattr(ino.0, set).await?;
+                    }
+                }
+                Ok(())
+            }
+            .await;
             Inner::empty(reply, r)
         });
     }

@@ -55,6 +55,17 @@ impl SetIdCaller {
         }
     }
 
+    /// The permission bits setting an access ACL on `a` leaves: Linux drops set-group-ID
+    /// when the caller is neither in the file's group nor holds `CAP_FSETID`
+    /// (`posix_acl_update_mode`); FUSE leaves that to the daemon.
+    pub fn perm_after_acl(&self, a: &Attr) -> u16 {
+        if self.keeps || self.groups.contains(&a.gid) {
+            a.perm
+        } else {
+            a.perm & !0o2000
+        }
+    }
+
     /// The permission bits a change of the regular file `a` by this caller leaves.
     pub fn perm_after_change(&self, a: &Attr) -> u16 {
         if self.keeps {
@@ -93,6 +104,15 @@ mod tests {
     const USER: &str =
         "Name:\tx\nGid:\t100\t100\t100\t100\nGroups:\t100 27 \nCapEff:\t0000000000000000\n";
     const ROOT: &str = "Name:\tx\nGid:\t0\t0\t0\t0\nGroups:\t0 \nCapEff:\t000001ffffffffff\n";
+
+    #[test]
+    fn an_acl_set_outside_the_group_drops_set_group_id() {
+        let user = SetIdCaller::from_status(USER, 100);
+        assert_eq!(user.perm_after_acl(&file(0o2770, 27)), 0o2770);
+        assert_eq!(user.perm_after_acl(&file(0o2770, 5)), 0o0770);
+        let root = SetIdCaller::from_status(ROOT, 0);
+        assert_eq!(root.perm_after_acl(&file(0o2770, 5)), 0o2770);
+    }
 
     #[test]
     fn set_group_id_goes_with_group_execute_or_outside_the_group() {

@@ -174,6 +174,29 @@ fn op() -> impl Strategy<Value = Op> {
     let xattr_ino = || prop_oneof![3 => Just(5u64), 1 => file_ino()];
     Union::new_weighted(vec![
         (
+            6,
+            (
+                dir_ino(),
+                name(),
+                kind(),
+                any::<bool>(),
+                0u32..3,
+                0u16..0o1000,
+            )
+                .prop_map(|(parent, name, kind, open, rdev, umask)| Op::MakeNode {
+                    parent,
+                    name,
+                    kind,
+                    perm: 0o2775,
+                    umask,
+                    uid: 1,
+                    gid: 1,
+                    rdev,
+                    open,
+                })
+                .boxed(),
+        ),
+        (
             10,
             (dir_ino(), name(), kind(), any::<bool>(), 0u32..3)
                 .prop_map(|(parent, name, kind, open, rdev)| Op::Mknod {

@@ -86,6 +86,42 @@ impl Model {
                 }
                 Ok(Response::Attr(self.attr(ino)))
             }
+            // The model knows no ACLs (its xattr names are `user.*`): the umask always
+            // applies, and the rest is mknod or mkdir.
+            Op::MakeNode {
+                parent,
+                name,
+                kind,
+                perm,
+                umask,
+                uid,
+                gid,
+                rdev,
+                open,
+            } => {
+                let (perm, name, parent) = (perm & !umask, name.clone(), *parent);
+                let op = match (kind, open) {
+                    (FileKind::Directory, true) => return Err(FsError::Invalid),
+                    (FileKind::Directory, false) => Op::Mkdir {
+                        parent,
+                        name,
+                        perm,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                    _ => Op::Mknod {
+                        parent,
+                        name,
+                        kind: *kind,
+                        perm,
+                        uid: *uid,
+                        gid: *gid,
+                        rdev: *rdev,
+                        open: *open,
+                    },
+                };
+                self.exec(&Command { op, ..cmd.clone() })
+            }
             Op::Mkdir {
                 parent,
                 name,

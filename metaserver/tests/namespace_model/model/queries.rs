@@ -197,6 +197,8 @@ impl Model {
             )),
             // The model keeps refcounts by construction; the core must agree: no mismatch.
             Query::RefcountCheck { .. } => Ok(Response::RefcountMismatches(Vec::new())),
+            // Its xattr names are `user.*`: no ACL is ever stored.
+            Query::AclsUsed => Ok(Response::Flag(false)),
         }
     }
 
