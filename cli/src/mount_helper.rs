@@ -38,7 +38,7 @@ const IGNORED_OPTIONS: [&str; 11] = [
     "async",
 ];
 
-/// Whether this process was started under a helper name (argv[0]).
+/// Whether this process was started under a helper name (`argv[0]`).
 pub fn called_as_helper(argv0: &std::ffi::OsStr) -> bool {
     let name = std::path::Path::new(argv0)
         .file_name()
@@ -47,7 +47,7 @@ pub fn called_as_helper(argv0: &std::ffi::OsStr) -> bool {
     HELPER_NAMES.contains(&name)
 }
 
-/// Runs the helper on mount(8)'s arguments (without argv[0]).
+/// Runs the helper on mount(8)'s arguments (without `argv[0]`).
 pub fn run(args: Vec<OsString>) -> ExitCode {
     match helper(args) {
         Ok(code) => code,
