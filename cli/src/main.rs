@@ -16,6 +16,7 @@ mod mount_helper;
 mod pipe;
 mod secret_cmd;
 mod status_cmd;
+mod units;
 mod upkeep_cmd;
 
 use clap::{Parser, Subcommand};

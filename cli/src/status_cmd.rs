@@ -14,6 +14,7 @@ use tessera_proto::meta::{
 };
 
 use crate::cluster::{ClusterArgs, runtime};
+use crate::units;
 
 /// Flags of `tessera status`.
 #[derive(Debug, Args)]
@@ -168,22 +169,34 @@ fn print_tables(r: &Report) {
     }
     println!("chunkservers");
     println!(
-        "  {:<16}  {:<22} {:<8} {:>12} {:>12} {:>8} {:>9}",
-        "id", "address", "state", "capacity", "used", "shards", "last hb"
+        "  {:<16}  {:<22} {:<8} {:>11} {:>11} {:>6} {:>8} {:>9}",
+        "id", "address", "state", "capacity", "used", "used%", "shards", "last hb"
     );
     for c in &r.chunkservers {
         println!(
-            "  {:<16}  {:<22} {:<8} {:>12} {:>12} {:>8} {:>7}ms{}",
+            "  {:<16}  {:<22} {:<8} {:>11} {:>11} {:>6} {:>8} {:>7}ms{}",
             c.id,
             c.addr,
             c.state,
-            c.capacity,
-            c.used,
+            units::bytes(c.capacity),
+            units::bytes(c.used),
+            units::percent(c.used, c.capacity),
             c.shards,
             c.last_heartbeat_ms,
             if c.full { "  FULL" } else { "" }
         );
     }
+    let (capacity, used) = r
+        .chunkservers
+        .iter()
+        .fold((0u64, 0u64), |(c, u), s| (c + s.capacity, u + s.used));
+    println!(
+        "  total: {} used of {} ({}) on {} chunkservers",
+        units::bytes(used),
+        units::bytes(capacity),
+        units::percent(used, capacity),
+        r.chunkservers.len()
+    );
     match &r.stripes {
         Some(s) => println!(
             "stripes: {} healthy, {} degraded, {} lost",

@@ -184,6 +184,22 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     );
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["meta"].as_array().unwrap().len(), 3);
+    // The tables give sizes in binary units, used percent per server and a total line.
+    let table = Command::new(tessera_bin())
+        .arg("status")
+        .env("TESSERA_META", cluster.addrs().join(","))
+        .env("TESSERA_SECRET_FILE", &secret_file)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("used%"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with("total:") && l.contains("iB used of")),
+        "{table}"
+    );
+    assert!(table.contains(" GiB") || table.contains(" MiB"), "{table}");
     assert_eq!(
         report["meta"]
             .as_array()
