@@ -196,7 +196,7 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     assert!(
         table
             .lines()
-            .any(|l| l.trim_start().starts_with("total:") && l.contains("iB used of")),
+            .any(|l| l.trim_start().starts_with("total:") && l.contains(" used of ")),
         "{table}"
     );
     assert!(table.contains(" GiB") || table.contains(" MiB"), "{table}");
