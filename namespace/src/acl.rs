@@ -14,14 +14,14 @@
 //! The value is the kernel's xattr form: a little-endian `u32` version (2), then 8-byte
 //! entries `(tag: u16, perm: u16, id: u32)`, sorted by tag and id.
 
+use super::command::Response;
+use super::dir;
+use super::nodes::NewInode;
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
-use super::store::{Store, Table};
+use super::store::{Store, StoreRead, Table};
 use tessera_proto::fs::{FsError, Ino};
 
-/// The access ACL's xattr name.
-pub const ACCESS: &[u8] = b"system.posix_acl_access";
-/// The default ACL's xattr name (directories only).
-pub const DEFAULT: &[u8] = b"system.posix_acl_default";
+pub use tessera_proto::fs::{XATTR_ACL_ACCESS as ACCESS, XATTR_ACL_DEFAULT as DEFAULT};
 
 const VERSION: u32 = 2;
 const USER_OBJ: u16 = 0x01;
@@ -189,7 +189,7 @@ pub(crate) fn mark_used<S: Store + ?Sized>(s: &mut S) -> OpResult<()> {
 }
 
 /// Whether any ACL was ever stored.
-pub(crate) fn used<S: super::store::StoreRead + ?Sized>(s: &S) -> OpResult<bool> {
+pub(crate) fn used<S: StoreRead + ?Sized>(s: &S) -> OpResult<bool> {
     Ok(s.counter(counter::ACLS_USED)? != 0)
 }
 
@@ -208,53 +208,44 @@ pub(crate) fn follow_chmod<S: Store + ?Sized>(s: &mut S, ino: Ino, perm: u16) ->
     Ok(())
 }
 
-/// What a new node in `parent` inherits: `None` when `parent` has no default ACL (the
-/// caller's umask applies), else the mode to give it (`mode` masked by the default ACL)
-/// and the ACLs to store with [`store_inherited`].
-pub(crate) fn inherit<S: Store + ?Sized>(
-    s: &S,
-    parent: Ino,
-    mode: u16,
-) -> OpResult<Option<Inherited>> {
-    let Some(value) = s.rec::<Vec<u8>>(Table::Xattrs, &keys::xattr(parent, DEFAULT))? else {
-        return Ok(None);
-    };
-    let Ok(default) = Acl::parse(&value) else {
-        return Ok(None);
-    };
-    let (access, mode) = default.create_masq(mode);
-    Ok(Some(Inherited {
-        mode,
-        access: access.map(|a| a.encode()),
-        default: value,
-    }))
-}
-
-/// ACLs a new node takes from its directory's default ACL.
-pub(crate) struct Inherited {
-    pub mode: u16,
-    pub access: Option<Vec<u8>>,
-    pub default: Vec<u8>,
-}
-
-/// Stores what `ino` inherited (the default ACL only for a directory).
-pub(crate) fn store_inherited<S: Store + ?Sized>(
+/// `dir::make` under POSIX ACL rules: when `parent` has a default ACL the new node gets it
+/// (as its access ACL, masked by the requested mode, and a directory also as its default
+/// ACL) and the umask is ignored; otherwise the permission bits lose the `umask` bits.
+pub(crate) fn make<S: Store + ?Sized>(
     s: &mut S,
-    ino: Ino,
-    inherited: &Inherited,
-    dir: bool,
-) -> OpResult<()> {
-    if let Some(access) = &inherited.access {
-        s.put_rec(Table::Xattrs, &keys::xattr(ino, ACCESS), access)?;
+    parent: Ino,
+    name: &[u8],
+    mut new: NewInode,
+    umask: u16,
+    open_in: Option<u64>,
+    now: i64,
+) -> OpResult<Response> {
+    let default = s.rec::<Vec<u8>>(Table::Xattrs, &keys::xattr(parent, DEFAULT))?;
+    // A stored default ACL that does not parse was not written through here: the node is
+    // made as if there were none.
+    let default = default.and_then(|bytes| Some((Acl::parse(&bytes).ok()?, bytes)));
+    let (access, default) = match default {
+        Some((acl, bytes)) => {
+            let (access, mode) = acl.create_masq(new.perm);
+            new.perm = mode;
+            (access, Some(bytes))
+        }
+        None => {
+            new.perm &= !umask;
+            (None, None)
+        }
+    };
+    let is_dir = new.kind.is_dir();
+    let made = dir::make(s, parent, name, new, open_in, now)?;
+    if let Response::Attr(a) = &made {
+        if let Some(access) = access {
+            s.put_rec(Table::Xattrs, &keys::xattr(a.ino, ACCESS), &access.encode())?;
+        }
+        if let Some(default) = default.filter(|_| is_dir) {
+            s.put_rec(Table::Xattrs, &keys::xattr(a.ino, DEFAULT), &default)?;
+        }
     }
-    if dir {
-        s.put_rec(
-            Table::Xattrs,
-            &keys::xattr(ino, DEFAULT),
-            &inherited.default,
-        )?;
-    }
-    Ok(())
+    Ok(made)
 }
 
 #[cfg(test)]

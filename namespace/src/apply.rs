@@ -213,21 +213,15 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 (true, false) => Some(client()?),
                 (true, true) => return Err(FsError::Invalid.into()),
             };
-            let inherited = acl::inherit(s, *parent, *perm)?;
-            let perm = inherited.as_ref().map_or(perm & !umask, |i| i.mode);
             let new = NewInode {
                 kind: *kind,
-                perm,
+                perm: *perm,
                 uid: *uid,
                 gid: *gid,
                 rdev: if dir { 0 } else { *rdev },
                 target: Vec::new(),
             };
-            let made = dir::make(s, *parent, name, new, open_in, now)?;
-            if let (Some(inherited), Response::Attr(a)) = (&inherited, &made) {
-                acl::store_inherited(s, a.ino, inherited, dir)?;
-            }
-            Ok(made)
+            acl::make(s, *parent, name, new, *umask, open_in, now)
         }
         Op::OpenToRead { ino, strict } => {
             session::open(s, client()?, *ino)?;

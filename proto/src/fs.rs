@@ -351,6 +351,11 @@ impl RenameMode {
 pub const XATTR_CREATE: u32 = 1;
 pub const XATTR_REPLACE: u32 = 2;
 
+/// The POSIX access ACL's extended attribute.
+pub const XATTR_ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+/// The POSIX default ACL's extended attribute (directories only).
+pub const XATTR_ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
+
 /// What `setxattr` requires of the existing attribute.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum XattrMode {

@@ -35,6 +35,7 @@ pub mod mount;
 pub mod ports;
 pub mod process;
 pub mod scrape;
+pub mod script;
 pub mod tempdir;
 pub mod tmpfs;
 

@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use tessera_tests::mount::DevCluster;
+use tessera_tests::script::bash;
 
 /// argv: a mount, another mount of the same cluster, a `--no-acl` mount. Run as root;
 /// `nobody` is the other user. Each step waits out the attribute cache (1 s) before the
@@ -80,15 +80,5 @@ async fn acls_are_stored_inherited_and_enforced_across_mounts() {
     let noacl = c.add_mount(&["--no-acl"]);
     let (a, b, n): (&Path, &Path, &Path) =
         (c.mount(0).path(), c.mount(1).path(), c.mount(noacl).path());
-    let out = Command::new("bash")
-        .args(["-c", ACLS, "acls"])
-        .args([a, b, n])
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bash(ACLS, &[a, b, n]);
 }

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use tessera_tests::mount::DevCluster;
+use tessera_tests::script::python;
 
 /// argv: the mount where the files are made, then another mount of the same cluster.
 /// Handles are taken on the first; they must open there after `drop_caches` and on the second
@@ -70,15 +70,5 @@ async fn file_handles_open_after_cache_drops_and_on_another_mount() {
     let mut c = DevCluster::start_with("handles", 1, 3, "2+1", 1).await;
     let other = c.add_mount(&[]);
     let (a, b): (&Path, &Path) = (c.mount(0).path(), c.mount(other).path());
-    let out = Command::new("python3")
-        .args(["-c", HANDLES])
-        .args([a, b])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(HANDLES, &[a, b]);
 }

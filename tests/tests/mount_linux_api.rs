@@ -5,53 +5,14 @@
 //! sharing the file table), while a process blocked waiting for one dies at SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::File;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tessera_tests::fault::{info, shard_bytes};
 use tessera_tests::mount::DevCluster;
+use tessera_tests::script::{python, python_within};
 use tessera_tests::tempdir::TempDir;
-
-/// Runs a Python script with arguments; panics with its output unless it exits 0 within a
-/// minute. A script blocked in the file system past that is killed and the test fails
-/// (its process may stay blocked until the mount is gone: the cluster's drop ends that).
-fn python(script: &str, args: &[&Path]) -> String {
-    python_within(script, args, Duration::from_secs(60))
-}
-
-/// [`python`] with another time limit.
-fn python_within(script: &str, args: &[&Path], limit: Duration) -> String {
-    let out_dir = TempDir::new("api-python-out");
-    let out_path = out_dir.join("output");
-    let out = File::create(&out_path).expect("create output file");
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdout(out.try_clone().expect("clone output file"))
-        .stderr(out)
-        .spawn()
-        .expect("run python3");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for python3") {
-            break Some(status);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let said = std::fs::read_to_string(&out_path).unwrap_or_default();
-    match status {
-        Some(s) => assert!(s.success(), "{said}"),
-        None => panic!("still running after {limit:?}: {said}"),
-    }
-    said
-}
 
 /// Opens directory argv[1], removes it through path argv[2] (`rmdir`, or `rename` of a new
 /// sibling over it when argv[3] is "rename"), waits past the attribute cache time, then

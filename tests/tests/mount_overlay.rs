@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tessera_tests::mount::DevCluster;
+use tessera_tests::script::python;
 use tessera_tests::tempdir::TempDir;
 
 /// An overlay mount, unmounted (lazily if busy) when dropped, so a failing test leaves none.
@@ -172,17 +173,7 @@ async fn rename_whiteout_leaves_a_whiteout_in_the_same_step() {
     let mut c = DevCluster::start_with("whiteout", 1, 3, "2+1", 1).await;
     let other = c.add_mount(&[]);
     let dir = c.mount(0).path().to_path_buf();
-    let out = Command::new("python3")
-        .args(["-c", RENAME_WHITEOUT])
-        .arg(&dir)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(RENAME_WHITEOUT, &[&dir]);
     assert!(is_whiteout(&c.mount(other).join("a")));
     assert_eq!(names(c.mount(other).path()), ["a", "b", "c"]);
 }

@@ -29,7 +29,7 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr};
+use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr, XATTR_ACL_ACCESS};
 
 pub use atimes::AtimeMode;
 use atimes::Atimes;
@@ -114,9 +114,6 @@ pub struct TesseraFs {
 fn name_of(n: &OsStr) -> Vec<u8> {
     n.as_bytes().to_vec()
 }
-
-/// The access ACL's attribute name.
-const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 
 /// A create's permission bits and the caller's umask, left for the namespace to combine:
 /// with FUSE's POSIX ACL support the kernel no longer applies the umask, and a directory's
@@ -800,7 +797,7 @@ impl Filesystem for TesseraFs {
             return reply.error(errno(FsError::Invalid));
         }
         let (name, value) = (name_of(name), value.to_vec());
-        let acl_by = (name == ACL_ACCESS)
+        let acl_by = (name == XATTR_ACL_ACCESS)
             .then(|| privilege::SetIdCaller::of(req.pid(), req.uid(), req.gid()));
         self.run(FsOp::Setxattr, |i| async move {
             let r = async {
