@@ -43,6 +43,9 @@ pub(crate) struct Connection {
     max_inflight: u32,
     /// When the last frame arrived, in ms since `born`.
     last_rx_ms: Arc<AtomicU64>,
+    /// When a call was last withdrawn unanswered (timed out or dropped), in ms since `born`
+    /// plus one (0: never). See [`Connection::owes_reply`].
+    withdrawn_ms: AtomicU64,
     born: Instant,
     /// The reader and writer tasks, aborted when the connection is closed or dropped so a
     /// socket to a vanished peer is not left waiting for TCP to give up.
@@ -193,6 +196,7 @@ impl Connection {
             inflight: Arc::new(Semaphore::new(config.max_inflight_bytes as usize)),
             max_inflight: config.max_inflight_bytes,
             last_rx_ms,
+            withdrawn_ms: AtomicU64::new(0),
             born,
             tasks: vec![reader.abort_handle(), writer.abort_handle()],
         });
@@ -209,6 +213,19 @@ impl Connection {
     /// Whether calls are waiting for replies.
     pub(crate) fn busy(&self) -> bool {
         !lock(&self.pending).waiters.is_empty()
+    }
+
+    /// Whether a call was withdrawn unanswered after the last frame arrived: the peer may
+    /// have stopped answering though no call waits any more (a caller that reads around a
+    /// slow server drops its call after milliseconds, so `busy` alone would never see it).
+    pub(crate) fn owes_reply(&self) -> bool {
+        let withdrawn = self.withdrawn_ms.load(Ordering::Relaxed);
+        withdrawn > 0 && withdrawn - 1 >= self.last_rx_ms.load(Ordering::Relaxed)
+    }
+
+    fn note_withdrawn(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        self.withdrawn_ms.store(now + 1, Ordering::Relaxed);
     }
 
     /// Closes the connection: every waiting call fails with `reason`, new calls are refused
@@ -366,6 +383,7 @@ impl Drop for CancelOnDrop<'_> {
             return;
         }
         lock(&self.conn.pending).waiters.remove(&self.id);
+        self.conn.note_withdrawn();
         // Best effort: if the queue is full the reply is simply discarded on arrival.
         let _ = self.conn.out.try_send(OutFrame {
             header: FrameHeader::cancel(self.method, self.id),

@@ -3,9 +3,9 @@
 //! A call that times out only withdraws itself; without this, a connection to a server that
 //! was black-holed stays open, every later call on it times out too, and after the network
 //! heals TCP's retransmit back-off keeps it silent for tens of seconds. So each connection
-//! has a watcher: while calls wait and nothing has arrived for `keepalive_interval`, or
-//! when the connection has been idle for `keepalive_idle`, it sends a ping; if neither the
-//! ping's reply nor any other frame arrives within `keepalive_timeout`, the connection is
+//! has a watcher: while calls wait (or one was withdrawn unanswered) and nothing has
+//! arrived for `keepalive_interval`, or when the connection has been idle for
+//! `keepalive_idle`, it sends a ping; if neither the ping's reply nor any other frame arrives within `keepalive_timeout`, the connection is
 //! closed, its calls fail at once, and the next call opens a fresh one.
 //!
 //! Any frame counts as a sign of life, so a busy connection whose replies keep coming is
@@ -43,7 +43,7 @@ async fn run(weak: Weak<Connection>, interval: Duration, timeout: Duration, idle
             return;
         }
         let quiet = conn.since_rx();
-        let waiting = conn.busy() && quiet >= interval;
+        let waiting = (conn.busy() || conn.owes_reply()) && quiet >= interval;
         if !waiting && quiet < idle {
             continue;
         }

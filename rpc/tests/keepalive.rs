@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tessera_proto::system::Ping;
 use tessera_rpc::{Client, RpcConfig, RpcError};
@@ -18,15 +18,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Forwards connections to `target` while `open`; when it is cleared, bytes already in
-/// flight are dropped and nothing more passes, but the sockets stay open.
-async fn proxy(target: String, open: Arc<AtomicBool>) -> String {
+/// flight are dropped and nothing more passes, but the sockets stay open. Returns the
+/// address and the number of connections accepted so far.
+async fn proxy(target: String, open: Arc<AtomicBool>) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         loop {
             let Ok((inbound, _)) = listener.accept().await else {
                 return;
             };
+            count.fetch_add(1, Ordering::SeqCst);
             let Ok(outbound) = TcpStream::connect(&target).await else {
                 continue;
             };
@@ -36,7 +40,7 @@ async fn proxy(target: String, open: Arc<AtomicBool>) -> String {
             tokio::spawn(pump(ro, wi, open.clone()));
         }
     });
-    addr
+    (addr, accepted)
 }
 
 async fn pump(
@@ -60,7 +64,7 @@ async fn pump(
 async fn a_silent_connection_is_closed_and_replaced() {
     let (server, _obs) = start(RpcConfig::default()).await;
     let open = Arc::new(AtomicBool::new(true));
-    let addr = proxy(server.local_addr().to_string(), open.clone()).await;
+    let (addr, _) = proxy(server.local_addr().to_string(), open.clone()).await;
     let config = RpcConfig {
         keepalive_interval: Duration::from_millis(100),
         keepalive_timeout: Duration::from_millis(500),
@@ -89,6 +93,44 @@ async fn a_silent_connection_is_closed_and_replaced() {
         .unwrap();
     assert_eq!(reply, 2);
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A caller that reads around a slow server withdraws its call after milliseconds, so no
+/// call is left waiting on the silent connection; it must be replaced all the same, or
+/// after the network heals the next calls queue behind TCP's retransmit back-off.
+#[tokio::test]
+async fn a_silent_connection_is_replaced_after_a_withdrawn_call() {
+    let (server, _obs) = start(RpcConfig::default()).await;
+    let open = Arc::new(AtomicBool::new(true));
+    let (addr, accepted) = proxy(server.local_addr().to_string(), open.clone()).await;
+    let config = RpcConfig {
+        keepalive_interval: Duration::from_millis(100),
+        keepalive_timeout: Duration::from_millis(500),
+        ..RpcConfig::default()
+    };
+    let client = Client::new(addr, secret(CLUSTER_SECRET), config);
+    client.call::<Ping>(&()).await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    open.store(false, Ordering::SeqCst);
+    let r = client
+        .call_with::<Echo>(&echo(1, 0), no_payload(), Duration::from_millis(50))
+        .await;
+    assert!(matches!(r, Err(RpcError::Timeout { .. })), "{r:?}");
+    // Interval + timeout and a margin, with no call waiting.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    open.store(true, Ordering::SeqCst);
+    let (reply, _) = client
+        .call_with::<Echo>(&echo(2, 0), no_payload(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(reply, 2);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the silent connection was kept instead of replaced"
+    );
 }
 
 #[tokio::test]
