@@ -219,8 +219,9 @@ impl Connection {
     /// have stopped answering though no call waits any more (a caller that reads around a
     /// slow server drops its call after milliseconds, so `busy` alone would never see it).
     pub(crate) fn owes_reply(&self) -> bool {
-        let withdrawn = self.withdrawn_ms.load(Ordering::Relaxed);
-        withdrawn > 0 && withdrawn - 1 >= self.last_rx_ms.load(Ordering::Relaxed)
+        // Stored plus one, so "withdrawn at or after the last frame" is `>`, and 0 (never)
+        // is never after anything.
+        self.withdrawn_ms.load(Ordering::Relaxed) > self.last_rx_ms.load(Ordering::Relaxed)
     }
 
     fn note_withdrawn(&self) {
