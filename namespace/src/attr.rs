@@ -6,7 +6,7 @@
 
 use super::acl;
 use super::command::Response;
-use super::data::{cut_chunks, need_regular};
+use super::data::{blocks_after, cut_chunks, need_regular};
 use super::state::{OpResult, Tables, TablesMut};
 use super::store::Store;
 use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime, relatime_due};
@@ -18,13 +18,15 @@ pub(crate) fn setattr<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     let rec = s.need_inode(ino)?;
+    let mut blocks = rec.blocks;
     if let Some(size) = set.size {
         need_regular(rec.kind)?;
         if size > FILE_SIZE_MAX {
             return Err(FsError::FileTooLarge.into());
         }
         if size < rec.size {
-            cut_chunks(s, ino, size, now)?;
+            let lost = cut_chunks(s, ino, size, now)?;
+            blocks = blocks_after(s, ino, rec.blocks, 0, lost)?;
         }
     }
     let changed = set.perm.is_some()
@@ -49,6 +51,7 @@ pub(crate) fn setattr<S: Store + ?Sized>(
         if let Some(size) = set.size {
             r.size = size;
             r.mtime = now;
+            r.blocks = blocks;
         }
         set_time(&mut r.atime, set.atime, now);
         set_time(&mut r.mtime, set.mtime, now);

@@ -93,6 +93,11 @@ impl ChunkMap {
         );
     }
 
+    /// A copy of the runs in offset order.
+    pub(crate) fn to_slices(&self) -> Vec<Slice> {
+        self.runs.values().copied().collect()
+    }
+
     /// The runs in offset order.
     pub(crate) fn into_slices(self) -> Vec<Slice> {
         self.runs.into_values().collect()

@@ -24,34 +24,64 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     }
 }
 
+/// Encodes a value with an explicit version byte: for tables whose records moved to a
+/// newer format than [`FORMAT_VERSION`] (see `records::INODE_FORMAT`).
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    match postcard::to_extend(value, vec![version]) {
+        Ok(v) => v,
+        Err(_) => unreachable!("postcard cannot fail to encode a plain struct into a Vec"),
+    }
+}
+
 /// Decodes a value written by [`encode`] (of this or an older format version).
 pub fn decode<T: DeserializeOwned>(
     table: Table,
     key: &[u8],
     bytes: &[u8],
 ) -> Result<T, NamespaceError> {
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(corrupt(table, key, "empty value".to_string()));
-    };
-    match version {
-        FORMAT_VERSION => {
-            let (value, rest) = postcard::take_from_bytes::<T>(body)
-                .map_err(|e| corrupt(table, key, e.to_string()))?;
-            if !rest.is_empty() {
-                return Err(corrupt(
-                    table,
-                    key,
-                    format!("{} trailing bytes", rest.len()),
-                ));
-            }
-            Ok(value)
-        }
-        found => Err(NamespaceError::UnknownVersion {
+    match split_version(table, key, bytes)? {
+        (FORMAT_VERSION, body) => decode_body(table, key, body),
+        (found, _) => Err(unknown_version(table, key, found, FORMAT_VERSION)),
+    }
+}
+
+/// A stored value's format version and body.
+pub fn split_version<'b>(
+    table: Table,
+    key: &[u8],
+    bytes: &'b [u8],
+) -> Result<(u8, &'b [u8]), NamespaceError> {
+    match bytes.split_first() {
+        Some((&version, body)) => Ok((version, body)),
+        None => Err(corrupt(table, key, "empty value".to_string())),
+    }
+}
+
+/// Decodes the body of a value (after its version byte), which must be used up exactly.
+pub fn decode_body<T: DeserializeOwned>(
+    table: Table,
+    key: &[u8],
+    body: &[u8],
+) -> Result<T, NamespaceError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| corrupt(table, key, e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(corrupt(
             table,
-            key: hex(key),
-            found,
-            supported: FORMAT_VERSION,
-        }),
+            key,
+            format!("{} trailing bytes", rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// The error for a value of a version this build cannot read.
+pub fn unknown_version(table: Table, key: &[u8], found: u8, supported: u8) -> NamespaceError {
+    NamespaceError::UnknownVersion {
+        table,
+        key: hex(key),
+        found,
+        supported,
     }
 }
 

@@ -12,7 +12,7 @@ use super::chunk_codec::{decode_slices, encode_slices};
 use super::chunk_map::{ChunkMap, RefChanges};
 use super::codec::{corrupt, decode, key_u64};
 use super::command::{GcItem, Response};
-use super::records::{ChunkRec, StripeRec, StripeState};
+use super::records::{BLOCKS_UNCOUNTED, ChunkRec, DATA_BLOCK, StripeRec, StripeState};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end};
 use crate::error::NamespaceError;
@@ -33,12 +33,14 @@ pub(crate) fn need_regular(kind: FileKind) -> Result<(), FsError> {
 
 /// Drops every byte at or past `size`: whole chunks past it lose all slices, the chunk
 /// holding `size` has its slices cut short. Released slices drop their stripe references.
+/// Returns the data blocks the file lost (see `InodeRec::blocks`).
 pub(crate) fn cut_chunks<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
     size: u64,
     now: i64,
-) -> Result<(), NamespaceError> {
+) -> Result<u64, NamespaceError> {
+    let mut lost_blocks = 0;
     let first_whole = size.div_ceil(CHUNK_SIZE);
     let end = prefix_end(&keys::inode(ino));
     let audit = RefAudit::start(
@@ -58,6 +60,7 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
         usize::MAX,
     )? {
         let chunk: ChunkRec = decode(Table::Chunks, &key, &value)?;
+        lost_blocks += record_blocks(&chunk.slices);
         for slice in &chunk.slices {
             release(s, slice, now)?;
         }
@@ -71,9 +74,10 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
     };
     let Some(chunk) = chunk else {
         audit.finish(s);
-        return Ok(());
+        return Ok(lost_blocks);
     };
     let was_disjoint = disjoint(&chunk.slices);
+    let blocks_before = record_blocks(&chunk.slices);
     let mut kept = Vec::with_capacity(chunk.slices.len());
     for mut slice in chunk.slices {
         if slice.offset >= cut {
@@ -86,13 +90,66 @@ pub(crate) fn cut_chunks<S: Store + ?Sized>(
     // Cutting keeps the order, so runs stay disjoint (a record from before lay-over, in
     // commit order, stays in commit order until a commit flattens it).
     debug_assert!(!was_disjoint || disjoint(&kept), "cut made runs overlap");
+    lost_blocks += blocks_before.saturating_sub(record_blocks(&kept));
     if kept.is_empty() {
         s.delete(Table::Chunks, &key)?;
     } else {
         s.put_rec(Table::Chunks, &key, &ChunkRec { slices: kept })?;
     }
     audit.finish(s);
-    Ok(())
+    Ok(lost_blocks)
+}
+
+/// Data blocks of disjoint runs in offset order: every `DATA_BLOCK` a run with data touches,
+/// each counted once (two runs may share a block at their edges; holes count for none).
+pub(crate) fn data_blocks(runs: &[Slice]) -> u64 {
+    let mut total = 0;
+    let mut counted_to = 0;
+    for run in runs.iter().filter(|r| r.data.is_some() && r.len > 0) {
+        let first = (run.offset / DATA_BLOCK).max(counted_to);
+        let end = run.end().div_ceil(DATA_BLOCK);
+        if end > first {
+            total += end - first;
+            counted_to = end;
+        }
+    }
+    total
+}
+
+/// Data blocks of a stored slice list, flattening a list from before lay-over (in commit
+/// order, later slices shadowing earlier ones) first.
+fn record_blocks(slices: &[Slice]) -> u64 {
+    if disjoint(slices) {
+        return data_blocks(slices);
+    }
+    let flat = ChunkMap::from_slices(slices.to_vec(), &mut RefChanges::default());
+    data_blocks(&flat.into_slices())
+}
+
+/// An inode's data blocks after a change that added `gained` and removed `lost`; a record
+/// from before blocks were counted (`BLOCKS_UNCOUNTED`) is counted in full instead, from the
+/// chunk records as they are now.
+pub(crate) fn blocks_after<S: StoreRead + ?Sized>(
+    s: &S,
+    ino: Ino,
+    before: u64,
+    gained: u64,
+    lost: u64,
+) -> Result<u64, NamespaceError> {
+    if before != BLOCKS_UNCOUNTED {
+        return Ok(before.saturating_add(gained).saturating_sub(lost));
+    }
+    let end = prefix_end(&keys::inode(ino));
+    let mut total = 0u64;
+    for (key, value) in s.scan(
+        Table::Chunks,
+        &keys::chunk(ino, 0),
+        end.as_deref(),
+        usize::MAX,
+    )? {
+        total = total.saturating_add(record_blocks(&decode_slices(&key, &value)?));
+    }
+    Ok(total)
 }
 
 /// Whether `slices` are non-empty runs in offset order that do not overlap and stay inside
@@ -212,6 +269,7 @@ pub(crate) fn commit<S: Store + ?Sized>(
     let mut size = inode.size;
     let mut chunks: BTreeMap<u64, ChunkMap> = BTreeMap::new();
     let mut changes = RefChanges::default();
+    let mut blocks_before = 0;
     for cs in slices {
         let slice = cs.slice;
         if slice.len == 0 || slice.end() > CHUNK_SIZE {
@@ -237,18 +295,22 @@ pub(crate) fn commit<S: Store + ?Sized>(
                     Some(bytes) => decode_slices(&key, &bytes)?,
                     None => Vec::new(),
                 };
-                e.insert(ChunkMap::from_slices(old, &mut changes))
+                let map = ChunkMap::from_slices(old, &mut changes);
+                blocks_before += data_blocks(&map.to_slices());
+                e.insert(map)
             }
         };
         map.lay(slice, &mut changes);
         size = size.max(file_end);
     }
+    let mut blocks_now = 0;
     for (index, map) in chunks {
         let runs = map.into_slices();
         debug_assert!(
             disjoint(&runs),
             "chunk {index} of inode {ino}: runs overlap"
         );
+        blocks_now += data_blocks(&runs);
         let bytes = encode_slices(&runs);
         s.put(Table::Chunks, &keys::chunk(ino, index), &bytes)?;
     }
@@ -259,10 +321,12 @@ pub(crate) fn commit<S: Store + ?Sized>(
     for slice in &changes.lost {
         release(s, slice, now)?;
     }
+    let blocks = blocks_after(s, ino, inode.blocks, blocks_now, blocks_before)?;
     let rec = s.update_inode(ino, |r| {
         r.size = size;
         r.mtime = now;
         r.ctime = now;
+        r.blocks = blocks;
     })?;
     audit.finish(s);
     Ok(Response::Attr(rec.attr(ino)))
@@ -474,6 +538,114 @@ mod tests {
         let queued = gc(&ns);
         assert_eq!(queued.len(), 1);
         assert_eq!((queued[0].stripe.id, queued[0].claimed), (s1.id, false));
+    }
+
+    fn hole(ns: &mut Ns, ino: Ino, chunk: u64, offset: u64, len: u64) {
+        let slice = Slice {
+            offset,
+            len,
+            data: None,
+        };
+        ns.cmd(Op::CommitSlice {
+            ino,
+            slices: vec![ChunkSlice { chunk, slice }],
+            stripes: vec![],
+        })
+        .unwrap();
+    }
+
+    /// `st_blocks` counts the 4 KiB blocks data touches, not holes or the size.
+    #[test]
+    fn st_blocks_counts_stored_data_blocks() {
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let big = stripe(1, 3 * CHUNK_SIZE);
+        let blocks = |ns: &Ns| ns.attr(f).unwrap().blocks;
+        // 100 bytes at 5000: one block (4096..8192).
+        write(&mut ns, f, 0, 5000, 100, &big).unwrap();
+        assert_eq!(blocks(&ns), 8);
+        // Far out in chunk 2: size grows by 128 MiB, blocks by two (the run spans a boundary).
+        write(&mut ns, f, 2, 4000, 200, &big).unwrap();
+        assert_eq!(ns.attr(f).unwrap().size, 2 * CHUNK_SIZE + 4200);
+        assert_eq!(blocks(&ns), 8 + 16);
+        // Overwriting stored bytes adds nothing; a neighbour in the same block adds nothing.
+        write(&mut ns, f, 0, 5050, 100, &big).unwrap();
+        write(&mut ns, f, 0, 4096, 10, &big).unwrap();
+        assert_eq!(blocks(&ns), 24);
+        // A hole over a whole block frees it; over part of one keeps it (as ext4's punch).
+        hole(&mut ns, f, 2, 4096, 104);
+        assert_eq!(blocks(&ns), 16);
+        hole(&mut ns, f, 0, 5000, 10);
+        assert_eq!(blocks(&ns), 16);
+        hole(&mut ns, f, 0, 0, 8192);
+        assert_eq!(blocks(&ns), 8);
+        truncate(&mut ns, f, 4000);
+        assert_eq!(blocks(&ns), 0);
+        write(&mut ns, f, 0, 0, 8192, &big).unwrap();
+        truncate(&mut ns, f, 4097);
+        assert_eq!(blocks(&ns), 16);
+        truncate(&mut ns, f, 4096);
+        assert_eq!(blocks(&ns), 8);
+        let d = ns.mkdir(ns.root(), "d");
+        assert_eq!(ns.attr(d).unwrap().blocks, 8);
+    }
+
+    /// An inode record of format 1 (before blocks were counted) reads back with its size
+    /// rounded up as `st_blocks`, and the first data change counts them from the chunks.
+    #[test]
+    fn inode_records_of_format_1_are_counted_on_their_first_change() {
+        use crate::records::{BLOCKS_UNCOUNTED, InodeRec};
+        use crate::state::{Tables, keys};
+        use crate::store::{Store, Table};
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let big = stripe(1, CHUNK_SIZE);
+        write(&mut ns, f, 0, 0, 10_000, &big).unwrap();
+        write(&mut ns, f, 1, 0, 10, &big).unwrap();
+        let rec = ns.store.inode(f).unwrap().unwrap();
+        assert_eq!(rec.blocks, 3 + 1);
+        // The same record as format 1 wrote it: every field but `blocks`, version byte 1.
+        let mut v1 = crate::codec::encode(&(
+            rec.kind,
+            rec.perm,
+            rec.nlink,
+            rec.uid,
+            rec.gid,
+            rec.rdev,
+            rec.size,
+            (rec.atime, rec.mtime, rec.ctime),
+        ));
+        v1.extend(
+            postcard::to_allocvec(&(
+                rec.generation,
+                rec.parent,
+                rec.next_cookie,
+                &rec.target,
+                rec.opens,
+            ))
+            .unwrap(),
+        );
+        let key = keys::inode(f);
+        ns.store.put(Table::Inodes, &key, &v1).unwrap();
+        let old = InodeRec::decode(&key, &v1).unwrap();
+        assert_eq!(old.blocks, BLOCKS_UNCOUNTED);
+        assert_eq!(
+            InodeRec {
+                blocks: rec.blocks,
+                ..old
+            },
+            rec
+        );
+        assert_eq!(
+            ns.attr(f).unwrap().blocks,
+            (CHUNK_SIZE + 10).div_ceil(4096) * 8
+        );
+        hole(&mut ns, f, 0, 0, 4096);
+        assert_eq!(ns.attr(f).unwrap().blocks, (2 + 1) * 8);
+        assert_eq!(ns.store.inode(f).unwrap().unwrap().blocks, 3);
+        let mut future = v1.clone();
+        future[0] = 9;
+        assert!(InodeRec::decode(&key, &future).is_err());
     }
 
     #[test]

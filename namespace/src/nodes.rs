@@ -53,6 +53,7 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
         next_cookie: COOKIE_FIRST,
         target: new.target,
         opens: 0,
+        blocks: 0,
     };
     s.put_inode(ino, &rec)?;
     Ok((ino, rec))

@@ -1,8 +1,24 @@
 //! The values stored in each table. Changing a field's meaning or order is a format change:
-//! bump [`FORMAT_VERSION`](super::codec::FORMAT_VERSION) and add a migration to `decode`.
+//! bump [`FORMAT_VERSION`](super::codec::FORMAT_VERSION) and add a migration to `decode`
+//! (or, for one table, give its records their own format as inodes have, see
+//! [`INODE_FORMAT`]).
 
+use super::codec::{decode_body, encode_as, split_version, unknown_version};
+use super::store::Table;
+use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
 use tessera_proto::fs::{Attr, FileKind, Ino, LockKind, Slice, StripeLayout};
+
+/// The format inode records are written in. Format 1 had no `blocks`; its records read back
+/// with [`BLOCKS_UNCOUNTED`], and the first change to such a file's data counts them.
+pub const INODE_FORMAT: u8 = 2;
+
+/// `InodeRec::blocks` of a record from before blocks were counted.
+pub const BLOCKS_UNCOUNTED: u64 = u64::MAX;
+
+/// Bytes per block of `InodeRec::blocks` (ext4's block size; `st_blocks` is in 512-byte
+/// units, so a block is 8 of them).
+pub const DATA_BLOCK: u64 = 4096;
 
 /// `inodes[ino]`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -31,9 +47,81 @@ pub struct InodeRec {
     pub target: Vec<u8>,
     /// Opens across all sessions; an unlinked inode is freed when this reaches 0.
     pub opens: u32,
+    /// Regular files: `DATA_BLOCK`-sized blocks of the file that hold stored data (a block
+    /// any slice with data touches; holes are not counted), kept in step by every change to
+    /// the chunk records, so `st_blocks` shows sparse files as sparse.
+    pub blocks: u64,
+}
+
+/// An inode record of format 1 (no `blocks`).
+#[derive(Deserialize)]
+struct InodeRecV1 {
+    kind: FileKind,
+    perm: u16,
+    nlink: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u32,
+    size: u64,
+    atime: i64,
+    mtime: i64,
+    ctime: i64,
+    generation: u64,
+    parent: Ino,
+    next_cookie: u64,
+    target: Vec<u8>,
+    opens: u32,
 }
 
 impl InodeRec {
+    pub fn encode(&self) -> Vec<u8> {
+        encode_as(INODE_FORMAT, self)
+    }
+
+    /// Reads a record of this or an older format.
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<InodeRec, NamespaceError> {
+        match split_version(Table::Inodes, key, bytes)? {
+            (INODE_FORMAT, body) => decode_body(Table::Inodes, key, body),
+            (1, body) => {
+                let v1: InodeRecV1 = decode_body(Table::Inodes, key, body)?;
+                Ok(InodeRec {
+                    kind: v1.kind,
+                    perm: v1.perm,
+                    nlink: v1.nlink,
+                    uid: v1.uid,
+                    gid: v1.gid,
+                    rdev: v1.rdev,
+                    size: v1.size,
+                    atime: v1.atime,
+                    mtime: v1.mtime,
+                    ctime: v1.ctime,
+                    generation: v1.generation,
+                    parent: v1.parent,
+                    next_cookie: v1.next_cookie,
+                    target: v1.target,
+                    opens: v1.opens,
+                    blocks: BLOCKS_UNCOUNTED,
+                })
+            }
+            (found, _) => Err(unknown_version(Table::Inodes, key, found, INODE_FORMAT)),
+        }
+    }
+
+    /// `st_blocks` (512-byte units): a regular file's stored data blocks (its size rounded
+    /// up, for a record not yet counted), one block for a directory (as on ext4), none for
+    /// other kinds (a symlink's target lives in the record).
+    pub fn st_blocks(&self) -> u64 {
+        let per_block = DATA_BLOCK / 512;
+        match self.kind {
+            FileKind::Regular if self.blocks == BLOCKS_UNCOUNTED => {
+                self.size.div_ceil(DATA_BLOCK) * per_block
+            }
+            FileKind::Regular => self.blocks.saturating_mul(per_block),
+            FileKind::Directory => per_block,
+            _ => 0,
+        }
+    }
+
     pub fn attr(&self, ino: Ino) -> Attr {
         Attr {
             ino,
@@ -45,6 +133,7 @@ impl InodeRec {
             gid: self.gid,
             rdev: self.rdev,
             size: self.size,
+            blocks: self.st_blocks(),
             atime_ns: self.atime,
             mtime_ns: self.mtime,
             ctime_ns: self.ctime,

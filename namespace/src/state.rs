@@ -98,7 +98,11 @@ pub(crate) trait Tables: StoreRead {
     }
 
     fn inode(&self, ino: Ino) -> Result<Option<InodeRec>, NamespaceError> {
-        self.rec(Table::Inodes, &keys::inode(ino))
+        let key = keys::inode(ino);
+        match self.get(Table::Inodes, &key)? {
+            Some(bytes) => InodeRec::decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn dentry(&self, parent: Ino, name: &[u8]) -> Result<Option<DentryRec>, NamespaceError> {
@@ -160,7 +164,7 @@ pub(crate) trait TablesMut: Store {
     }
 
     fn put_inode(&mut self, ino: Ino, rec: &InodeRec) -> Result<(), NamespaceError> {
-        self.put_rec(Table::Inodes, &keys::inode(ino), rec)
+        self.put(Table::Inodes, &keys::inode(ino), &rec.encode())
     }
 
     fn put_counter(&mut self, name: &[u8], value: u64) -> Result<(), NamespaceError> {

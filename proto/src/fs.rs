@@ -116,6 +116,8 @@ pub struct Attr {
     pub rdev: u32,
     /// Bytes for files, target length for symlinks, entry count for directories.
     pub size: u64,
+    /// `st_blocks`: 512-byte units of storage the inode uses (a file's holes count for none).
+    pub blocks: u64,
     pub atime_ns: i64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
@@ -583,6 +585,7 @@ mod tests {
             gid: 1000,
             rdev: 0,
             size: 3,
+            blocks: 0,
             atime_ns: -5,
             mtime_ns: 0,
             ctime_ns: i64::MAX,

@@ -57,6 +57,17 @@ impl Dirty {
         ext.max(fl)
     }
 
+    /// 512-byte units of the 4 KiB blocks the buffered bytes touch (an estimate of the
+    /// space they will take: blocks already stored are counted again).
+    pub(crate) fn st_blocks(&self) -> u64 {
+        let runs = self.extents.iter().map(|(s, v)| (*s, v.len() as u64));
+        let flushing = self.flushing.iter().map(|(s, b)| (*s, b.len() as u64));
+        runs.chain(flushing)
+            .filter(|(_, len)| *len > 0)
+            .map(|(start, len)| ((start + len).div_ceil(4096) - start / 4096) * 8)
+            .sum()
+    }
+
     /// Buffers `data` at `off`, merging with the extents it overlaps or touches.
     pub(crate) fn write(&mut self, off: u64, data: &[u8]) {
         if data.is_empty() {

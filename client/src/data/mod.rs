@@ -108,6 +108,11 @@ impl InodeData {
         self.dirty.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether bytes written here wait to be committed (or are being committed now).
+    pub fn has_buffered(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
     pub fn ino(&self) -> Ino {
         self.ino
     }
@@ -240,10 +245,18 @@ impl DataPath {
         }
     }
 
-    /// `attr` with the size grown to cover bytes buffered here but not committed yet.
+    /// `attr` with the size grown to cover bytes buffered here but not committed yet, and
+    /// `st_blocks` counting them (at most the size in blocks: buffered bytes may overwrite
+    /// stored ones; the commit makes it exact).
     pub fn with_local_size(&self, mut attr: Attr) -> Attr {
         if let Some(d) = self.inode(attr.ino) {
-            attr.size = attr.size.max(d.lock().end());
+            let d = d.lock();
+            attr.size = attr.size.max(d.end());
+            let most = attr.size.div_ceil(4096) * 8;
+            attr.blocks = attr
+                .blocks
+                .saturating_add(d.st_blocks())
+                .min(most.max(attr.blocks));
         }
         attr
     }

@@ -602,7 +602,13 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Flush, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
+                let had = d.has_buffered();
                 let flushed = i.data.flush(&d).await;
+                if had {
+                    // The kernel cached `st_blocks` estimated from the buffer; the commit
+                    // made it exact.
+                    i.forget_attrs(ino.0);
+                }
                 // close() drops the process's POSIX locks on the file.
                 i.unlock_owner(ino.0, lock_owner.0).await?;
                 flushed
@@ -645,7 +651,7 @@ impl Filesystem for TesseraFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
@@ -653,7 +659,12 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Fsync, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
-                i.data.flush(&d).await
+                let had = d.has_buffered();
+                let flushed = i.data.flush(&d).await;
+                if had {
+                    i.forget_attrs(ino.0);
+                }
+                flushed
             }
             .await;
             Inner::empty(reply, r)

@@ -94,6 +94,7 @@ mod tests {
             gid: 8,
             rdev: 0,
             size: 0,
+            blocks: 0,
             atime_ns: 0,
             mtime_ns: 0,
             ctime_ns: 0,
