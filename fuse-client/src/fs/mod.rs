@@ -659,11 +659,10 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Fsync, |i| async move {
             let r = async {
                 let d = i.handle(fh)?;
-                let had = d.has_buffered();
                 let flushed = i.data.flush(&d).await;
-                if had {
-                    i.forget_attrs(ino.0);
-                }
+                // The kernel may hold `st_blocks` estimated from buffered bytes that this
+                // flush or an earlier timed one committed: after fsync it must be exact.
+                i.forget_attrs(ino.0);
                 flushed
             }
             .await;
@@ -942,7 +941,7 @@ impl Filesystem for TesseraFs {
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
@@ -959,9 +958,13 @@ impl Filesystem for TesseraFs {
                 i.data.flush(&src).await?;
                 i.data.flush(&dst).await?;
                 // No bytes move: the target's range refers to the source's stripes.
-                i.data
+                let copied = i
+                    .data
                     .copy_range(&src, offset_in, &dst, offset_out, len)
-                    .await
+                    .await;
+                // The target's `st_blocks` changed; the kernel may keep what it cached.
+                i.forget_attrs(ino_out.0);
+                copied
             }
             .await;
             match r {
@@ -1041,8 +1044,10 @@ impl Filesystem for TesseraFs {
                     }
                 }
                 if zero {
-                    // Hole slices: the range reads as zeros and holds no data.
+                    // Hole slices: the range reads as zeros and holds no data; `st_blocks`
+                    // may drop, which the kernel's cached attributes would not show.
                     i.data.zero(&d, offset, end_in).await?;
+                    i.forget_attrs(ino.0);
                 }
                 // Space is not reserved (shards are written on demand), so preallocation
                 // only grows the file: the new range reads as zeros. Like a write, every
