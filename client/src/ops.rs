@@ -215,6 +215,14 @@ impl Namespace {
         r
     }
 
+    /// Sets the inode flags of `ino` (`chattr`: `INODE_IMMUTABLE`, `INODE_APPEND`).
+    pub async fn set_flags(&self, ino: Ino, flags: u32) -> Result<Attr, FsError> {
+        attr_of(
+            "setflags",
+            self.write("setflags", Op::SetFlags { ino, flags }).await?,
+        )
+    }
+
     /// Owner and mode of a new inode under `parent`: a set-group-id directory passes its
     /// group on, and to subdirectories its set-group-id bit too (BSD/Linux semantics; the
     /// kernel leaves this to the file system even with `default_permissions`).

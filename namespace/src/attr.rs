@@ -7,6 +7,8 @@
 use super::acl;
 use super::command::Response;
 use super::data::{blocks_after, cut_chunks, need_regular};
+use super::flags;
+use super::records::InodeRec;
 use super::state::{OpResult, Tables, TablesMut};
 use super::store::Store;
 use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime, relatime_due};
@@ -18,6 +20,7 @@ pub(crate) fn setattr<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     let rec = s.need_inode(ino)?;
+    need_settable(&rec, set)?;
     let mut blocks = rec.blocks;
     if let Some(size) = set.size {
         need_regular(rec.kind)?;
@@ -60,6 +63,22 @@ pub(crate) fn setattr<S: Store + ?Sized>(
         }
     })?;
     Ok(Response::Attr(rec.attr(ino)))
+}
+
+/// `EPERM` for any change to an immutable inode; for an append-only one, a change of its
+/// owner, mode, size or an explicit time (Linux `may_setattr`; times set to "now" pass).
+fn need_settable(rec: &InodeRec, set: &SetAttr) -> Result<(), FsError> {
+    flags::need_mutable(rec)?;
+    let explicit_time = matches!(set.atime, SetTime::At(_)) || matches!(set.mtime, SetTime::At(_));
+    if set.perm.is_some()
+        || set.uid.is_some()
+        || set.gid.is_some()
+        || set.size.is_some()
+        || explicit_time
+    {
+        flags::need_unpinned(rec)?;
+    }
+    Ok(())
 }
 
 /// Records accesses (see `Op::Accessed`); inodes that no longer exist are skipped.

@@ -73,6 +73,7 @@ impl fmt::Display for Command {
                 name(new_name)
             ),
             Op::SetAttr { ino, .. } => write!(f, "setattr {ino}"),
+            Op::SetFlags { ino, flags } => write!(f, "setflags {ino} {flags:#x}"),
             Op::SetXattr { ino, name: n, .. } => write!(f, "setxattr {ino} {}", name(n)),
             Op::RemoveXattr { ino, name: n } => write!(f, "removexattr {ino} {}", name(n)),
             Op::Open { ino } => write!(f, "open {ino}"),

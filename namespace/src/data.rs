@@ -12,6 +12,7 @@ use super::chunk_codec::{decode_slices, encode_slices};
 use super::chunk_map::{ChunkMap, RefChanges};
 use super::codec::{corrupt, decode, key_u64};
 use super::command::{GcItem, Response};
+use super::flags;
 use super::records::{BLOCKS_UNCOUNTED, ChunkRec, DATA_BLOCK, StripeRec, StripeState};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end};
@@ -255,6 +256,17 @@ pub(crate) fn commit<S: Store + ?Sized>(
 ) -> OpResult<Response> {
     let inode = s.need_inode(ino)?;
     need_regular(inode.kind)?;
+    let first = slices
+        .iter()
+        .map(|cs| {
+            cs.chunk
+                .saturating_mul(CHUNK_SIZE)
+                .saturating_add(cs.slice.offset)
+        })
+        .min();
+    if let Some(from) = first {
+        flags::need_writable_from(&inode, from)?;
+    }
     let audit = RefAudit::start(
         s,
         || {

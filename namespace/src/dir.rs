@@ -5,8 +5,10 @@
 //! the entry (`EEXIST`/`ENOENT`), then the kind of what it names, then limits (`EMLINK`).
 
 use super::command::Response;
+use super::flags;
 use super::names::{check_name, check_target};
 use super::nodes::{NewInode, add_entry, create_inode, drop_link, remove_entry};
+use super::records::InodeRec;
 use super::session;
 use super::state::{OpError, OpResult, Tables, TablesMut};
 use super::store::Store;
@@ -31,6 +33,7 @@ pub(crate) fn make<S: Store + ?Sized>(
     if s.dentry(parent, name)?.is_some() {
         return Err(FsError::Exists.into());
     }
+    flags::need_mutable(&dir)?;
     let kind = new.kind;
     if kind.is_dir() && dir.nlink >= LINK_MAX {
         return Err(FsError::TooManyLinks.into());
@@ -41,6 +44,16 @@ pub(crate) fn make<S: Store + ?Sized>(
         session::open(s, session, ino)?;
     }
     Ok(Response::Attr(rec.attr(ino)))
+}
+
+/// `EPERM` if the entry naming `ino` in `dir` may not go: the directory is immutable or
+/// append-only, or so is the inode (Linux `may_delete`).
+pub(crate) fn need_removable<S: Store + ?Sized>(s: &S, dir: &InodeRec, ino: Ino) -> OpResult<()> {
+    flags::need_unpinned(dir)?;
+    if let Some(rec) = s.inode(ino)? {
+        flags::need_unpinned(&rec)?;
+    }
+    Ok(())
 }
 
 /// `mknod`/`create`: anything but directories and symlinks, which have their own calls.
@@ -68,10 +81,12 @@ pub(crate) fn link<S: Store + ?Sized>(
     if rec.kind.is_dir() {
         return Err(FsError::NotPermitted.into());
     }
-    s.need_live_dir(new_parent)?;
+    let dir = s.need_live_dir(new_parent)?;
     if s.dentry(new_parent, new_name)?.is_some() {
         return Err(FsError::Exists.into());
     }
+    flags::need_unpinned(&rec)?;
+    flags::need_mutable(&dir)?;
     if rec.nlink >= LINK_MAX {
         return Err(FsError::TooManyLinks.into());
     }
@@ -91,11 +106,12 @@ pub(crate) fn unlink<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     check_name(name)?;
-    s.need_dir(parent)?;
+    let dir = s.need_dir(parent)?;
     let entry = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
     if entry.kind.is_dir() {
         return Err(FsError::IsDir.into());
     }
+    need_removable(s, &dir, entry.ino)?;
     remove_entry(s, parent, name, &entry, now)?;
     drop_link(s, entry.ino, now)?;
     Ok(Response::Done)
@@ -109,11 +125,12 @@ pub(crate) fn rmdir<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     check_name(name)?;
-    s.need_dir(parent)?;
+    let dir = s.need_dir(parent)?;
     let entry = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
     if !entry.kind.is_dir() {
         return Err(FsError::NotDir.into());
     }
+    need_removable(s, &dir, entry.ino)?;
     let child = s
         .inode(entry.ino)?
         .ok_or(OpError::Meta(NamespaceError::Invariant {

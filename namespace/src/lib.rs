@@ -26,6 +26,7 @@ mod digest;
 mod dir;
 pub mod dump;
 mod error;
+mod flags;
 mod lock;
 mod names;
 mod nodes;

@@ -54,6 +54,7 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
         target: new.target,
         opens: 0,
         blocks: 0,
+        flags: 0,
     };
     s.put_inode(ino, &rec)?;
     Ok((ino, rec))

@@ -9,8 +9,9 @@ use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
 use tessera_proto::fs::{Attr, FileKind, Ino, LockKind, Slice, StripeLayout};
 
-/// The format inode records are written in. Format 1 had no `blocks`; its records read back
-/// with [`BLOCKS_UNCOUNTED`], and the first change to such a file's data counts them.
+/// The format inode records are written in. Format 1 had no `blocks` and no `flags`; its
+/// records read back with [`BLOCKS_UNCOUNTED`] (the first change to such a file's data
+/// counts them) and no flags.
 pub const INODE_FORMAT: u8 = 2;
 
 /// `InodeRec::blocks` of a record from before blocks were counted.
@@ -51,6 +52,8 @@ pub struct InodeRec {
     /// any slice with data touches; holes are not counted), kept in step by every change to
     /// the chunk records, so `st_blocks` shows sparse files as sparse.
     pub blocks: u64,
+    /// Inode flags (`chattr`: `INODE_IMMUTABLE`, `INODE_APPEND`), enforced in `flags.rs`.
+    pub flags: u32,
 }
 
 /// An inode record of format 1 (no `blocks`).
@@ -101,6 +104,7 @@ impl InodeRec {
                     target: v1.target,
                     opens: v1.opens,
                     blocks: BLOCKS_UNCOUNTED,
+                    flags: 0,
                 })
             }
             (found, _) => Err(unknown_version(Table::Inodes, key, found, INODE_FORMAT)),
@@ -134,6 +138,7 @@ impl InodeRec {
             rdev: self.rdev,
             size: self.size,
             blocks: self.st_blocks(),
+            flags: self.flags,
             atime_ns: self.atime,
             mtime_ns: self.mtime,
             ctime_ns: self.ctime,

@@ -19,7 +19,8 @@
 //! theirs (the names stay where they were, only what they point to swaps).
 
 use super::command::Response;
-use super::dir::make;
+use super::dir::{make, need_removable};
+use super::flags;
 use super::names::check_name;
 use super::nodes::{NewInode, add_entry, drop_link, is_ancestor, remove_entry, repoint_entry};
 use super::records::DentryRec;
@@ -46,8 +47,8 @@ pub(crate) fn rename<S: Store + ?Sized>(
 ) -> OpResult<Response> {
     check_name(name)?;
     check_name(new_name)?;
-    s.need_dir(parent)?;
-    s.need_live_dir(new_parent)?;
+    let from_dir = s.need_dir(parent)?;
+    let to_dir = s.need_live_dir(new_parent)?;
     let src = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
     let dst = s.dentry(new_parent, new_name)?;
     match (mode, &dst) {
@@ -70,6 +71,13 @@ pub(crate) fn rename<S: Store + ?Sized>(
     }
     if dst.is_some_and(|d| d.ino == src.ino) {
         return Ok(Response::Done);
+    }
+    // Both names go from their directories (an exchange removes both as well): each must
+    // be removable; the target directory must take a new entry.
+    need_removable(s, &from_dir, src.ino)?;
+    flags::need_mutable(&to_dir)?;
+    if let Some(d) = &dst {
+        need_removable(s, &to_dir, d.ino)?;
     }
     let ends = Ends {
         parent,

@@ -7,6 +7,7 @@
 use super::acl;
 use super::codec::{decode, key_tail};
 use super::command::Response;
+use super::flags;
 use super::names::{check_xattr_name, check_xattr_value};
 use super::state::{OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table, scan_prefix};
@@ -22,7 +23,7 @@ pub(crate) fn set<S: Store + ?Sized>(
 ) -> OpResult<Response> {
     check_xattr_name(name)?;
     check_xattr_value(value)?;
-    s.need_inode(ino)?;
+    flags::need_unpinned(&s.need_inode(ino)?)?;
     let key = keys::xattr(ino, name);
     let exists = s.get(Table::Xattrs, &key)?.is_some();
     match (mode, exists) {
@@ -51,7 +52,7 @@ pub(crate) fn remove<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     check_xattr_name(name)?;
-    s.need_inode(ino)?;
+    flags::need_unpinned(&s.need_inode(ino)?)?;
     let key = keys::xattr(ino, name);
     if s.get(Table::Xattrs, &key)?.is_none() {
         return Err(FsError::NoData.into());

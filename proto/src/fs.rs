@@ -36,6 +36,18 @@ pub const XATTR_VALUE_MAX: usize = 65536;
 /// Most hard links to a file, and most subdirectories in a directory (ext4's limit).
 pub const LINK_MAX: u32 = 65000;
 
+/// Inode flag (`FS_IMMUTABLE_FL`, `chattr +i`): no change to the inode's data, attributes,
+/// names or extended attributes; nothing added to or removed from a directory.
+pub const INODE_IMMUTABLE: u32 = 0x10;
+
+/// Inode flag (`FS_APPEND_FL`, `chattr +a`): a file may only grow by appending; a directory
+/// may gain entries but lose none; the inode cannot be removed, renamed or linked, and its
+/// owner, mode, times and extended attributes stay.
+pub const INODE_APPEND: u32 = 0x20;
+
+/// The inode flags Tessera keeps (`FS_IOC_GETFLAGS` values).
+pub const INODE_FLAGS: u32 = INODE_IMMUTABLE | INODE_APPEND;
+
 /// Largest file size: the last byte must still have a chunk index and offset that fit `u64`.
 pub const FILE_SIZE_MAX: u64 = 1 << 60;
 
@@ -118,6 +130,8 @@ pub struct Attr {
     pub size: u64,
     /// `st_blocks`: 512-byte units of storage the inode uses (a file's holes count for none).
     pub blocks: u64,
+    /// Inode flags ([`INODE_IMMUTABLE`], [`INODE_APPEND`]).
+    pub flags: u32,
     pub atime_ns: i64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
@@ -127,6 +141,16 @@ impl Attr {
     /// The full `st_mode`: type bits and permission bits.
     pub fn mode(&self) -> u32 {
         self.kind.mode_bits() | u32::from(self.perm)
+    }
+
+    /// `chattr +i`.
+    pub fn immutable(&self) -> bool {
+        self.flags & INODE_IMMUTABLE != 0
+    }
+
+    /// `chattr +a`.
+    pub fn append_only(&self) -> bool {
+        self.flags & INODE_APPEND != 0
     }
 }
 
@@ -586,6 +610,7 @@ mod tests {
             rdev: 0,
             size: 3,
             blocks: 0,
+            flags: INODE_APPEND,
             atime_ns: -5,
             mtime_ns: 0,
             ctime_ns: i64::MAX,

@@ -195,6 +195,14 @@ pub enum Op {
         rdev: u32,
         open: bool,
     },
+
+    /// Sets the inode flags of `ino` (`chattr`; see [`crate::fs::INODE_FLAGS`]): `EOPNOTSUPP`
+    /// for a flag Tessera does not keep. The caller's right to change the immutable and
+    /// append-only flags (CAP_LINUX_IMMUTABLE) is checked by the kernel and the mount.
+    SetFlags {
+        ino: Ino,
+        flags: u32,
+    },
 }
 
 /// A read of the state.

@@ -8,6 +8,7 @@ mod atimes;
 mod attr;
 mod errno;
 mod handles;
+mod inode_flags;
 mod lock_takers;
 pub mod metrics;
 mod open_dirs;
@@ -469,10 +470,19 @@ impl Filesystem for TesseraFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let reads = flags.acc_mode() != OpenAccMode::O_WRONLY;
+        let writes = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let append = flags.0 & inode_flags::O_APPEND != 0;
+        let truncate = flags.0 & inode_flags::O_TRUNC != 0;
         self.run(FsOp::Open, |i| async move {
             let access = if reads { i.atimes.open_access() } else { None };
             match i.ns.open(ino.0, access).await {
                 Ok(a) => {
+                    // Flags from the open's own (committed) attributes, so a `chattr` on
+                    // another mount counts at once; the open is given back at once.
+                    if let Err(e) = inode_flags::check_open(&a, writes, append, truncate) {
+                        i.releases.queue(ino.0);
+                        return reply.error(errno(e));
+                    }
                     if access.is_some() && i.atimes.moved_by_open(&a) {
                         i.forget_attrs(ino.0);
                     }
@@ -1000,6 +1010,52 @@ impl Filesystem for TesseraFs {
             match r.map(i64::try_from) {
                 Ok(Ok(at)) => reply.offset(at),
                 Ok(Err(_)) => reply.error(errno(FsError::FileTooLarge)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn ioctl(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        let Some(which) = inode_flags::FlagsIoctl::of(cmd) else {
+            let _answering = Answering::new(FsOp::Ioctl);
+            return reply.error(fuser::Errno::ENOTTY);
+        };
+        let wanted = match which.flags_in(in_data) {
+            Ok(wanted) => wanted,
+            Err(e) => {
+                let _answering = Answering::new(FsOp::Ioctl);
+                return reply.error(errno(e));
+            }
+        };
+        let may_pin = privilege::holds_cap(req.pid(), req.uid(), inode_flags::CAP_LINUX_IMMUTABLE);
+        self.run(FsOp::Ioctl, |i| async move {
+            let r = async {
+                let a = i.ns.getattr(ino.0).await?;
+                let Some(flags) = wanted else {
+                    return Ok(a.flags);
+                };
+                // The kernel checked this already (`fileattr_set_prepare`); a request
+                // that reached us otherwise is held to the same rule.
+                if inode_flags::needs_cap(a.flags, flags) && !may_pin {
+                    return Err(FsError::NotPermitted);
+                }
+                let a = i.ns.set_flags(ino.0, flags).await?;
+                i.forget_attrs(ino.0);
+                Ok(a.flags)
+            }
+            .await;
+            match r {
+                Ok(flags) => reply.ioctl(0, &which.flags_out(flags, out_size)),
                 Err(e) => reply.error(errno(e)),
             }
         });

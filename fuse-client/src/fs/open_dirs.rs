@@ -95,6 +95,7 @@ mod tests {
             rdev: 0,
             size: 0,
             blocks: 0,
+            flags: 0,
             atime_ns: 0,
             mtime_ns: 0,
             ctime_ns: 0,

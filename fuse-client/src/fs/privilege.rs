@@ -16,6 +16,15 @@ use super::signals::{hex_field, status_of};
 /// Linux `CAP_FSETID`.
 const CAP_FSETID: u32 = 4;
 
+/// Whether thread `tid` of user `uid` holds capability `cap` (by its uid alone when its
+/// status cannot be read).
+pub fn holds_cap(tid: u32, uid: u32, cap: u32) -> bool {
+    match status_of(tid) {
+        Some(status) => hex_field(&status, "CapEff:") & (1 << cap) != 0,
+        None => uid == 0,
+    }
+}
+
 /// The caller of a request, as far as set-ID rules care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetIdCaller {
@@ -96,6 +105,7 @@ mod tests {
             rdev: 0,
             size: 0,
             blocks: 0,
+            flags: 0,
             atime_ns: 0,
             mtime_ns: 0,
             ctime_ns: 0,

@@ -171,6 +171,8 @@ impl Model {
             rdev: n.rdev,
             size,
             blocks,
+            // The model sends no `SetFlags`: every inode keeps none.
+            flags: 0,
             atime_ns: n.atime,
             mtime_ns: n.mtime,
             ctime_ns: n.ctime,
