@@ -291,6 +291,27 @@ impl Namespace {
         Ok(a)
     }
 
+    /// `open(O_TMPFILE)`: a file with no name in `parent`, open in this session, made as
+    /// `mknod` makes one (set-group-ID directory, default ACL or umask).
+    pub async fn tmpfile(
+        &self,
+        parent: Ino,
+        (perm, umask): (u16, u16),
+        caller: Caller,
+    ) -> Result<Attr, FsError> {
+        let (gid, perm) = self.inherit(parent, caller, perm, false).await?;
+        let op = Op::MakeTmpfile {
+            parent,
+            perm,
+            umask,
+            uid: caller.uid,
+            gid,
+        };
+        let a = attr_of("tmpfile", self.write("tmpfile", op).await?)?;
+        self.remember_caps(a.ino, Err(FsError::NoData));
+        Ok(a)
+    }
+
     pub async fn mkdir(
         &self,
         parent: Ino,

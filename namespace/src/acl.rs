@@ -215,10 +215,38 @@ pub(crate) fn make<S: Store + ?Sized>(
     s: &mut S,
     parent: Ino,
     name: &[u8],
-    mut new: NewInode,
+    new: NewInode,
     umask: u16,
     open_in: Option<u64>,
     now: i64,
+) -> OpResult<Response> {
+    make_with(s, parent, new, umask, |s, new| {
+        dir::make(s, parent, name, new, open_in, now)
+    })
+}
+
+/// `make` for a file with no name (`O_TMPFILE`), opened by `session`.
+pub(crate) fn make_unnamed<S: Store + ?Sized>(
+    s: &mut S,
+    parent: Ino,
+    new: NewInode,
+    umask: u16,
+    session: u64,
+    now: i64,
+) -> OpResult<Response> {
+    make_with(s, parent, new, umask, |s, new| {
+        dir::make_unnamed(s, parent, new, session, now)
+    })
+}
+
+/// Decides the new node's mode and ACLs from `parent`'s default ACL (or `umask`), has
+/// `create` make it, then stores the ACLs it inherits.
+fn make_with<S: Store + ?Sized>(
+    s: &mut S,
+    parent: Ino,
+    mut new: NewInode,
+    umask: u16,
+    create: impl FnOnce(&mut S, NewInode) -> OpResult<Response>,
 ) -> OpResult<Response> {
     let default = s.rec::<Vec<u8>>(Table::Xattrs, &keys::xattr(parent, DEFAULT))?;
     // A stored default ACL that does not parse was not written through here: the node is
@@ -236,7 +264,7 @@ pub(crate) fn make<S: Store + ?Sized>(
         }
     };
     let is_dir = new.kind.is_dir();
-    let made = dir::make(s, parent, name, new, open_in, now)?;
+    let made = create(s, new)?;
     if let Response::Attr(a) = &made {
         if let Some(access) = access {
             s.put_rec(Table::Xattrs, &keys::xattr(a.ino, ACCESS), &access.encode())?;

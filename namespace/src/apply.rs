@@ -180,6 +180,23 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         } => rename::rename(s, *parent, name, *new_parent, new_name, *mode, now),
         Op::SetAttr { ino, set } => attr::setattr(s, *ino, set, now),
         Op::SetFlags { ino, flags } => flags::set(s, *ino, *flags, now),
+        Op::MakeTmpfile {
+            parent,
+            perm,
+            umask,
+            uid,
+            gid,
+        } => {
+            let new = NewInode {
+                kind: FileKind::Regular,
+                perm: *perm,
+                uid: *uid,
+                gid: *gid,
+                rdev: 0,
+                target: Vec::new(),
+            };
+            acl::make_unnamed(s, *parent, new, *umask, client()?, now)
+        }
         Op::SetXattr {
             ino,
             name,

@@ -8,10 +8,10 @@ use super::command::Response;
 use super::flags;
 use super::names::{check_name, check_target};
 use super::nodes::{NewInode, add_entry, create_inode, drop_link, remove_entry};
-use super::records::InodeRec;
+use super::records::{InodeRec, OrphanRec};
 use super::session;
-use super::state::{OpError, OpResult, Tables, TablesMut};
-use super::store::Store;
+use super::state::{OpError, OpResult, Tables, TablesMut, keys};
+use super::store::{Store, Table};
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, Ino, LINK_MAX};
 
@@ -46,6 +46,30 @@ pub(crate) fn make<S: Store + ?Sized>(
     Ok(Response::Attr(rec.attr(ino)))
 }
 
+/// `O_TMPFILE`: a new file under `parent` with no name (nlink 0, so an orphan from the
+/// start), opened by `session`, marked so that `link` may give it a name.
+pub(crate) fn make_unnamed<S: Store + ?Sized>(
+    s: &mut S,
+    parent: Ino,
+    new: NewInode,
+    session: u64,
+    now: i64,
+) -> OpResult<Response> {
+    if new.kind != FileKind::Regular {
+        return Err(FsError::Invalid.into());
+    }
+    let dir = s.need_live_dir(parent)?;
+    flags::need_mutable(&dir)?;
+    let (ino, _) = create_inode(s, new, parent, now)?;
+    session::open(s, session, ino)?;
+    s.update_inode(ino, |r| {
+        r.nlink = 0;
+        r.flags |= flags::UNNAMED;
+    })?;
+    s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
+    Ok(Response::Attr(s.need_inode(ino)?.attr(ino)))
+}
+
 /// `EPERM` if the entry naming `ino` in `dir` may not go: the directory is immutable or
 /// append-only, or so is the inode (Linux `may_delete`).
 pub(crate) fn need_removable<S: Store + ?Sized>(s: &S, dir: &InodeRec, ino: Ino) -> OpResult<()> {
@@ -74,8 +98,10 @@ pub(crate) fn link<S: Store + ?Sized>(
 ) -> OpResult<Response> {
     check_name(new_name)?;
     let rec = s.need_inode(ino)?;
-    // An unlinked-but-open file cannot get a name back (Linux: ENOENT without O_TMPFILE).
-    if rec.nlink == 0 {
+    // An unlinked-but-open file cannot get a name back (Linux: ENOENT), but a file made
+    // with O_TMPFILE can, once.
+    let unnamed = rec.flags & flags::UNNAMED != 0;
+    if rec.nlink == 0 && !unnamed {
         return Err(FsError::NotFound.into());
     }
     if rec.kind.is_dir() {
@@ -94,7 +120,11 @@ pub(crate) fn link<S: Store + ?Sized>(
     let rec = s.update_inode(ino, |r| {
         r.nlink += 1;
         r.ctime = now;
+        r.flags &= !flags::UNNAMED;
     })?;
+    if unnamed {
+        s.delete(Table::Orphans, &keys::inode(ino))?;
+    }
     Ok(Response::Attr(rec.attr(ino)))
 }
 
@@ -150,6 +180,58 @@ mod tests {
     use crate::command::{Op, Query, Response};
     use crate::testkit::Ns;
     use tessera_proto::fs::{FileKind, FsError};
+
+    fn tmpfile(ns: &mut Ns, parent: tessera_proto::fs::Ino) -> tessera_proto::fs::Ino {
+        let r = ns.cmd(Op::MakeTmpfile {
+            parent,
+            perm: 0o666,
+            umask: 0o022,
+            uid: 1,
+            gid: 1,
+        });
+        let a = Ns::attr_reply(r).unwrap();
+        assert_eq!((a.nlink, a.perm, a.flags), (0, 0o644, 0));
+        a.ino
+    }
+
+    /// O_TMPFILE: no name, freed with its last open unless linked first, and linkable
+    /// once; an unlinked file is not.
+    #[test]
+    fn unnamed_files_get_a_name_by_link_or_go_at_release() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let names_before = ns.names(root);
+        let t = tmpfile(&mut ns, root);
+        assert_eq!(ns.names(root), names_before);
+        ns.cmd(Op::Link {
+            ino: t,
+            new_parent: root,
+            new_name: "kept".into(),
+        })
+        .unwrap();
+        assert_eq!(ns.attr(t).unwrap().nlink, 1);
+        ns.cmd(Op::Release { ino: t }).unwrap();
+        assert_eq!(ns.lookup(root, "kept").unwrap().ino, t);
+
+        let gone = tmpfile(&mut ns, root);
+        ns.cmd(Op::Release { ino: gone }).unwrap();
+        assert_eq!(ns.attr(gone), Err(FsError::NotFound));
+
+        // A file that had a name and lost it stays nameless.
+        let f = ns.mknod(root, "f", FileKind::Regular).unwrap().ino;
+        ns.cmd(Op::Open { ino: f }).unwrap();
+        ns.cmd(Op::Unlink {
+            parent: root,
+            name: "f".into(),
+        })
+        .unwrap();
+        let relink = Op::Link {
+            ino: f,
+            new_parent: root,
+            new_name: "g".into(),
+        };
+        assert_eq!(ns.cmd(relink).map(|_| ()), Err(FsError::NotFound));
+    }
 
     #[test]
     fn create_sets_times_and_parent_counts() {

@@ -19,7 +19,12 @@ use super::state::{OpResult, Tables, TablesMut};
 use super::store::Store;
 use tessera_proto::fs::{FsError, INODE_APPEND, INODE_FLAGS, INODE_IMMUTABLE, Ino};
 
-/// `SetFlags`: flags outside `INODE_FLAGS` are `EOPNOTSUPP`. Sets the change time.
+/// Internal inode flag, never shown: the file was made by `O_TMPFILE` and has had no name
+/// yet, so `link` may give it one though its nlink is 0.
+pub(crate) const UNNAMED: u32 = 1 << 31;
+
+/// `SetFlags`: flags outside `INODE_FLAGS` are `EOPNOTSUPP`. Sets the change time and
+/// keeps internal flags.
 pub(crate) fn set<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
@@ -31,7 +36,7 @@ pub(crate) fn set<S: Store + ?Sized>(
         return Err(FsError::NotSupported.into());
     }
     let rec = s.update_inode(ino, |r| {
-        r.flags = flags;
+        r.flags = flags | (r.flags & !INODE_FLAGS);
         r.ctime = now;
     })?;
     Ok(Response::Attr(rec.attr(ino)))

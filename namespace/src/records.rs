@@ -7,7 +7,7 @@ use super::codec::{decode_body, encode_as, split_version, unknown_version};
 use super::store::Table;
 use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
-use tessera_proto::fs::{Attr, FileKind, Ino, LockKind, Slice, StripeLayout};
+use tessera_proto::fs::{Attr, FileKind, INODE_FLAGS, Ino, LockKind, Slice, StripeLayout};
 
 /// The format inode records are written in. Format 1 had no `blocks` and no `flags`; its
 /// records read back with [`BLOCKS_UNCOUNTED`] (the first change to such a file's data
@@ -138,7 +138,7 @@ impl InodeRec {
             rdev: self.rdev,
             size: self.size,
             blocks: self.st_blocks(),
-            flags: self.flags,
+            flags: self.flags & INODE_FLAGS,
             atime_ns: self.atime,
             mtime_ns: self.mtime,
             ctime_ns: self.ctime,

@@ -203,6 +203,17 @@ pub enum Op {
         ino: Ino,
         flags: u32,
     },
+
+    /// `open(O_TMPFILE)`: a regular file in `parent` with no name (nlink 0), opened by the
+    /// session, made as [`Op::MakeNode`] makes a file (default ACL or umask). It is freed
+    /// when its last open goes, unless [`Op::Link`] gives it a name first.
+    MakeTmpfile {
+        parent: Ino,
+        perm: u16,
+        umask: u16,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// A read of the state.

@@ -33,7 +33,7 @@ ops! {
     Setxattr => "setxattr", Getxattr => "getxattr", Listxattr => "listxattr",
     Removexattr => "removexattr", Access => "access", Getlk => "getlk", Setlk => "setlk",
     Fallocate => "fallocate", Lseek => "lseek", CopyFileRange => "copy_file_range",
-    Ioctl => "ioctl",
+    Ioctl => "ioctl", Tmpfile => "tmpfile",
 }
 
 const N: usize = NAMES.len();

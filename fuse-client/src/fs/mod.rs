@@ -179,6 +179,24 @@ impl Inner {
         Ok(())
     }
 
+    /// Answers a create: the new file is open through a new handle.
+    fn created(&self, made: Result<Attr, FsError>, reply: ReplyCreate) {
+        match made {
+            Ok(a) => {
+                self.data.keep_cache(&a);
+                let fh = self.handles.insert(self.data.open(a.ino));
+                reply.created(
+                    &self.ttl,
+                    &attr::file_attr(&a),
+                    Generation(a.generation),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     /// The kernel's cached attributes of `ino` are stale (another mount changed the file):
     /// drop them, so a read past the old size asks again.
     fn forget_attrs(&self, ino: u64) {
@@ -518,20 +536,25 @@ impl Filesystem for TesseraFs {
             let r =
                 i.ns.mknod(parent.0, &name, FileKind::Regular, perm, 0, who, true)
                     .await;
-            match r {
-                Ok(a) => {
-                    i.data.keep_cache(&a);
-                    let fh = i.handles.insert(i.data.open(a.ino));
-                    reply.created(
-                        &i.ttl,
-                        &attr::file_attr(&a),
-                        Generation(a.generation),
-                        FileHandle(fh),
-                        FopenFlags::empty(),
-                    )
-                }
-                Err(e) => reply.error(errno(e)),
-            }
+            i.created(r, reply);
+        });
+    }
+
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        // O_TMPFILE (through the vendored fuser's FUSE_TMPFILE): made and opened as
+        // `create` does, with no name; the kernel lets `linkat` name it (unless O_EXCL).
+        let (who, perm) = (caller(req), perm_umask(mode, umask));
+        self.run(FsOp::Tmpfile, |i| async move {
+            let r = i.ns.tmpfile(parent.0, perm, who).await;
+            i.created(r, reply);
         });
     }
 
