@@ -60,11 +60,19 @@ async fn pump(
     }
 }
 
-#[tokio::test]
-async fn a_silent_connection_is_closed_and_replaced() {
-    let (server, _obs) = start(RpcConfig::default()).await;
+/// A client with a quick keepalive (100 ms interval, 500 ms timeout), connected through a
+/// proxy that `open` silences, after one answered ping.
+struct Proxied {
+    client: Client,
+    open: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    _server: (tessera_rpc::ServerHandle, Arc<Observed>),
+}
+
+async fn through_proxy() -> Proxied {
+    let (server, obs) = start(RpcConfig::default()).await;
     let open = Arc::new(AtomicBool::new(true));
-    let (addr, _) = proxy(server.local_addr().to_string(), open.clone()).await;
+    let (addr, accepted) = proxy(server.local_addr().to_string(), open.clone()).await;
     let config = RpcConfig {
         keepalive_interval: Duration::from_millis(100),
         keepalive_timeout: Duration::from_millis(500),
@@ -72,6 +80,22 @@ async fn a_silent_connection_is_closed_and_replaced() {
     };
     let client = Client::new(addr, secret(CLUSTER_SECRET), config);
     client.call::<Ping>(&()).await.unwrap();
+    Proxied {
+        client,
+        open,
+        accepted,
+        _server: (server, obs),
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_and_replaced() {
+    let Proxied {
+        client,
+        open,
+        _server,
+        ..
+    } = through_proxy().await;
 
     open.store(false, Ordering::SeqCst);
     let started = Instant::now();
@@ -100,16 +124,12 @@ async fn a_silent_connection_is_closed_and_replaced() {
 /// after the network heals the next calls queue behind TCP's retransmit back-off.
 #[tokio::test]
 async fn a_silent_connection_is_replaced_after_a_withdrawn_call() {
-    let (server, _obs) = start(RpcConfig::default()).await;
-    let open = Arc::new(AtomicBool::new(true));
-    let (addr, accepted) = proxy(server.local_addr().to_string(), open.clone()).await;
-    let config = RpcConfig {
-        keepalive_interval: Duration::from_millis(100),
-        keepalive_timeout: Duration::from_millis(500),
-        ..RpcConfig::default()
-    };
-    let client = Client::new(addr, secret(CLUSTER_SECRET), config);
-    client.call::<Ping>(&()).await.unwrap();
+    let Proxied {
+        client,
+        open,
+        accepted,
+        _server,
+    } = through_proxy().await;
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
     open.store(false, Ordering::SeqCst);
