@@ -10,7 +10,6 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use std::collections::{HashMap, HashSet};
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tessera_client::MetaClient;
@@ -28,6 +27,7 @@ use tessera_proto::meta::{
 use tessera_rpc::{Client, RpcConfig, Secret};
 
 use crate::cluster::{ClusterArgs, runtime};
+use crate::progress::Progress;
 
 /// Flags of `tessera fsck`.
 #[derive(Debug, Args)]
@@ -229,15 +229,22 @@ async fn check(c: &mut Cluster, args: &FsckArgs, deep: bool) -> anyhow::Result<F
         }
     }
     if deep {
-        let bar = Progress::new("verifying shards", to_verify.len());
+        let mut bar = Progress::terminal_only();
+        let total = to_verify.len() as u64;
         for (i, place) in to_verify.iter().enumerate() {
             let addr = servers[&place.server].addr.clone();
             if !c.verify(&addr, place.shard).await? {
                 f.corrupt.push(*place);
             }
-            bar.show(i + 1);
+            let done = i as u64 + 1;
+            if done.is_multiple_of(64) || done == total {
+                bar.show(
+                    &format!("verifying shards {done}/{total}"),
+                    Some((done, total)),
+                );
+            }
         }
-        bar.done();
+        bar.finish();
     }
     for (server, inv) in &inventories {
         for (id, age) in inv {
@@ -256,44 +263,6 @@ async fn check(c: &mut Cluster, args: &FsckArgs, deep: bool) -> anyhow::Result<F
     };
     f.refcounts = m;
     Ok(f)
-}
-
-/// A one-line progress bar on a terminal (stderr); silent otherwise.
-struct Progress {
-    what: &'static str,
-    total: usize,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(what: &'static str, total: usize) -> Progress {
-        Progress {
-            what,
-            total,
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, done: usize) {
-        if self.tty && (done.is_multiple_of(64) || done == self.total) {
-            let width = 30;
-            let filled = (done * width).checked_div(self.total).unwrap_or(width);
-            eprint!(
-                "\r{} [{}{}] {done}/{}",
-                self.what,
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                self.total
-            );
-            let _ = std::io::stderr().flush();
-        }
-    }
-
-    fn done(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
 }
 
 fn print(f: &Findings, servers: &HashMap<u64, String>) {

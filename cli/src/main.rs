@@ -14,6 +14,7 @@ mod meta_cmd;
 mod mount_cmd;
 mod mount_helper;
 mod pipe;
+mod progress;
 mod secret_cmd;
 mod status_cmd;
 mod units;

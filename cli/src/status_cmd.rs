@@ -52,6 +52,8 @@ struct Chunk {
     shards: u64,
     full: bool,
     last_heartbeat_ms: u64,
+    /// Being drained: `shards` counts down to 0.
+    draining: bool,
 }
 
 /// The whole report (`--json` prints exactly this).
@@ -143,7 +145,25 @@ fn chunk_row(c: ChunkserverInfo) -> Chunk {
         shards: c.shards,
         full: c.full,
         last_heartbeat_ms: c.last_heartbeat_ms,
+        draining: c.draining,
     }
+}
+
+/// Stripe health, with repair's progress: the share of stripes that have all their shards.
+fn stripes_line(s: &StripeHealth) -> String {
+    let total = s.healthy + s.degraded + s.lost;
+    let mut line = format!(
+        "{} healthy, {} degraded, {} lost",
+        s.healthy, s.degraded, s.lost
+    );
+    if s.degraded + s.lost > 0 {
+        line.push_str(&format!(
+            "; repair: {} of {total} stripes whole ({})",
+            s.healthy,
+            units::percent(s.healthy, total)
+        ));
+    }
+    line
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -183,7 +203,11 @@ fn print_tables(r: &Report) {
             units::percent(c.used, c.capacity),
             c.shards,
             c.last_heartbeat_ms,
-            if c.full { "  FULL" } else { "" }
+            match (c.full, c.draining) {
+                (true, _) => "  FULL",
+                (false, true) => "  DRAINING (shards moving off)",
+                (false, false) => "",
+            }
         );
     }
     let (capacity, used) = r
@@ -198,11 +222,15 @@ fn print_tables(r: &Report) {
         r.chunkservers.len()
     );
     match &r.stripes {
-        Some(s) => println!(
-            "stripes: {} healthy, {} degraded, {} lost",
-            s.healthy, s.degraded, s.lost
-        ),
+        Some(s) => println!("stripes: {}", stripes_line(s)),
         None => println!("stripes: unknown (no leader answered)"),
+    }
+    let draining: Vec<&Chunk> = r.chunkservers.iter().filter(|c| c.draining).collect();
+    for c in draining {
+        println!(
+            "drain: {} ({}) has {} shards left to move",
+            c.id, c.addr, c.shards
+        );
     }
     println!(
         "overall: {}",
@@ -223,4 +251,28 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stripes_line_shows_repair_progress_only_while_stripes_are_missing_shards() {
+        let whole = StripeHealth {
+            healthy: 10,
+            degraded: 0,
+            lost: 0,
+        };
+        assert_eq!(stripes_line(&whole), "10 healthy, 0 degraded, 0 lost");
+        let repairing = StripeHealth {
+            healthy: 3,
+            degraded: 1,
+            lost: 0,
+        };
+        assert_eq!(
+            stripes_line(&repairing),
+            "3 healthy, 1 degraded, 0 lost; repair: 3 of 4 stripes whole (75.0%)"
+        );
+    }
 }

@@ -4,7 +4,6 @@
 
 use anyhow::bail;
 use clap::Args;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use tessera_client::MetaClient;
 use tessera_client::cluster::Retry;
@@ -13,6 +12,8 @@ use tessera_proto::meta::{
 };
 
 use crate::cluster::{ClusterArgs, runtime};
+use crate::progress::Progress;
+use crate::units;
 
 /// Flags of `tessera repair`.
 #[derive(Debug, Args)]
@@ -63,44 +64,33 @@ fn meta_client(args: &ClusterArgs) -> anyhow::Result<MetaClient> {
     })
 }
 
-/// Prints a progress line: rewritten in place on a terminal, one line per change otherwise.
-fn progress(line: &str, last: &mut String) {
-    if line == last {
-        return;
-    }
-    if std::io::stdout().is_terminal() {
-        print!("\r{line}    ");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    } else {
-        println!("{line}");
-    }
-    *last = line.to_string();
-}
-
 pub fn repair(args: RepairArgs) -> anyhow::Result<bool> {
     let meta = args.cluster.admin_client()?;
     let once = Retry::once(args.cluster.timeout(5_000));
     runtime()?.block_on(async {
         let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
-        let mut last = String::new();
+        let mut bar = Progress::lines();
         loop {
             let h: StripeHealth = meta
                 .cluster()
                 .call::<ClusterHealth, _, _>(&(), &once)
                 .await?;
-            progress(
+            let total = h.healthy + h.degraded + h.lost;
+            bar.show(
                 &format!(
                     "stripes: {} healthy, {} degraded, {} lost",
                     h.healthy, h.degraded, h.lost
                 ),
-                &mut last,
+                Some((h.healthy, total)),
             );
             if h.degraded == 0 && h.lost == 0 {
-                println!("\nevery stripe has all its shards");
+                bar.finish();
+                println!("every stripe has all its shards");
                 return Ok(true);
             }
             if Instant::now() >= deadline {
-                println!("\nnot fully repaired yet (repair continues on the leader)");
+                bar.finish();
+                println!("not fully repaired yet (repair continues on the leader)");
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -112,7 +102,9 @@ pub fn gc(args: GcArgs) -> anyhow::Result<bool> {
     let meta = meta_client(&args.cluster)?;
     runtime()?.block_on(async {
         let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
-        let mut last = String::new();
+        let mut bar = Progress::lines();
+        // The queue's length at the start is the bar's whole (it may grow meanwhile).
+        let mut first = None;
         loop {
             let items = match meta.read(Query::GcQueue { limit: 1_000_000 }).await {
                 Ok(Ok(Response::Gc(items))) => items,
@@ -127,21 +119,21 @@ pub fn gc(args: GcArgs) -> anyhow::Result<bool> {
                         * (u64::from(i.stripe.layout.k) + u64::from(i.stripe.layout.m))
                 })
                 .sum();
-            progress(
+            let left = items.len() as u64;
+            let whole = *first.get_or_insert(left);
+            bar.show(
                 &format!(
-                    "GC queue: {} stripes ({} being deleted), {} bytes of shards",
-                    items.len(),
-                    claimed,
-                    bytes
+                    "GC queue: {left} stripes ({claimed} being deleted), {} of shards",
+                    units::bytes(bytes)
                 ),
-                &mut last,
+                Some((whole.saturating_sub(left), whole.max(left))),
             );
             if items.is_empty() {
-                println!();
+                bar.finish();
                 return Ok(true);
             }
             if Instant::now() >= deadline {
-                println!();
+                bar.finish();
                 return Ok(args.wait_ms == 0);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -169,7 +161,8 @@ pub fn drain(args: DrainArgs) -> anyhow::Result<bool> {
         };
         let id = server.id;
         let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
-        let mut last = String::new();
+        let mut bar = Progress::lines();
+        let mut first = None;
         loop {
             // Repeated every round: the drain is soft state on the leader, so this also
             // carries it over a leader change.
@@ -184,14 +177,20 @@ pub fn drain(args: DrainArgs) -> anyhow::Result<bool> {
                 println!("drain of {id:016x} cancelled");
                 return Ok(true);
             }
-            let left = shards_on(&meta, id).await?;
-            progress(&format!("{id:016x}: {left} shards left"), &mut last);
+            let left = shards_on(&meta, id).await? as u64;
+            let whole = *first.get_or_insert(left);
+            bar.show(
+                &format!("{id:016x}: {left} shards left"),
+                Some((whole.saturating_sub(left), whole.max(left))),
+            );
             if left == 0 {
-                println!("\n{id:016x} holds no referenced shard any more: it can be stopped");
+                bar.finish();
+                println!("{id:016x} holds no referenced shard any more: it can be stopped");
                 return Ok(true);
             }
             if Instant::now() >= deadline {
-                println!("\ngave up waiting; run the command again to resume");
+                bar.finish();
+                println!("gave up waiting; run the command again to resume");
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -259,6 +259,7 @@ impl ChunkRegistry {
     pub fn list(&self) -> Vec<ChunkserverInfo> {
         let now = Instant::now();
         let unreachable = self.unreachable();
+        let draining = self.draining();
         let servers = self.lock();
         let mut out: Vec<ChunkserverInfo> = servers
             .iter()
@@ -276,6 +277,7 @@ impl ChunkRegistry {
                 shards: e.shards,
                 full: e.full,
                 last_heartbeat_ms: now.duration_since(e.last_seen).as_millis() as u64,
+                draining: draining.contains(id),
             })
             .collect();
         out.sort_by_key(|i| i.id);

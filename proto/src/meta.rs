@@ -484,6 +484,9 @@ pub struct ChunkserverInfo {
     pub full: bool,
     /// Milliseconds since its last heartbeat.
     pub last_heartbeat_ms: u64,
+    /// Being drained (`tessera drain`): its shards are moving to other servers and it gets
+    /// no new ones.
+    pub draining: bool,
 }
 
 /// Every chunkserver the leader knows (leader only).

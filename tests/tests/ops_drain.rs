@@ -37,6 +37,14 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
     let (code, out) = tessera(&c, &["drain", &victim, "--wait-ms", "120000"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("can be stopped"), "{out}");
+    // The drain stands (no new shards) until the server goes, and status says so.
+    let (_, out) = tessera(&c, &["status"]);
+    let row = out
+        .lines()
+        .find(|l| l.contains(&victim))
+        .unwrap_or_default();
+    assert!(row.contains("DRAINING"), "{out}");
+    assert!(out.contains("shards left to move"), "{out}");
     c.chunks[2].kill9();
     let (code, out) = tessera(&c, &["repair", "--wait-ms", "0"]);
     assert_eq!(code, 0, "no stripe may depend on the drained server: {out}");
