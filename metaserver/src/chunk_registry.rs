@@ -45,10 +45,20 @@ struct Entry {
     addr: String,
     capacity: u64,
     used: u64,
+    /// Shard bytes placed on it that its reported `used` may not show yet: room already
+    /// promised. Each heartbeat takes off what `used` grew by; a placement never written
+    /// (a failed put) is forgotten once nothing was placed there for `PLACED_FORGET`.
+    placed: u64,
+    /// When a shard was last placed on it.
+    last_placed: Instant,
     shards: u64,
     full: bool,
     last_seen: Instant,
 }
+
+/// How long room promised by a placement is counted without the server's `used` growing
+/// by it (a put that failed, or went elsewhere, never lands).
+const PLACED_FORGET: Duration = Duration::from_secs(3);
 
 /// Shard problems reported by chunkservers, waiting for the repair scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +137,8 @@ impl ChunkRegistry {
                 addr: r.addr.clone(),
                 capacity: r.capacity,
                 used: r.used,
+                placed: 0,
+                last_placed: Instant::now(),
                 shards: r.shards,
                 full: false,
                 last_seen: Instant::now(),
@@ -146,6 +158,11 @@ impl ChunkRegistry {
             };
             e.addr = hb.addr;
             e.capacity = hb.capacity;
+            let grew = hb.used.saturating_sub(e.used);
+            e.placed = e.placed.saturating_sub(grew);
+            if e.last_placed.elapsed() > PLACED_FORGET {
+                e.placed = 0;
+            }
             e.used = hb.used;
             e.shards = hb.shards;
             e.full = hb.full;
@@ -288,7 +305,16 @@ impl ChunkRegistry {
     /// and have room for a shard, most free space first, spreading ties by a rotating start
     /// so concurrent writers do not all pick the same servers. When fewer than `count` are
     /// up but at least `min`, those come back (a degraded write).
-    pub fn place(&self, req: &PlaceRequest) -> Result<Vec<ChunkserverInfo>, ServiceError> {
+    ///
+    /// `reserved_bytes` (file bytes preallocated and not written yet) is room held back:
+    /// a stripe not written into a reservation gets no servers (its writer ENOSPC) when the
+    /// candidates' free space, less those bytes in its own code's shard bytes, cannot take
+    /// its shards.
+    pub fn place(
+        &self,
+        req: &PlaceRequest,
+        reserved_bytes: u64,
+    ) -> Result<Vec<ChunkserverInfo>, ServiceError> {
         static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let draining = self.draining();
         let live: Vec<ChunkserverInfo> = self
@@ -298,6 +324,14 @@ impl ChunkRegistry {
             .filter(|s| !draining.contains(&s.id))
             .collect();
         let live_count = live.len();
+        // Room counts what was placed since each server's last heartbeat as used.
+        let placed: HashMap<u64, u64> = self.lock().iter().map(|(id, e)| (*id, e.placed)).collect();
+        let mut live = live;
+        for s in &mut live {
+            s.used = s
+                .used
+                .saturating_add(placed.get(&s.id).copied().unwrap_or(0));
+        }
         let mut candidates: Vec<ChunkserverInfo> = live
             .into_iter()
             .filter(|s| !s.full && s.capacity.saturating_sub(s.used) >= req.shard_len)
@@ -328,6 +362,23 @@ impl ChunkRegistry {
         if candidates.is_empty() {
             return Ok(candidates);
         }
+        if !req.reserved && reserved_bytes > 0 {
+            let k = u64::from(req.k.max(1));
+            let shards = reserved_bytes.div_ceil(k) * u64::from(req.count);
+            // Shard files carry a header and a hash list besides the bytes (under 0.1%).
+            let held = shards + shards / 256;
+            let room: u64 = candidates
+                .iter()
+                .map(|s| s.capacity.saturating_sub(s.used))
+                .sum();
+            let needs = req.shard_len * u64::from(req.count);
+            if room.saturating_sub(held) < needs {
+                tracing::debug!(
+                    "{needs} shard bytes refused: {room} free, {held} held for preallocations"
+                );
+                return Ok(Vec::new());
+            }
+        }
         // Free space in coarse buckets (1 GiB), so servers with similar room share the load.
         candidates.sort_by_key(|s| std::cmp::Reverse(s.capacity.saturating_sub(s.used) >> 30));
         let start = ROTATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -340,6 +391,20 @@ impl ChunkRegistry {
             candidates[..same].rotate_left(start % same);
         }
         candidates.truncate(count);
+        let mut servers = self.lock();
+        for s in &candidates {
+            if let Some(e) = servers.get_mut(&s.id) {
+                e.placed = e.placed.saturating_add(req.shard_len);
+                e.last_placed = Instant::now();
+            }
+        }
+        drop(servers);
+        // Callers see what the servers last reported.
+        for s in &mut candidates {
+            s.used = s
+                .used
+                .saturating_sub(placed.get(&s.id).copied().unwrap_or(0));
+        }
         Ok(candidates)
     }
 }
@@ -349,6 +414,7 @@ impl ChunkRegistry {
     pub fn place_many(
         &self,
         reqs: &[PlaceRequest],
+        reserved_bytes: u64,
     ) -> Result<Vec<Vec<ChunkserverInfo>>, ServiceError> {
         if reqs.len() > MAX_PLACE_STRIPES {
             return Err(ServiceError::Unavailable {
@@ -358,7 +424,7 @@ impl ChunkRegistry {
                 ),
             });
         }
-        reqs.iter().map(|r| self.place(r)).collect()
+        reqs.iter().map(|r| self.place(r, reserved_bytes)).collect()
     }
 }
 
@@ -387,8 +453,10 @@ mod tests {
             shard_len: 1 << 20,
             exclude: vec![],
             min: 0,
+            k: 4,
+            reserved: false,
         };
-        let picked = r.place(&req).unwrap();
+        let picked = r.place(&req, 0).unwrap();
         let mut ids: Vec<u64> = picked.iter().map(|s| s.id).collect();
         ids.sort();
         assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
@@ -398,7 +466,7 @@ mod tests {
             min: 5,
             ..req.clone()
         };
-        let picked = r.place(&degraded).unwrap();
+        let picked = r.place(&degraded, 0).unwrap();
         assert_eq!(picked.len(), 5);
         assert!(picked.iter().all(|s| s.id != 3));
         // Below the minimum with every server known: the short list, for the caller to
@@ -407,7 +475,7 @@ mod tests {
             exclude: vec![1, 2],
             ..degraded
         };
-        assert_eq!(r.place(&short).unwrap().len(), 4);
+        assert_eq!(r.place(&short, 0).unwrap().len(), 4);
     }
 
     #[test]
@@ -421,9 +489,11 @@ mod tests {
             shard_len: 1 << 20,
             exclude: vec![],
             min: 5,
+            k: 4,
+            reserved: false,
         };
         assert!(matches!(
-            r.place(&req),
+            r.place(&req, 0),
             Err(ServiceError::Unavailable { .. })
         ));
     }
@@ -443,6 +513,8 @@ mod tests {
             shard_len: 1 << 20,
             exclude: vec![],
             min: 5,
+            k: 4,
+            reserved: false,
         };
         // One of two mounts: not a majority, the server stays.
         r.report_reachability(report(100, vec![4]));
@@ -455,7 +527,7 @@ mod tests {
         let state = |id| r.list().into_iter().find(|s| s.id == id).unwrap().state;
         assert_eq!(state(4), ChunkserverState::Unreachable);
         for _ in 0..20 {
-            let picked = r.place(&req).unwrap();
+            let picked = r.place(&req, 0).unwrap();
             assert_eq!(picked.len(), 6);
             assert!(picked.iter().all(|s| s.id != 4));
         }
@@ -475,13 +547,17 @@ mod tests {
             shard_len: 1 << 20,
             exclude,
             min: 0,
+            k: 4,
+            reserved: false,
         };
-        let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3])]).unwrap();
+        let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3])], 0).unwrap();
         assert_eq!(placed.len(), 2);
         assert!(placed.iter().all(|p| p.len() == 3));
         assert!(placed[1].iter().all(|s| s.id > 3), "{:?}", placed[1]);
         // A stripe that cannot be placed in full gets the servers there are.
-        let placed = r.place_many(&[req(vec![]), req(vec![1, 2, 3, 4])]).unwrap();
+        let placed = r
+            .place_many(&[req(vec![]), req(vec![1, 2, 3, 4])], 0)
+            .unwrap();
         assert_eq!(placed[1].len(), 2);
     }
 
@@ -516,5 +592,48 @@ mod tests {
         assert_eq!(r.list()[0].state, ChunkserverState::Suspect);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(r.list()[0].state, ChunkserverState::Down);
+    }
+
+    #[test]
+    fn room_held_for_preallocations_refuses_other_stripes_only() {
+        // Each check on a fresh registry: placing promises room until the next heartbeat.
+        let three_servers = || {
+            let r = ChunkRegistry::new(Liveness::default());
+            for id in 1..=3 {
+                r.register(reg(id, 1));
+            }
+            r
+        };
+        // 3 GiB free; a 2+1 stripe of 3 x 256 MiB shards.
+        let req = PlaceRequest {
+            count: 3,
+            shard_len: 256 << 20,
+            exclude: vec![],
+            min: 0,
+            k: 2,
+            reserved: false,
+        };
+        assert_eq!(three_servers().place(&req, 0).unwrap().len(), 3);
+        // 1.25 GiB preallocated: 1.875 GiB of shards held back (and 0.4% for their files'
+        // headers), over 1.1 GiB left, enough.
+        assert_eq!(three_servers().place(&req, 5 << 28).unwrap().len(), 3);
+        // 1.75 GiB preallocated: 2.625 GiB held, under 0.375 GiB left, not enough.
+        assert!(three_servers().place(&req, 7 << 28).unwrap().is_empty());
+        let into_reservation = PlaceRequest {
+            reserved: true,
+            ..req.clone()
+        };
+        assert_eq!(
+            three_servers()
+                .place(&into_reservation, 7 << 28)
+                .unwrap()
+                .len(),
+            3
+        );
+        // Room placed since the last heartbeat counts as used: a second 0.75 GiB stripe
+        // finds 2.25 GiB, and with 1.25 GiB preallocated that is too little.
+        let r = three_servers();
+        assert_eq!(r.place(&req, 5 << 28).unwrap().len(), 3);
+        assert!(r.place(&req, 5 << 28).unwrap().is_empty());
     }
 }

@@ -75,6 +75,23 @@ impl MetaService {
     }
 
     /// Healthy, degraded and lost stripes against the chunkserver table.
+    /// File bytes preallocated and not written yet, which placement keeps room for (0 when
+    /// the state cannot be read: placement then holds nothing back).
+    async fn reserved_bytes(&self) -> u64 {
+        let q = tessera_proto::meta::Query::StatFs {
+            total_bytes: 0,
+            total_files: 0,
+        };
+        let read = self
+            .replica
+            .local_read(move |store| tessera_namespace::query(&store.read_view()?, &q))
+            .await;
+        match read {
+            Ok(Ok(tessera_proto::meta::Response::StatFs(s))) => s.reserved_bytes,
+            _ => 0,
+        }
+    }
+
     async fn health(&self) -> Result<StripeHealth, ServiceError> {
         let registry = self.registry.clone();
         self.replica
@@ -127,7 +144,10 @@ impl MetaService {
                 svc.registry.add_reports(call.req);
                 Ok(())
             })
-            .route::<PlaceStripe, _, _>(|svc, call| async move { svc.registry.place(&call.req) })
+            .route::<PlaceStripe, _, _>(|svc, call| async move {
+                let reserved = svc.reserved_bytes().await;
+                svc.registry.place(&call.req, reserved)
+            })
             .route::<ReportReachability, _, _>(|svc, call| async move {
                 svc.registry.report_reachability(call.req);
                 Ok(svc.registry.write_settings())
@@ -136,9 +156,10 @@ impl MetaService {
             .route::<ChangeMembership, _, _>(|svc, call| async move {
                 svc.replica.change_membership(call.req).await
             })
-            .route::<PlaceStripes, _, _>(
-                |svc, call| async move { svc.registry.place_many(&call.req) },
-            )
+            .route::<PlaceStripes, _, _>(|svc, call| async move {
+                let reserved = svc.reserved_bytes().await;
+                svc.registry.place_many(&call.req, reserved)
+            })
             .into_router()
     }
 }

@@ -11,7 +11,9 @@ use super::overlay::{Overlay, Writes, flush};
 use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
-use super::{acl, attr, data, dir, dump, flags, lock, read, rename, session, stripes, xattr};
+use super::{
+    acl, attr, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, xattr,
+};
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
 
@@ -180,6 +182,7 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         } => rename::rename(s, *parent, name, *new_parent, new_name, *mode, now),
         Op::SetAttr { ino, set } => attr::setattr(s, *ino, set, now),
         Op::SetFlags { ino, flags } => flags::set(s, *ino, *flags, now),
+        Op::Reserve { ino, offset, len } => reserve::reserve(s, *ino, *offset, *len, now),
         Op::MakeTmpfile {
             parent,
             perm,

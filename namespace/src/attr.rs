@@ -9,7 +9,8 @@ use super::command::Response;
 use super::data::{blocks_after, cut_chunks, need_regular};
 use super::flags;
 use super::records::InodeRec;
-use super::state::{OpResult, Tables, TablesMut};
+use super::reserve;
+use super::state::{OpResult, Tables, TablesMut, counter};
 use super::store::Store;
 use tessera_proto::fs::{FILE_SIZE_MAX, FsError, Ino, SetAttr, SetTime, relatime_due};
 
@@ -22,6 +23,7 @@ pub(crate) fn setattr<S: Store + ?Sized>(
     let rec = s.need_inode(ino)?;
     need_settable(&rec, set)?;
     let mut blocks = rec.blocks;
+    let mut reserved = rec.reserved.clone();
     if let Some(size) = set.size {
         need_regular(rec.kind)?;
         if size > FILE_SIZE_MAX {
@@ -30,6 +32,9 @@ pub(crate) fn setattr<S: Store + ?Sized>(
         if size < rec.size {
             let lost = cut_chunks(s, ino, size, now)?;
             blocks = blocks_after(s, ino, rec.blocks, 0, lost)?;
+            // Preallocation past the new end goes with it, as on ext4.
+            let freed = reserve::take(&mut reserved, size, u64::MAX);
+            s.add_counter(counter::RESERVED_BYTES, -(freed as i64))?;
         }
     }
     let changed = set.perm.is_some()
@@ -55,6 +60,7 @@ pub(crate) fn setattr<S: Store + ?Sized>(
             r.size = size;
             r.mtime = now;
             r.blocks = blocks;
+            r.reserved = reserved;
         }
         set_time(&mut r.atime, set.atime, now);
         set_time(&mut r.mtime, set.mtime, now);

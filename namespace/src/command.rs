@@ -75,6 +75,7 @@ impl fmt::Display for Command {
             Op::SetAttr { ino, .. } => write!(f, "setattr {ino}"),
             Op::SetFlags { ino, flags } => write!(f, "setflags {ino} {flags:#x}"),
             Op::MakeTmpfile { parent, .. } => write!(f, "tmpfile in {parent}"),
+            Op::Reserve { ino, offset, len } => write!(f, "reserve {ino} {offset}+{len}"),
             Op::SetXattr { ino, name: n, .. } => write!(f, "setxattr {ino} {}", name(n)),
             Op::RemoveXattr { ino, name: n } => write!(f, "removexattr {ino} {}", name(n)),
             Op::Open { ino } => write!(f, "open {ino}"),

@@ -14,6 +14,7 @@ use super::codec::{corrupt, decode, key_u64};
 use super::command::{GcItem, Response};
 use super::flags;
 use super::records::{BLOCKS_UNCOUNTED, ChunkRec, DATA_BLOCK, StripeRec, StripeState};
+use super::reserve;
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end};
 use crate::error::NamespaceError;
@@ -334,11 +335,22 @@ pub(crate) fn commit<S: Store + ?Sized>(
         release(s, slice, now)?;
     }
     let blocks = blocks_after(s, ino, inode.blocks, blocks_now, blocks_before)?;
+    // Whatever the commit lays (data or holes) is no longer a preallocated, unwritten range.
+    let mut reserved = inode.reserved.clone();
+    if !reserved.is_empty() {
+        let mut written = 0;
+        for cs in slices {
+            let from = cs.chunk * CHUNK_SIZE + cs.slice.offset;
+            written += reserve::take(&mut reserved, from, from + cs.slice.len);
+        }
+        s.add_counter(counter::RESERVED_BYTES, -(written as i64))?;
+    }
     let rec = s.update_inode(ino, |r| {
         r.size = size;
         r.mtime = now;
         r.ctime = now;
         r.blocks = blocks;
+        r.reserved = reserved;
     })?;
     audit.finish(s);
     Ok(Response::Attr(rec.attr(ino)))

@@ -34,6 +34,7 @@ mod overlay;
 mod read;
 mod records;
 mod rename;
+mod reserve;
 mod session;
 mod state;
 mod store;

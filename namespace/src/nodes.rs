@@ -55,6 +55,7 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
         opens: 0,
         blocks: 0,
         flags: 0,
+        reserved: Vec::new(),
     };
     s.put_inode(ino, &rec)?;
     Ok((ino, rec))
@@ -232,6 +233,11 @@ pub(crate) fn free_inode<S: Store + ?Sized>(
         "inode {ino} freed while linked or open"
     );
     let key = keys::inode(ino);
+    // Its preallocated, unwritten ranges are given back.
+    if let Some(rec) = s.inode(ino)? {
+        let reserved: u64 = rec.reserved.iter().map(|(a, b)| b - a).sum();
+        s.add_counter(counter::RESERVED_BYTES, -(reserved as i64))?;
+    }
     s.delete(Table::Inodes, &key)?;
     s.delete(Table::Orphans, &key)?;
     for table in [Table::Xattrs, Table::Locks] {

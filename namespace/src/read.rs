@@ -118,6 +118,7 @@ pub(crate) fn statfs<S: StoreRead + ?Sized>(
         bsize: BLOCK as u32,
         namelen: NAME_MAX as u32,
         frsize: BLOCK as u32,
+        reserved_bytes: s.counter(counter::RESERVED_BYTES)?,
     }))
 }
 

@@ -9,9 +9,9 @@ use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
 use tessera_proto::fs::{Attr, FileKind, INODE_FLAGS, Ino, LockKind, Slice, StripeLayout};
 
-/// The format inode records are written in. Format 1 had no `blocks` and no `flags`; its
-/// records read back with [`BLOCKS_UNCOUNTED`] (the first change to such a file's data
-/// counts them) and no flags.
+/// The format inode records are written in. Format 1 had no `blocks`, `flags` or
+/// `reserved`; its records read back with [`BLOCKS_UNCOUNTED`] (the first change to such a
+/// file's data counts them), no flags and nothing reserved.
 pub const INODE_FORMAT: u8 = 2;
 
 /// `InodeRec::blocks` of a record from before blocks were counted.
@@ -54,6 +54,9 @@ pub struct InodeRec {
     pub blocks: u64,
     /// Inode flags (`chattr`: `INODE_IMMUTABLE`, `INODE_APPEND`), enforced in `flags.rs`.
     pub flags: u32,
+    /// Regular files: preallocated byte ranges `[start, end)` that hold no data yet,
+    /// disjoint and in order (`reserve.rs`).
+    pub reserved: Vec<(u64, u64)>,
 }
 
 /// An inode record of format 1 (no `blocks`).
@@ -105,6 +108,7 @@ impl InodeRec {
                     opens: v1.opens,
                     blocks: BLOCKS_UNCOUNTED,
                     flags: 0,
+                    reserved: Vec::new(),
                 })
             }
             (found, _) => Err(unknown_version(Table::Inodes, key, found, INODE_FORMAT)),

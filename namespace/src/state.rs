@@ -46,6 +46,8 @@ pub(crate) mod counter {
     /// 1 once any POSIX ACL was stored, never cleared: until then a mount answers the
     /// kernel's ACL reads itself ("none") instead of asking per inode.
     pub const ACLS_USED: &[u8] = b"acls_used";
+    /// File bytes preallocated and not written yet, across all inodes (`reserve.rs`).
+    pub const RESERVED_BYTES: &[u8] = b"reserved_bytes";
 }
 
 /// Key builders, one per table, so layouts live in one place.

@@ -212,6 +212,9 @@ pub struct StatFs {
     pub bsize: u32,
     pub namelen: u32,
     pub frsize: u32,
+    /// File bytes preallocated and not written yet (not counted in `bfree`: a mount takes
+    /// their room off, in its own erasure code's shard bytes).
+    pub reserved_bytes: u64,
 }
 
 /// A POSIX-level failure of a namespace operation. Each variant is one errno; the FUSE client

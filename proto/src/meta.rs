@@ -214,6 +214,16 @@ pub enum Op {
         uid: u32,
         gid: u32,
     },
+
+    /// Preallocation (`fallocate` mode 0 or KEEP_SIZE): `offset..offset + len` of `ino`,
+    /// less what holds data, is reserved until written, truncated away or freed; `statfs`
+    /// counts it as used and the leader keeps room for it. `ENOSPC` when the file would
+    /// keep too many separate ranges. The size does not change here.
+    Reserve {
+        ino: Ino,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A read of the state.
@@ -511,6 +521,12 @@ pub struct PlaceRequest {
     /// Fewest servers that will do (0: `count`). When fewer than `count` can be had but at
     /// least this many, those come back and the caller writes a degraded stripe.
     pub min: u8,
+    /// Data shards of the stripe's code (`count` less parity): with it the leader turns
+    /// preallocated bytes into the shard bytes they will take.
+    pub k: u8,
+    /// Every byte of the stripe falls in ranges its file preallocated: it may use the room
+    /// held back for preallocations; other stripes may not.
+    pub reserved: bool,
 }
 
 /// Pick `count` distinct live chunkservers with room, favouring free space (leader only).

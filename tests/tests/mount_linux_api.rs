@@ -627,3 +627,68 @@ async fn access_times_follow_relatime_strictatime_and_noatime() {
         ],
     );
 }
+
+/// argv: a file to preallocate and a directory to fill, on a cluster of small chunkservers.
+/// The preallocated range stays writable after other writes ran the cluster out of space
+/// (they get ENOSPC first), as on ext4.
+const RESERVATION: &str = r#"
+import errno, os, sys
+reserved_path, fill_dir = sys.argv[1], sys.argv[2]
+MiB = 1 << 20
+def free():
+    st = os.statvfs(fill_dir)
+    return st.f_bavail * st.f_frsize
+os.mkdir(fill_dir)
+before = free()
+fd = os.open(reserved_path, os.O_RDWR | os.O_CREAT, 0o644)
+os.posix_fallocate(fd, 0, 40 * MiB)
+after = free()
+# 40 MiB of file in a 2+1 code: 60 MiB of shards counted as taken at once.
+assert before - after >= 60 * MiB, (before, after)
+# Other writes run out of space before they reach the reservation.
+filled, n = 0, 0
+try:
+    while True:
+        with open(os.path.join(fill_dir, "f%d" % n), "wb") as f:
+            for _ in range(4):
+                # Fresh bytes each time: equal stripes would be stored once.
+                f.write(os.urandom(MiB))
+                filled += MiB
+            f.flush()
+            os.fsync(f.fileno())
+        n += 1
+        assert filled < 400 * MiB, "never ran out of space"
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+# Into the reservation: every byte fits.
+data = os.urandom(40 * MiB)
+os.pwrite(fd, data, 0)
+os.fsync(fd)
+os.close(fd)
+with open(reserved_path, "rb") as f:
+    assert f.read() == data
+print("filled %d MiB elsewhere before ENOSPC; 40 MiB written into the reservation" % (filled // MiB))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preallocated_range_stays_writable_when_the_cluster_fills() {
+    use tessera_tests::chunk::ChunkOptions;
+    use tessera_tests::meta::MetaOptions;
+    let small = ChunkOptions {
+        capacity: Some(64 << 20),
+        ..ChunkOptions::default()
+    };
+    let c = DevCluster::start_custom(
+        "api-reserve",
+        (1, &MetaOptions::default()),
+        vec![small; 3],
+        "2+1",
+        1,
+    )
+    .await;
+    let said = python(
+        RESERVATION,
+        &[&c.mount(0).join("reserved"), &c.mount(0).join("fill")],
+    );
+    eprintln!("{said}");
+}

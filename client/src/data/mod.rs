@@ -22,6 +22,7 @@ mod dirty;
 mod flush;
 mod reach;
 mod read;
+mod reserve;
 mod seek;
 mod write;
 mod zero;
@@ -168,6 +169,8 @@ pub struct DataPath {
     rt: tokio::runtime::Handle,
     /// How many shards a stripe needs stored, as the leader says.
     rule: reach::WriteRule,
+    /// Ranges this mount preallocated, by inode (`reserve.rs`).
+    reserved: Mutex<HashMap<Ino, Vec<(u64, u64)>>>,
 }
 
 impl DataPath {
@@ -182,6 +185,7 @@ impl DataPath {
             inodes: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             rule: reach::WriteRule::default(),
+            reserved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -222,6 +226,8 @@ impl DataPath {
         let mut t = self.table();
         if data.opens.fetch_sub(1, Ordering::Relaxed) == 1 && data.lock().is_empty() {
             t.remove(&data.ino);
+            // Nothing more is written through this mount without another open.
+            self.forget_reserved(data.ino);
         }
         flushed
     }

@@ -179,6 +179,16 @@ impl Inner {
         Ok(())
     }
 
+    /// `statfs` with the room that preallocations hold (in this mount's code's shard
+    /// bytes) counted as used.
+    async fn free_space(&self) -> Result<tessera_proto::fs::StatFs, FsError> {
+        let mut s = self.ns.statfs().await?;
+        let held = self.data.shard_bytes_for(s.reserved_bytes) / u64::from(s.frsize.max(1));
+        s.bfree = s.bfree.saturating_sub(held);
+        s.bavail = s.bavail.saturating_sub(held);
+        Ok(s)
+    }
+
     /// Answers a create: the new file is open through a new handle.
     fn created(&self, made: Result<Attr, FsError>, reply: ReplyCreate) {
         match made {
@@ -352,6 +362,8 @@ impl Filesystem for TesseraFs {
                     let a = i.data.truncate(ino.0, size, i.ns.setattr(ino.0, set)).await;
                     if let Ok(a) = &a {
                         i.data.saw(a);
+                        // A cut may end preallocated ranges: stop counting on them here.
+                        i.data.forget_reserved(ino.0);
                     }
                     a
                 }
@@ -816,7 +828,7 @@ impl Filesystem for TesseraFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.run(FsOp::Statfs, |i| async move {
-            match i.ns.statfs().await {
+            match i.free_space().await {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
                 ),
@@ -1113,14 +1125,15 @@ impl Filesystem for TesseraFs {
                 // With KEEP_SIZE nothing changes past the size.
                 let end_in = if keep_size { end.min(a.size) } else { end };
                 if !zero {
-                    // As on ext4, preallocating more than the free space fails. Nothing is
-                    // reserved, though: see docs/design-notes.md.
-                    let s = i.ns.statfs().await?;
+                    // As on ext4, preallocating more than the free space (less what other
+                    // preallocations hold) fails; what fits is reserved until written.
+                    let s = i.free_space().await?;
                     let free = s.bavail.saturating_mul(u64::from(s.frsize));
                     let stored = i.data.stored_in(ino.0, Some(&d), offset, end).await?;
-                    if length.saturating_sub(stored) > free {
+                    if i.data.shard_bytes_for(length.saturating_sub(stored)) > free {
                         return Err(FsError::NoSpace);
                     }
+                    i.data.reserve(ino.0, offset, length).await?;
                 }
                 if zero {
                     // Hole slices: the range reads as zeros and holds no data; `st_blocks`

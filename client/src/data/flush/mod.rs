@@ -96,7 +96,10 @@ impl DataPath {
         let unreachable = self.chunks.health().unreachable_servers();
         let wants = packs
             .iter()
-            .map(|p| place::request(&codec, p, min, &unreachable))
+            .map(|p| {
+                let reserved = self.within_reserved(ino, &p.extents());
+                place::request(&codec, p, min, &unreachable, reserved)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let placed = self.place(&wants).await?;
         let stored: Vec<(Vec<ChunkSlice>, StripeInfo)> =

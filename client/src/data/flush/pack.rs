@@ -26,6 +26,14 @@ impl Pack {
         self.0.iter().map(|(_, b)| b.len() as u64).sum()
     }
 
+    /// The file ranges (offset, length) of its segments.
+    pub(super) fn extents(&self) -> Vec<(u64, u64)> {
+        self.0
+            .iter()
+            .map(|(off, b)| (*off, b.len() as u64))
+            .collect()
+    }
+
     /// The stripe's data: the one segment as it is, or the segments concatenated.
     pub(super) fn data(&self) -> Bytes {
         match &self.0[..] {

@@ -13,12 +13,14 @@ use crate::data::DataPath;
 use crate::error::ClientError;
 
 /// What the leader needs to place `pack`: `k + m` distinct servers with room for its shards,
-/// at least `min`, none in `exclude`.
+/// at least `min`, none in `exclude`; `reserved` when all of it goes into ranges its file
+/// preallocated (it may use the room held back for them).
 pub(super) fn request(
     codec: &Codec,
     pack: &Pack,
     min: usize,
     exclude: &[u64],
+    reserved: bool,
 ) -> Result<PlaceRequest, ClientError> {
     let code = |source| ClientError::Code {
         k: codec.k(),
@@ -31,6 +33,8 @@ pub(super) fn request(
         shard_len: shard_len as u64,
         exclude: exclude.to_vec(),
         min: min as u8,
+        k: codec.k(),
+        reserved,
     })
 }
 

@@ -53,11 +53,15 @@ impl DataPath {
             if attempt > 0 {
                 let mut exclude = used.clone();
                 exclude.extend(self.chunks.health().unreachable_servers());
+                // The stripe was admitted by its first placement: room held back for
+                // preallocations is not asked of it again.
                 let again = PlaceRequest {
                     count: want.len() as u8,
                     shard_len: enc.shard_len,
                     exclude,
                     min: 1,
+                    k: 1,
+                    reserved: true,
                 };
                 servers = match self.place(&[again]).await {
                     Ok(mut lists) => lists.pop().unwrap_or_default(),

@@ -400,7 +400,9 @@ impl Model {
             // Backups are tested in tessera_namespace::dump, not by the model.
             Op::LoadImage { .. } => Err(FsError::NotPermitted),
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
-            Op::SetFlags { .. } | Op::MakeTmpfile { .. } => Err(FsError::NotSupported),
+            Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
+                Err(FsError::NotSupported)
+            }
         }
     }
 

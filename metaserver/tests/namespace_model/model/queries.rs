@@ -98,6 +98,7 @@ impl Model {
                     bsize: 4096,
                     namelen: 255,
                     frsize: 4096,
+                    reserved_bytes: 0,
                 }))
             }
             Query::Layout { ino, first, last } => {
