@@ -45,20 +45,57 @@ struct Entry {
     addr: String,
     capacity: u64,
     used: u64,
-    /// Shard bytes placed on it that its reported `used` may not show yet: room already
-    /// promised. Each heartbeat takes off what `used` grew by; a placement never written
-    /// (a failed put) is forgotten once nothing was placed there for `PLACED_FORGET`.
-    placed: u64,
-    /// When a shard was last placed on it.
-    last_placed: Instant,
+    /// Shard bytes placed on it that its reported `used` may not show yet.
+    placed: Promised,
+    /// Time between its last two heartbeats.
+    interval: Duration,
     shards: u64,
     full: bool,
     last_seen: Instant,
 }
 
-/// How long room promised by a placement is counted without the server's `used` growing
-/// by it (a put that failed, or went elsewhere, never lands).
+/// How long room promised by a placement is counted at most, in heartbeat intervals of its
+/// server, within `PLACED_FORGET_MIN..=PLACED_FORGET`: a put that failed, or whose shard the
+/// server already had (equal content), never shows in `used`, so the promise must lapse
+/// soon, yet not before a put that did land shows in a heartbeat.
+const PLACED_FORGET_HEARTBEATS: u32 = 3;
+const PLACED_FORGET_MIN: Duration = Duration::from_millis(300);
 const PLACED_FORGET: Duration = Duration::from_secs(3);
+
+/// Room promised to placements that a server's reported use may not show yet, oldest
+/// first: each heartbeat settles what its use grew by, and anything older than
+/// `PLACED_FORGET` no longer counts.
+#[derive(Debug, Clone, Default)]
+struct Promised(std::collections::VecDeque<(Instant, u64)>);
+
+impl Promised {
+    fn add(&mut self, bytes: u64) {
+        self.0.push_back((Instant::now(), bytes));
+    }
+
+    /// The server's use grew by `grew` bytes: the oldest promises landed.
+    fn settle(&mut self, mut grew: u64) {
+        while grew > 0 {
+            let Some(front) = self.0.front_mut() else {
+                break;
+            };
+            let took = front.1.min(grew);
+            front.1 -= took;
+            grew -= took;
+            if front.1 == 0 {
+                self.0.pop_front();
+            }
+        }
+    }
+
+    /// Bytes still promised, forgetting promises older than `forget`.
+    fn bytes(&mut self, forget: Duration) -> u64 {
+        while self.0.front().is_some_and(|(at, _)| at.elapsed() > forget) {
+            self.0.pop_front();
+        }
+        self.0.iter().map(|(_, b)| b).sum()
+    }
+}
 
 /// Shard problems reported by chunkservers, waiting for the repair scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,8 +174,8 @@ impl ChunkRegistry {
                 addr: r.addr.clone(),
                 capacity: r.capacity,
                 used: r.used,
-                placed: 0,
-                last_placed: Instant::now(),
+                placed: Promised::default(),
+                interval: PLACED_FORGET,
                 shards: r.shards,
                 full: false,
                 last_seen: Instant::now(),
@@ -158,11 +195,8 @@ impl ChunkRegistry {
             };
             e.addr = hb.addr;
             e.capacity = hb.capacity;
-            let grew = hb.used.saturating_sub(e.used);
-            e.placed = e.placed.saturating_sub(grew);
-            if e.last_placed.elapsed() > PLACED_FORGET {
-                e.placed = 0;
-            }
+            e.placed.settle(hb.used.saturating_sub(e.used));
+            e.interval = e.last_seen.elapsed();
             e.used = hb.used;
             e.shards = hb.shards;
             e.full = hb.full;
@@ -324,8 +358,16 @@ impl ChunkRegistry {
             .filter(|s| !draining.contains(&s.id))
             .collect();
         let live_count = live.len();
-        // Room counts what was placed since each server's last heartbeat as used.
-        let placed: HashMap<u64, u64> = self.lock().iter().map(|(id, e)| (*id, e.placed)).collect();
+        // Room counts what was placed but not yet reported (see `Promised`) as used.
+        let placed: HashMap<u64, u64> = self
+            .lock()
+            .iter_mut()
+            .map(|(id, e)| {
+                let forget =
+                    (e.interval * PLACED_FORGET_HEARTBEATS).clamp(PLACED_FORGET_MIN, PLACED_FORGET);
+                (*id, e.placed.bytes(forget))
+            })
+            .collect();
         let mut live = live;
         for s in &mut live {
             s.used = s
@@ -394,8 +436,7 @@ impl ChunkRegistry {
         let mut servers = self.lock();
         for s in &candidates {
             if let Some(e) = servers.get_mut(&s.id) {
-                e.placed = e.placed.saturating_add(req.shard_len);
-                e.last_placed = Instant::now();
+                e.placed.add(req.shard_len);
             }
         }
         drop(servers);
@@ -635,5 +676,22 @@ mod tests {
         let r = three_servers();
         assert_eq!(r.place(&req, 5 << 28).unwrap().len(), 3);
         assert!(r.place(&req, 5 << 28).unwrap().is_empty());
+    }
+
+    #[test]
+    fn promised_room_settles_oldest_first() {
+        let mut p = Promised::default();
+        let forget = Duration::from_secs(1);
+        p.add(100);
+        p.add(50);
+        assert_eq!(p.bytes(forget), 150);
+        p.settle(120);
+        assert_eq!(p.bytes(forget), 30);
+        p.settle(1000);
+        assert_eq!(p.bytes(forget), 0);
+        // A promise the server's use never shows (an equal shard it had already) expires.
+        p.0.push_back((Instant::now() - forget - Duration::from_millis(1), 7));
+        p.add(5);
+        assert_eq!(p.bytes(forget), 5);
     }
 }

@@ -692,3 +692,38 @@ async fn a_preallocated_range_stays_writable_when_the_cluster_fills() {
     );
     eprintln!("{said}");
 }
+
+/// argv: a directory on a cluster of small chunkservers. The same 4 MiB written 100 times
+/// is stored once (content addressing): 400 MiB of files fit where 192 MiB of shards do.
+const SAME_CONTENT: &str = r#"
+import os, sys
+d = sys.argv[1]
+os.mkdir(d)
+block = os.urandom(4 << 20)
+for i in range(100):
+    with open(os.path.join(d, "f%d" % i), "wb") as f:
+        f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+print("100 copies of 4 MiB written")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_content_fits_many_times_on_small_servers() {
+    use tessera_tests::chunk::ChunkOptions;
+    use tessera_tests::meta::MetaOptions;
+    let small = ChunkOptions {
+        capacity: Some(64 << 20),
+        ..ChunkOptions::default()
+    };
+    let c = DevCluster::start_custom(
+        "api-same-content",
+        (1, &MetaOptions::default()),
+        vec![small; 3],
+        "2+1",
+        1,
+    )
+    .await;
+    let said = python(SAME_CONTENT, &[&c.mount(0).join("same")]);
+    eprintln!("{said}");
+}
