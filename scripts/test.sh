@@ -30,7 +30,10 @@ step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps 
 # Multi-process tests start this binary; build it before the tests that need it.
 step "build tessera" cargo build -p tessera-cli --quiet
 
-echo "==> cargo test --workspace"
+# The random differential test (mount_linux_api) draws a new seed each run; it is recorded
+# here so a failure can be replayed with TESSERA_DIFF_SEED=N.
+export TESSERA_DIFF_SEED=${TESSERA_DIFF_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+echo "==> cargo test --workspace (differential seed: TESSERA_DIFF_SEED=$TESSERA_DIFF_SEED)"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/test.log"
 test_status=${PIPESTATUS[0]}
 [[ $test_status -eq 0 ]] || failed_steps+=("cargo test")
