@@ -78,18 +78,10 @@ impl MetaService {
     /// File bytes preallocated and not written yet, which placement keeps room for (0 when
     /// the state cannot be read: placement then holds nothing back).
     async fn reserved_bytes(&self) -> u64 {
-        let q = tessera_proto::meta::Query::StatFs {
-            total_bytes: 0,
-            total_files: 0,
-        };
-        let read = self
-            .replica
-            .local_read(move |store| tessera_namespace::query(&store.read_view()?, &q))
-            .await;
-        match read {
-            Ok(Ok(tessera_proto::meta::Response::StatFs(s))) => s.reserved_bytes,
-            _ => 0,
-        }
+        self.replica
+            .local_read(|store| tessera_namespace::reserved_bytes(&store.read_view()?))
+            .await
+            .unwrap_or(0)
     }
 
     async fn health(&self) -> Result<StripeHealth, ServiceError> {

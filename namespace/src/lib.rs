@@ -49,6 +49,7 @@ pub use codec::{FORMAT_VERSION, decode, encode};
 pub use command::{Command, GcItem, Op, Query, Reply, Response, SYSTEM_SESSION};
 pub use digest::digest;
 pub use error::{NamespaceError, StorageCause};
+pub use reserve::reserved_bytes;
 pub use session::expired_sessions;
 pub use store::{Entry, MemStore, Store, StoreRead, Table, prefix_end, scan_prefix};
 pub use stripes::{StripePage, all_stripes, live_stripes};

@@ -14,7 +14,7 @@ use super::command::Response;
 use super::data::{disjoint, need_regular};
 use super::flags;
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
-use super::store::{Store, Table};
+use super::store::{Store, StoreRead, Table};
 use crate::error::NamespaceError;
 use tessera_proto::fs::{CHUNK_SIZE, FILE_SIZE_MAX, FsError, Ino};
 
@@ -62,6 +62,12 @@ pub(crate) fn reserve<S: Store + ?Sized>(
         r.ctime = now;
     })?;
     Ok(Response::Attr(rec.attr(ino)))
+}
+
+/// File bytes preallocated and not written yet, across all inodes (what the leader's
+/// placement keeps room for).
+pub fn reserved_bytes<S: StoreRead + ?Sized>(s: &S) -> Result<u64, NamespaceError> {
+    s.counter(counter::RESERVED_BYTES)
 }
 
 /// Runs of `a..b` of the file that hold data (absolute offsets, in order, merged).

@@ -628,6 +628,18 @@ async fn access_times_follow_relatime_strictatime_and_noatime() {
     );
 }
 
+/// One metaserver, three chunkservers of 64 MiB each, code 2+1, one mount: a cluster a
+/// test can fill.
+async fn small_cluster(tag: &str) -> DevCluster {
+    use tessera_tests::chunk::ChunkOptions;
+    use tessera_tests::meta::MetaOptions;
+    let small = ChunkOptions {
+        capacity: Some(64 << 20),
+        ..ChunkOptions::default()
+    };
+    DevCluster::start_custom(tag, (1, &MetaOptions::default()), vec![small; 3], "2+1", 1).await
+}
+
 /// argv: a file to preallocate and a directory to fill, on a cluster of small chunkservers.
 /// The preallocated range stays writable after other writes ran the cluster out of space
 /// (they get ENOSPC first), as on ext4.
@@ -672,20 +684,7 @@ print("filled %d MiB elsewhere before ENOSPC; 40 MiB written into the reservatio
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_preallocated_range_stays_writable_when_the_cluster_fills() {
-    use tessera_tests::chunk::ChunkOptions;
-    use tessera_tests::meta::MetaOptions;
-    let small = ChunkOptions {
-        capacity: Some(64 << 20),
-        ..ChunkOptions::default()
-    };
-    let c = DevCluster::start_custom(
-        "api-reserve",
-        (1, &MetaOptions::default()),
-        vec![small; 3],
-        "2+1",
-        1,
-    )
-    .await;
+    let c = small_cluster("api-reserve").await;
     let said = python(
         RESERVATION,
         &[&c.mount(0).join("reserved"), &c.mount(0).join("fill")],
@@ -710,20 +709,7 @@ print("100 copies of 4 MiB written")
 
 #[tokio::test(flavor = "multi_thread")]
 async fn equal_content_fits_many_times_on_small_servers() {
-    use tessera_tests::chunk::ChunkOptions;
-    use tessera_tests::meta::MetaOptions;
-    let small = ChunkOptions {
-        capacity: Some(64 << 20),
-        ..ChunkOptions::default()
-    };
-    let c = DevCluster::start_custom(
-        "api-same-content",
-        (1, &MetaOptions::default()),
-        vec![small; 3],
-        "2+1",
-        1,
-    )
-    .await;
+    let c = small_cluster("api-same-content").await;
     let said = python(SAME_CONTENT, &[&c.mount(0).join("same")]);
     eprintln!("{said}");
 }
