@@ -244,6 +244,21 @@ impl ChunkService {
         if probe.is_ok() {
             return Ok(PutOutcome::AlreadyPresent);
         }
+        // A move (rebalance) names the shard's own server among the sources: copy the shard
+        // from there, checked against its id, instead of decoding it from k others.
+        let holder = req.sources.iter().find(|(sid, _)| *sid == place.server);
+        if let Some((_, addr)) = holder {
+            match self.peers.get_shard(addr, id, None).await {
+                Ok(bytes) => {
+                    let outcome = self.store_shard(id, bytes).await?;
+                    tracing::info!(shard = %id, stripe = %req.stripe.id, from = %addr, "copied a shard");
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %id, from = %addr, "cannot copy a shard, rebuilding it from the others: {e}");
+                }
+            }
+        }
         let sources = req.sources;
         let addrs = move |server: u64| {
             sources

@@ -15,6 +15,7 @@ mod mount_cmd;
 mod mount_helper;
 mod pipe;
 mod progress;
+mod rebalance_cmd;
 mod secret_cmd;
 mod status_cmd;
 mod units;
@@ -65,6 +66,10 @@ enum Command {
     /// Move every shard off a chunkserver before it is decommissioned, with progress; no new
     /// shards go to it meanwhile. --cancel stops a drain.
     Drain(upkeep_cmd::DrainArgs),
+    /// Move shards from the fullest chunkservers to the emptiest until every server's used
+    /// fraction is within the band of the mean (the leader also does it by itself unless
+    /// started with --rebalance manual); --wait follows the moves. Exits 1 if --wait gave up.
+    Rebalance(rebalance_cmd::RebalanceArgs),
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
         Command::Repair(args) => checked(upkeep_cmd::repair(args)),
         Command::Gc(args) => checked(upkeep_cmd::gc(args)),
         Command::Drain(args) => checked(upkeep_cmd::drain(args)),
+        Command::Rebalance(args) => checked(rebalance_cmd::run(args)),
         Command::GenSecret(args) => finish(secret_cmd::run(args)),
         Command::Chunk(args) => finish(chunk_cmd::run(args)),
         Command::Meta(args) => finish(meta_cmd::run(args)),

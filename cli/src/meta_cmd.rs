@@ -8,7 +8,7 @@ use std::time::Duration;
 use tessera_metaserver::MetaConfig;
 use tessera_metaserver::chunk_registry::Liveness;
 use tessera_metaserver::raft::node::RaftTuning;
-use tessera_metaserver::upkeep::UpkeepConfig;
+use tessera_metaserver::upkeep::{RebalanceConfig, UpkeepConfig};
 use tessera_rpc::RpcConfig;
 
 use crate::membership_cmd::MembershipCmd;
@@ -108,9 +108,32 @@ pub struct MetaArgs {
     /// Pause between orphan sweeps over every chunkserver, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 600_000)]
     sweep_interval_ms: u64,
+
+    /// Rebalance shards between chunkservers by itself (auto) whenever a server's used
+    /// fraction leaves the band around the mean, or only when `tessera rebalance` asks.
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "manual"])]
+    rebalance: String,
+
+    /// A chunkserver within this many percentage points of the mean used fraction is
+    /// balanced.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    rebalance_band: f64,
+
+    /// Most megabytes per second that rebalancing moves, across the whole cluster.
+    #[arg(long, value_name = "MB", default_value_t = 64)]
+    rebalance_rate_mb: u64,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+}
+
+/// The band as a fraction, from percentage points.
+fn rebalance_band(percent: f64) -> anyhow::Result<f64> {
+    if !(0.0..=100.0).contains(&percent) {
+        bail!("--rebalance-band {percent} is not a percentage between 0 and 100");
+    }
+    Ok(percent / 100.0)
 }
 
 fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -166,6 +189,12 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             orphan_grace: Duration::from_millis(args.orphan_grace_ms),
             sweep_interval: Duration::from_millis(args.sweep_interval_ms),
             dead_after: Duration::from_millis(args.dead_after_ms),
+            rebalance: RebalanceConfig {
+                auto: args.rebalance == "auto",
+                band: rebalance_band(args.rebalance_band)?,
+                rate: args.rebalance_rate_mb.max(1) * 1_000_000,
+                ..RebalanceConfig::default()
+            },
         },
         metrics_addr: args.metrics_addr,
     };

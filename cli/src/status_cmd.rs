@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use tessera_client::cluster::{ClusterClient, Retry};
 use tessera_proto::meta::{
-    ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatusReply,
-    StripeHealth,
+    ChunkserverInfo, ChunkserverState, ClusterHealth, ListChunkservers, MetaStatusReply, Rebalance,
+    RebalanceRequest, RebalanceStatus, StripeHealth,
 };
 
 use crate::cluster::{ClusterArgs, runtime};
@@ -63,6 +63,9 @@ struct Report {
     meta: Vec<MetaMember>,
     chunkservers: Vec<Chunk>,
     stripes: Option<StripeHealth>,
+    /// Shown in the tables only: `--json` keeps its documented fields.
+    #[serde(skip)]
+    rebalance: Option<RebalanceStatus>,
 }
 
 fn state_name(s: ChunkserverState) -> &'static str {
@@ -112,7 +115,7 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         .iter()
         .find(|m| m.role == "leader")
         .map(|m| m.addr.clone());
-    let (mut chunks, mut stripes) = (Vec::new(), None);
+    let (mut chunks, mut stripes, mut rebalance) = (Vec::new(), None, None);
     if leader.is_some() {
         let once = Retry::once(timeout);
         if let Ok(list) = cluster.call::<ListChunkservers, _, _>(&(), &once).await {
@@ -122,6 +125,8 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         if let Ok(h) = cluster.call::<ClusterHealth, _, _>(&(), &slow).await {
             stripes = Some(h);
         }
+        let ask = RebalanceRequest { start: false };
+        rebalance = cluster.call::<Rebalance, _, _>(&ask, &once).await.ok();
     }
     let healthy = leader.is_some()
         && meta.iter().all(|m| m.role != "down")
@@ -132,6 +137,7 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         meta,
         chunkservers: chunks,
         stripes,
+        rebalance,
     })
 }
 
@@ -224,6 +230,9 @@ fn print_tables(r: &Report) {
     match &r.stripes {
         Some(s) => println!("stripes: {}", stripes_line(s)),
         None => println!("stripes: unknown (no leader answered)"),
+    }
+    if let Some(b) = &r.rebalance {
+        println!("rebalance: {}", crate::rebalance_cmd::describe(b));
     }
     let draining: Vec<&Chunk> = r.chunkservers.iter().filter(|c| c.draining).collect();
     for c in draining {

@@ -7,7 +7,7 @@ use crate::node_id;
 use crate::raft::node::{self, Node};
 use crate::replica::Replica;
 use crate::service::MetaService;
-use crate::upkeep::Upkeep;
+use crate::upkeep::{Rebalancer, Upkeep};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_rpc::{Router, Secret};
@@ -104,13 +104,15 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
     let replica = Replica::new(raft, store);
     let registry =
         Arc::new(ChunkRegistry::new(config.liveness).with_write_spare(config.write_spare));
-    let service = MetaService::new(replica.clone(), registry.clone());
+    let rebalancer = Rebalancer::new(config.upkeep.rebalance);
+    let service = MetaService::new(replica.clone(), registry.clone(), rebalancer.clone());
     let upkeep = Upkeep::start(
         replica.clone(),
         registry.clone(),
         secret.clone(),
         config.rpc.clone(),
         config.upkeep.clone(),
+        rebalancer,
     );
     let router = replica.raft().routes(Router::new("meta"));
     let router = service.routes(router);

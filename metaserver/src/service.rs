@@ -5,6 +5,7 @@
 
 use crate::chunk_registry::ChunkRegistry;
 use crate::replica::Replica;
+use crate::upkeep::Rebalancer;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use tessera_proto::cluster::{ChunkHeartbeat, RegisterChunkserver};
 use tessera_proto::fs::FsError;
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
-    MetaStatus, MetaStatusReply, MetaWrite, Op, PlaceStripe, PlaceStripes, ReadRequest, Reply,
-    ReportReachability, ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
+    MetaStatus, MetaStatusReply, MetaWrite, Op, PlaceStripe, PlaceStripes, ReadRequest, Rebalance,
+    Reply, ReportReachability, ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
 };
 use tessera_rpc::{Call, Router};
 
@@ -23,12 +24,22 @@ use tessera_rpc::{Call, Router};
 pub struct MetaService {
     replica: Replica,
     registry: Arc<ChunkRegistry>,
+    rebalancer: Arc<Rebalancer>,
 }
 
 impl MetaService {
-    /// A service answering from `replica`, with the leader's chunkserver table.
-    pub fn new(replica: Replica, registry: Arc<ChunkRegistry>) -> Self {
-        Self { replica, registry }
+    /// A service answering from `replica`, with the leader's chunkserver table and the
+    /// rebalance task's controls.
+    pub fn new(
+        replica: Replica,
+        registry: Arc<ChunkRegistry>,
+        rebalancer: Arc<Rebalancer>,
+    ) -> Self {
+        Self {
+            replica,
+            registry,
+            rebalancer,
+        }
     }
 
     /// Proposes a change and waits until it is committed and applied.
@@ -115,8 +126,8 @@ impl MetaService {
             })
     }
 
-    /// Chunkserver registration and heartbeats, chunkserver listing and draining, damaged
-    /// shard reports, stripe placement, stripe health and membership changes: all answered
+    /// Chunkserver registration and heartbeats, chunkserver listing, draining and
+    /// rebalancing, damaged shard reports, stripe placement, stripe health and membership changes: all answered
     /// by the leader only (from its chunkserver table, or through Raft).
     fn cluster_routes(self, router: Router) -> Router {
         LeaderOnly::new(router, self)
@@ -131,6 +142,12 @@ impl MetaService {
             .route::<DrainChunkserver, _, _>(|svc, call| async move {
                 svc.registry.set_draining(call.req.id, call.req.drain);
                 Ok(())
+            })
+            .route::<Rebalance, _, _>(|svc, call| async move {
+                if call.req.start {
+                    svc.rebalancer.request();
+                }
+                Ok(svc.rebalancer.status(&svc.registry.list()))
             })
             .route::<ReportShards, _, _>(|svc, call| async move {
                 svc.registry.add_reports(call.req);

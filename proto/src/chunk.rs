@@ -202,7 +202,9 @@ pub struct RebuildShardRequest {
     /// Index (in `stripe.layout.shards`) of the shard to rebuild here.
     pub index: u32,
     /// Addresses of the servers to read the other shards from (server id, "host:port").
-    /// Servers missing from the list are treated as lost.
+    /// Servers missing from the list are treated as lost. When the list names the server
+    /// that holds shard `index` itself (a rebalance move), the shard is copied from there,
+    /// checked against its id, and rebuilt from the others only if that fails.
     pub sources: Vec<(u64, String)>,
 }
 

@@ -692,3 +692,43 @@ impl Rpc for DrainChunkserver {
     type Request = DrainRequest;
     type Reply = Result<(), ServiceError>;
 }
+
+/// Rebalance: move shards from the fullest chunkservers to the emptiest until every server's
+/// used fraction is within the band of the mean (leader only). The leader also does this by
+/// itself unless started with `--rebalance manual`; `start` asks for a round now.
+#[derive(Debug)]
+pub struct Rebalance;
+
+/// Body of a [`Rebalance`] request.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebalanceRequest {
+    /// Start a round now (`false` only reports).
+    pub start: bool,
+}
+
+/// Where rebalancing stands, as the leader sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+pub struct RebalanceStatus {
+    /// The leader moves shards by itself when servers leave the band.
+    pub auto: bool,
+    /// A round is planned or moving shards now.
+    pub running: bool,
+    /// Every up server's used fraction is within the band of the mean.
+    pub balanced: bool,
+    /// The band, as a fraction of capacity (0.05: five percentage points).
+    pub band: f64,
+    /// Largest distance of a server's used fraction from the mean, as a fraction.
+    pub spread: f64,
+    /// Bytes the current round plans to move, and how many of them have moved.
+    pub planned_bytes: u64,
+    pub moved_bytes: u64,
+    /// Shards moved and moves that failed since this leader started.
+    pub moved_shards: u64,
+    pub failed_moves: u64,
+}
+
+impl Rpc for Rebalance {
+    const METHOD: Method = Method::REBALANCE;
+    type Request = RebalanceRequest;
+    type Reply = Result<RebalanceStatus, ServiceError>;
+}

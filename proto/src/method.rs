@@ -51,6 +51,8 @@ impl Method {
     pub const CHANGE_MEMBERSHIP: Method = Method(0x0109);
     /// Move every shard off a chunkserver before it is decommissioned (metadata leader).
     pub const DRAIN_CHUNKSERVER: Method = Method(0x010A);
+    /// Start a rebalance now and report its progress (metadata leader).
+    pub const REBALANCE: Method = Method(0x010D);
     /// A metadata backup image of the whole namespace (metadata leader; image in the payload).
     pub const META_DUMP: Method = Method(0x0110);
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
@@ -95,6 +97,7 @@ impl Method {
             Self::REPORT_REACHABILITY => "report-reachability",
             Self::CHANGE_MEMBERSHIP => "change-membership",
             Self::DRAIN_CHUNKSERVER => "drain-chunkserver",
+            Self::REBALANCE => "rebalance",
             Self::META_DUMP => "meta-dump",
             Self::META_LOAD => "meta-load",
             Self::RAFT_APPEND => "raft-append",

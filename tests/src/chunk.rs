@@ -256,6 +256,31 @@ impl ChunkClient {
         self.call::<ListShards>(&req, Bytes::new()).await.0
     }
 
+    /// The whole inventory, or `None` if the server cannot be reached or refuses (for
+    /// pollers that run while servers are killed).
+    pub async fn try_list_all(&self) -> Option<Vec<ListedShard>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let req = ListShardsRequest {
+                after,
+                limit: 1000,
+                older_than_ms: None,
+            };
+            let page = self
+                .try_call::<ListShards>(&req, Bytes::new())
+                .await
+                .ok()?
+                .0
+                .ok()?;
+            out.extend(page.shards);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Some(out),
+            }
+        }
+    }
+
     /// The whole inventory, page by page.
     pub async fn list_all(&self) -> Vec<ListedShard> {
         let mut out = Vec::new();

@@ -267,13 +267,18 @@ impl DevCluster {
     /// Starts one more, empty chunkserver (`chunk-N`, the next number) and waits until the
     /// leader lists it as up. Returns its index in `chunks`.
     pub async fn add_chunkserver(&mut self) -> usize {
+        self.add_chunkserver_with(ChunkOptions::default()).await
+    }
+
+    /// Like [`Self::add_chunkserver`], with the server's flags given (`meta` is filled in).
+    pub async fn add_chunkserver_with(&mut self, opts: ChunkOptions) -> usize {
         let n = self.chunks.len() + 1;
         let name = format!("chunk-{n}");
         let data = self.dir.join(&name);
         let secret = tessera_rpc::Secret::load(&self.secret_file).expect("load the secret");
         let opts = ChunkOptions {
             meta: self.meta.addrs(),
-            ..ChunkOptions::default()
+            ..opts
         };
         let server =
             Chunkserver::start(&self.dir, &name, &data, (&self.secret_file, &secret), &opts).await;

@@ -15,6 +15,7 @@ use tessera_proto::fs::{Attr, FsError, INODE_APPEND, INODE_IMMUTABLE};
 /// Linux open flags (the same on every architecture Tessera builds for).
 pub const O_APPEND: i32 = 0o2000;
 pub const O_TRUNC: i32 = 0o1000;
+pub const O_EXCL: i32 = 0o200;
 
 /// Linux `CAP_LINUX_IMMUTABLE`.
 pub const CAP_LINUX_IMMUTABLE: u32 = 9;

@@ -539,7 +539,7 @@ impl Filesystem for TesseraFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         let (name, who) = (name_of(name), caller(req));
@@ -548,6 +548,14 @@ impl Filesystem for TesseraFs {
             let r =
                 i.ns.mknod(parent.0, &name, FileKind::Regular, perm, 0, who, true)
                     .await;
+            // The kernel asks to create only where it believes the name is free; another
+            // mount may have created it since. Without O_EXCL that is an open of the
+            // existing file, which ESTALE makes the kernel redo from a fresh lookup (with
+            // its own permission checks and O_TRUNC) instead of failing with EEXIST.
+            let r = match r {
+                Err(FsError::Exists) if flags & inode_flags::O_EXCL == 0 => Err(FsError::Stale),
+                other => other,
+            };
             i.created(r, reply);
         });
     }

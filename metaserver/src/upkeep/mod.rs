@@ -1,6 +1,7 @@
 //! Background work the metadata leader does on the chunkservers' behalf: repair lost and
-//! damaged shards, delete the shards of unreferenced stripes (GC), and sweep shards that no
-//! stripe names (uploads whose commit never came, stale copies on a returning server).
+//! damaged shards, delete the shards of unreferenced stripes (GC), sweep shards that no
+//! stripe names (uploads whose commit never came, stale copies on a returning server), and
+//! rebalance shards between fuller and emptier servers.
 //!
 //! Each task loops on every metaserver and acts only while its node leads. It keeps no
 //! durable state of its own: every round re-derives its work from the replicated stripe
@@ -8,6 +9,7 @@
 //! to the namespace is an ordinary replicated command (`MoveShard`, `GcClaim`, `GcDone`).
 
 mod gc;
+mod rebalance;
 mod repair;
 mod sweep;
 
@@ -23,6 +25,7 @@ use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Op, Response};
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 use tokio::task::JoinHandle;
 
+pub use rebalance::{RebalanceConfig, Rebalancer};
 pub use repair::RepairProgress;
 
 /// Timing and rate settings of the leader's background work.
@@ -48,6 +51,8 @@ pub struct UpkeepConfig {
     /// After becoming leader, a chunkserver that has not registered yet is not considered
     /// lost until this long has passed (it re-registers within one heartbeat if alive).
     pub dead_after: Duration,
+    /// When and how fast shards move between fuller and emptier servers.
+    pub rebalance: RebalanceConfig,
 }
 
 impl Default for UpkeepConfig {
@@ -61,6 +66,7 @@ impl Default for UpkeepConfig {
             orphan_grace: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(600),
             dead_after: Duration::from_secs(60),
+            rebalance: RebalanceConfig::default(),
         }
     }
 }
@@ -72,6 +78,7 @@ struct Ctx {
     registry: Arc<ChunkRegistry>,
     chunks: Arc<ChunkClient>,
     cfg: UpkeepConfig,
+    repair: Arc<RepairProgress>,
 }
 
 /// The running tasks; dropping this does not stop them, [`Upkeep::abort`] does.
@@ -83,13 +90,15 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
-    /// Starts repair, GC and sweep on this metaserver (each acts only while it leads).
+    /// Starts repair, GC, sweep and rebalance on this metaserver (each acts only while it
+    /// leads); `rebalancer` is shared with the service, which starts rounds on request.
     pub fn start(
         replica: Replica,
         registry: Arc<ChunkRegistry>,
         secret: tessera_rpc::Secret,
         rpc: tessera_rpc::RpcConfig,
         cfg: UpkeepConfig,
+        rebalancer: Arc<Rebalancer>,
     ) -> Upkeep {
         let chunks = Arc::new(ChunkClient::new(
             secret,
@@ -98,16 +107,18 @@ impl Upkeep {
                 ..ChunkClientConfig::default()
             },
         ));
+        let repair = Arc::new(RepairProgress::default());
         let ctx = Ctx {
             replica,
             registry,
             chunks,
             cfg,
+            repair: repair.clone(),
         };
-        let repair = Arc::new(RepairProgress::default());
         let tasks = vec![
             tokio::spawn(repair::run(ctx.clone(), repair.clone())),
             tokio::spawn(gc::run(ctx.clone())),
+            tokio::spawn(rebalance::run(ctx.clone(), rebalancer)),
             tokio::spawn(sweep::run(ctx)),
         ];
         Upkeep { tasks, repair }
@@ -133,6 +144,14 @@ impl Ctx {
                 Err(None)
             }
         }
+    }
+
+    /// Repair's last round found stripes missing shards.
+    fn repair_pending(&self) -> bool {
+        self.repair
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// The chunkserver table as one round sees it.

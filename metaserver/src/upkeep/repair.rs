@@ -199,7 +199,8 @@ async fn repair_stripe(ctx: Ctx, servers: Arc<Servers>, job: Job) -> Vec<((u64, 
             .filter_map(|(_, p)| servers.addr(p.server).map(|a| (p.server, a)))
             .collect();
         let ok = rebuild_on(&ctx, &target_addr, &stripe, index, sources).await
-            && (in_place || commit_move(&ctx, &stripe, index, place.server, target).await);
+            && (in_place
+                || commit_move(&ctx, &stripe, index, place.server, target, "repair").await);
         if ok && !in_place {
             stripe.layout.shards[index].server = target;
         }
@@ -224,7 +225,7 @@ fn pick_target(servers: &Servers, stripe: &StripeInfo) -> Option<(u64, String)> 
         .map(|s| (s.id, s.addr.clone()))
 }
 
-async fn rebuild_on(
+pub(super) async fn rebuild_on(
     ctx: &Ctx,
     addr: &str,
     stripe: &StripeInfo,
@@ -261,7 +262,16 @@ async fn rebuild_on(
     }
 }
 
-async fn commit_move(ctx: &Ctx, stripe: &StripeInfo, index: usize, from: u64, to: u64) -> bool {
+/// Records shard `index`'s new place; `why` names the task in logs. `true` when recorded,
+/// or when the stripe changed meanwhile (nothing left to do).
+pub(super) async fn commit_move(
+    ctx: &Ctx,
+    stripe: &StripeInfo,
+    index: usize,
+    from: u64,
+    to: u64,
+    why: &str,
+) -> bool {
     let op = Op::MoveShard {
         stripe: stripe.id,
         index: index as u32,
@@ -271,13 +281,13 @@ async fn commit_move(ctx: &Ctx, stripe: &StripeInfo, index: usize, from: u64, to
     match ctx.propose(op).await {
         Ok(_) => {
             tracing::info!(stripe = %stripe.id, index, from = %format!("{from:#018x}"),
-                to = %format!("{to:#018x}"), "repair: shard moved");
+                to = %format!("{to:#018x}"), "{why}: shard moved");
             true
         }
         // Someone else (another round, GC) changed the stripe first: nothing to do.
         Err(Some(FsError::Stale | FsError::NotFound)) => true,
         Err(e) => {
-            tracing::warn!(stripe = %stripe.id, index, "repair: cannot record the new place: {e:?}");
+            tracing::warn!(stripe = %stripe.id, index, "{why}: cannot record the new place: {e:?}");
             false
         }
     }
