@@ -240,3 +240,37 @@ fn close_to_open_rejects_empty_torn_and_future_reads() {
     ];
     c2o(uncommitted).expect("an uncommitted write may land at any time");
 }
+
+#[test]
+fn close_to_open_accepts_two_overlapping_writes_mixed_but_not_two_sequential_ones() {
+    let mixed = || read(2, (40, 50), Content::Mixed { top: 1, under: 2 });
+    let h = vec![
+        write(0, (0, 10), 1, true),
+        write(1, (5, 15), 2, true),
+        mixed(),
+    ];
+    c2o(h).expect("both truncated before either wrote");
+    let h = vec![
+        write(0, (0, 10), 1, true),
+        write(1, (20, 30), 2, true),
+        mixed(),
+    ];
+    assert!(
+        c2o(h).is_err(),
+        "the second write truncated after the first closed"
+    );
+}
+
+#[test]
+fn identify_tells_a_write_a_mix_and_garbage_apart() {
+    use crate::mount_workload::{content, identify};
+    let (short, long) = (content(3), content(40));
+    assert!(short.len() < long.len());
+    assert_eq!(identify(&short), Content::Tag(3));
+    let mut mix = short.clone();
+    mix.extend_from_slice(&long[short.len()..]);
+    assert_eq!(identify(&mix), Content::Mixed { top: 3, under: 40 });
+    mix[short.len() + 1] = b'x';
+    assert!(matches!(identify(&mix), Content::Other(..)));
+    assert_eq!(identify(b""), Content::Empty);
+}

@@ -12,6 +12,10 @@
 //! (its `O_TRUNC` and its data land at different moments) or, for an empty read, by no
 //! committed write of I having ended before the read started.
 //!
+//! Two writers of one file may both truncate before either writes; the file then holds the
+//! shorter write's bytes over the rest of the longer one's. Such a read is explained if the
+//! two writes overlapped in time (or one overlaps the read) and neither is stale.
+//!
 //! A write whose `fsync`/`close` failed, or whose answer was lost, may land at any moment
 //! after it started: it is never stale and never makes another write stale.
 
@@ -28,6 +32,8 @@ pub struct Stats {
     pub constrained: usize,
     /// Empty or unrecognised reads explained by a write overlapping them.
     pub torn_by_concurrent_write: usize,
+    /// Reads of one write's bytes over another's (two writers truncated before either wrote).
+    pub mixed: usize,
 }
 
 struct WriteInfo<'a> {
@@ -78,57 +84,62 @@ pub fn check(history: &[Record]) -> Result<Stats, String> {
             .iter()
             .filter(|w| w.rec.start <= r.end && (!w.committed || w.rec.end >= r.start))
             .collect();
-        let fail = |why: String, w: Option<&Record>, w2: Option<&Record>| {
-            Err(report(history, r, &why, [w, w2]))
-        };
-        match content {
-            Content::Tag(t) => {
-                let Some(w) = by_tag.get(t) else {
-                    return fail(format!("read tag {t:#x}, which no write wrote"), None, None);
+        // The write with tag `t`, if this read may return its bytes.
+        let may_return =
+            |t: u64| -> Result<&WriteInfo, (String, Option<&Record>, Option<&Record>)> {
+                let Some(w) = by_tag.get(&t) else {
+                    return Err((format!("read tag {t:#x}, which no write wrote"), None, None));
                 };
                 if w.ino.is_some_and(|i| i != *ino) {
-                    return fail(
-                        "read the bytes of a write to another inode".into(),
-                        Some(w.rec),
-                        None,
-                    );
+                    let why = "read the bytes of a write to another inode";
+                    return Err((why.into(), Some(w.rec), None));
                 }
                 if w.rec.start > r.end {
-                    return fail(
-                        "read bytes written after the read ended".into(),
-                        Some(w.rec),
-                        None,
-                    );
+                    let why = "read bytes written after the read ended";
+                    return Err((why.into(), Some(w.rec), None));
                 }
                 if w.committed
                     && let Some(w2) = of_ino
                         .iter()
                         .find(|w2| committed_before(w2) && w2.rec.start > w.rec.end)
                 {
-                    return fail(
-                        "STALE: a later write had closed before this read opened".into(),
-                        Some(w.rec),
-                        Some(w2.rec),
-                    );
+                    let why = "STALE: a later write had closed before this read opened";
+                    return Err((why.into(), Some(w.rec), Some(w2.rec)));
                 }
-            }
+                Ok(w)
+            };
+        let verdict = match content {
+            Content::Tag(t) => may_return(*t).map(drop),
+            Content::Mixed { top, under } => may_return(*top).and_then(|a| {
+                let b = may_return(*under)?;
+                // Both truncated before either wrote: they overlapped, or one is still
+                // being written while this read runs.
+                let overlap = a.rec.start <= b.rec.end && b.rec.start <= a.rec.end;
+                if overlap || !overlapping.is_empty() {
+                    stats.mixed += 1;
+                    Ok(())
+                } else {
+                    let why = "read one write's bytes over another's, but they did not overlap";
+                    Err((why.into(), Some(a.rec), Some(b.rec)))
+                }
+            }),
             Content::Empty | Content::Other(..) => {
                 if !overlapping.is_empty() {
                     stats.torn_by_concurrent_write += 1;
+                    Ok(())
                 } else if *content != Content::Empty {
-                    return fail(
-                        "read bytes no write wrote, with no write in progress".into(),
-                        None,
-                        None,
-                    );
+                    let why = "read bytes no write wrote, with no write in progress";
+                    Err((why.into(), None, None))
                 } else if let Some(w) = of_ino.iter().find(|w| committed_before(w)) {
-                    return fail(
-                        "read nothing, after a write had closed, with no write in progress".into(),
-                        Some(w.rec),
-                        None,
-                    );
+                    let why = "read nothing, after a write had closed, with no write in progress";
+                    Err((why.into(), Some(w.rec), None))
+                } else {
+                    Ok(())
                 }
             }
+        };
+        if let Err((why, w, w2)) = verdict {
+            return Err(report(history, r, &why, [w, w2]));
         }
     }
     Ok(stats)

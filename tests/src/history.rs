@@ -148,6 +148,12 @@ pub enum Content {
     Empty,
     /// Exactly the bytes the write with this tag wrote.
     Tag(u64),
+    /// All of write `top`'s bytes over the rest of write `under`'s (which is longer): what two
+    /// writers' `O_TRUNC` + `write` leave when both truncate before either writes.
+    Mixed {
+        top: u64,
+        under: u64,
+    },
     /// Anything else: torn, mixed or foreign bytes (length and a prefix, for the report).
     Other(usize, String),
 }
@@ -195,6 +201,9 @@ impl fmt::Display for Ret {
             Ret::Read { ino, content } => match content {
                 Content::Empty => write!(f, "ino {ino}, empty"),
                 Content::Tag(t) => write!(f, "ino {ino}, tag {t:#x}"),
+                Content::Mixed { top, under } => {
+                    write!(f, "ino {ino}, tag {top:#x} over the rest of tag {under:#x}")
+                }
                 Content::Other(len, p) => write!(f, "ino {ino}, {len} unknown bytes {p:?}"),
             },
             Ret::Names(n) => write!(f, "[{}]", n.join(" ")),

@@ -43,11 +43,24 @@ pub fn identify(data: &[u8]) -> Content {
     if data.is_empty() {
         return Content::Empty;
     }
-    let tag = std::str::from_utf8(&data[..data.len().min(16)])
-        .ok()
-        .and_then(|h| u64::from_str_radix(h, 16).ok());
-    match tag {
-        Some(t) if content(t) == data => Content::Tag(t),
+    let tag = |at: usize| {
+        let h = data.get(at..at + 16)?;
+        u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let top = tag(0).map(content);
+    match (tag(0), top) {
+        (Some(t), Some(c)) if c == data => Content::Tag(t),
+        (Some(t), Some(c)) if data.len() > c.len() && data.starts_with(&c) => match tag(c.len()) {
+            Some(u)
+                if content(u).len() == data.len() && content(u)[c.len()..] == data[c.len()..] =>
+            {
+                Content::Mixed { top: t, under: u }
+            }
+            _ => Content::Other(
+                data.len(),
+                String::from_utf8_lossy(&data[..20]).into_owned(),
+            ),
+        },
         _ => Content::Other(
             data.len(),
             String::from_utf8_lossy(&data[..data.len().min(20)]).into_owned(),
