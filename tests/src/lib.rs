@@ -16,6 +16,9 @@
 //! - [`chunk`]: starting a chunkserver and calling its service.
 //! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
 //! - [`scrape`]: reading a process's `/metrics`.
+//! - [`mount_workload`] records random calls through several mounts into a [`history`];
+//!   [`linearize`] (namespace, against [`ns_model`]) and [`close_to_open`] (file contents)
+//!   judge it.
 //!
 //! Drop order matters: declare the `TempDir` first, then mounts, then processes, so
 //! processes die before their mounts go and mounts go before their directory is removed
@@ -25,13 +28,20 @@
 //! "multi_thread")]` tests: the in-process servers keep running on the other worker threads.
 
 pub mod bin;
+#[cfg(test)]
+mod checker_tests;
 pub mod chunk;
+pub mod close_to_open;
 pub mod fake_meta;
 pub mod fault;
 pub mod firewall;
+pub mod history;
+pub mod linearize;
 pub mod meta;
 pub mod meta_workload;
 pub mod mount;
+pub mod mount_workload;
+pub mod ns_model;
 pub mod ports;
 pub mod process;
 pub mod scrape;
