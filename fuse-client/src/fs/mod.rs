@@ -6,6 +6,7 @@
 
 mod atimes;
 mod attr;
+mod dir_listings;
 mod errno;
 mod handles;
 mod inode_flags;
@@ -30,10 +31,11 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use tessera_proto::fs::{Attr, FileKind, FsError, LockKind, SetAttr, XATTR_ACL_ACCESS};
+use tessera_proto::fs::{Attr, DirEntry, FileKind, FsError, LockKind, SetAttr, XATTR_ACL_ACCESS};
 
 pub use atimes::AtimeMode;
 use atimes::Atimes;
+use dir_listings::DirListings;
 pub use errno::errno;
 use handles::Handles;
 use lock_takers::LockTakers;
@@ -89,6 +91,8 @@ struct Inner {
     data: Arc<DataPath>,
     handles: Handles,
     open_dirs: OpenDirs,
+    /// Whole small listings kept per directory handle for the rest of their scan.
+    dir_listings: DirListings,
     notifier: OnceLock<Notifier>,
     /// (inode, lock owner) pairs this mount has taken locks for: only those need an
     /// unlock on close (a lock-free close costs no metadata write).
@@ -207,6 +211,28 @@ impl Inner {
         }
     }
 
+    /// Directory entries after `offset` for handle `fh`: from the listing the handle keeps
+    /// when its scan read the whole directory at once (`dir_listings.rs`), else asked for.
+    async fn list(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>, FsError> {
+        if offset > 0
+            && let Some(kept) = self.dir_listings.after(fh, offset, plus)
+        {
+            return Ok(kept);
+        }
+        let entries = self.ns.readdir(ino, offset, READDIR_BATCH, plus).await?;
+        if offset == 0 {
+            self.dir_listings
+                .read_from_start(fh, &entries, READDIR_BATCH as usize, plus);
+        }
+        Ok(entries)
+    }
+
     /// The kernel's cached attributes of `ino` are stale (another mount changed the file):
     /// drop them, so a read past the old size asks again.
     fn forget_attrs(&self, ino: u64) {
@@ -236,6 +262,7 @@ impl TesseraFs {
                 data,
                 handles: Handles::default(),
                 open_dirs: OpenDirs::default(),
+                dir_listings: DirListings::default(),
                 notifier: OnceLock::new(),
                 locked: Mutex::new(HashSet::new()),
                 lock_takers: LockTakers::default(),
@@ -738,7 +765,7 @@ impl Filesystem for TesseraFs {
                     }
                 }
             }
-            reply.opened(FileHandle(0), FopenFlags::empty())
+            reply.opened(FileHandle(i.dir_listings.open()), FopenFlags::empty())
         });
     }
 
@@ -746,12 +773,13 @@ impl Filesystem for TesseraFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
         let _answering = Answering::new(FsOp::Releasedir);
         self.inner.open_dirs.released(ino.0);
+        self.inner.dir_listings.release(fh.0);
         reply.ok();
     }
 
@@ -759,12 +787,12 @@ impl Filesystem for TesseraFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.run(FsOp::Readdir, |i| async move {
-            match i.ns.readdir(ino.0, offset, READDIR_BATCH, false).await {
+            match i.list(ino.0, fh.0, offset, false).await {
                 Ok(entries) => {
                     if offset == 0 {
                         i.atimes.accessed(ino.0);
@@ -786,12 +814,12 @@ impl Filesystem for TesseraFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.run(FsOp::Readdirplus, |i| async move {
-            match i.ns.readdir(ino.0, offset, READDIR_BATCH, true).await {
+            match i.list(ino.0, fh.0, offset, true).await {
                 Ok(entries) => {
                     if offset == 0 {
                         i.atimes.accessed(ino.0);
