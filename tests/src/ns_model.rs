@@ -23,6 +23,8 @@ pub struct State {
     files: u8,
     dirs: Vec<Option<Node>>,
     entries: Vec<Option<Node>>,
+    /// For each entry name, the inode a rename last took away from it (see [`rename`]).
+    renamed_away: Vec<Option<u64>>,
 }
 
 const ENOENT: i32 = Errno::ENOENT as i32;
@@ -47,6 +49,7 @@ impl State {
             files,
             dirs: vec![dir; dirs as usize],
             entries: vec![None; dirs as usize * files as usize],
+            renamed_away: vec![None; dirs as usize * files as usize],
         }
     }
 
@@ -55,6 +58,15 @@ impl State {
             Name::Dir(d) => self.dirs[d as usize].as_ref(),
             Name::Entry(d, f) => {
                 self.entries[d as usize * self.files as usize + f as usize].as_ref()
+            }
+        }
+    }
+
+    fn renamed_away(&mut self, name: Name) -> Option<&mut Option<u64>> {
+        match name {
+            Name::Dir(_) => None,
+            Name::Entry(d, f) => {
+                Some(&mut self.renamed_away[d as usize * self.files as usize + f as usize])
             }
         }
     }
@@ -121,6 +133,8 @@ pub fn step(state: &State, op: &Op, ret: &Ret) -> Option<State> {
 enum Answer {
     Ok,
     Err(&'static [i32]),
+    /// One of the errors, or success without any change (see [`rename`]).
+    ErrOrNothing(&'static [i32]),
     File(Option<u64>),
     Node(Kind, Option<u64>),
     Names(Vec<String>),
@@ -147,7 +161,15 @@ fn matches(state: &State, answer: &Answer, ret: &Ret, op: &Op) -> Option<Option<
     };
     match (answer, ret) {
         (Answer::Ok, Ret::Ok) => Some(None),
-        (Answer::Err(allowed), Ret::Err(e)) if allowed.contains(e) => Some(None),
+        (Answer::Err(allowed) | Answer::ErrOrNothing(allowed), Ret::Err(e))
+            if allowed.contains(e) =>
+        {
+            Some(None)
+        }
+        (Answer::ErrOrNothing(_), Ret::Ok) => Some(None),
+        // A directory this small is listed as of one instant (the mount keeps a listing
+        // read whole at offset 0 for the rest of the scan), so no name comes twice and a
+        // renamed entry never shows under both names.
         (Answer::Names(want), Ret::Names(got)) if want == got => Some(None),
         (Answer::Created, Ret::Ino(seen)) => {
             let mut s = state.clone();
@@ -250,8 +272,22 @@ fn apply(state: &State, op: &Op) -> (Answer, State) {
 
 /// rename(2) between entry names (top directories are never renamed). Entry directories
 /// are always empty, so a directory may replace a directory.
+///
+/// One answer no instant explains is Linux's: the kernel looks the source up, then the
+/// target, and if both lead to the same inode it answers success without asking the file
+/// system (two names of one file). Across mounts the two lookups may straddle another
+/// mount's rename of that inode from the source to the target: the source's lookup still
+/// saw it there, the target's sees it arrived. So a rename whose source is gone may also
+/// succeed, changing nothing, when the target holds the very inode a rename took from the
+/// source.
 fn rename(state: &State, next: &mut State, from: Name, to: Name) -> Answer {
     let Some(src) = state.get(from) else {
+        let mut probe = state.clone();
+        let taken = probe.renamed_away(from).and_then(|t| *t);
+        let there = state.get(to).and_then(|n| n.ino);
+        if taken.is_some() && taken == there {
+            return Answer::ErrOrNothing(&[ENOENT]);
+        }
         return Answer::Err(&[ENOENT]);
     };
     if from == to {
@@ -261,7 +297,11 @@ fn rename(state: &State, next: &mut State, from: Name, to: Name) -> Answer {
         (Kind::Dir, Some(Kind::File)) => Answer::Err(&[ENOTDIR]),
         (Kind::File, Some(Kind::Dir)) => Answer::Err(&[EISDIR]),
         _ => {
+            let ino = src.ino;
             *next.slot(to) = next.slot(from).take();
+            if let Some(t) = next.renamed_away(from) {
+                *t = ino;
+            }
             Answer::Ok
         }
     }
@@ -331,6 +371,34 @@ mod tests {
         assert!(run(&s, Op::Stat { name: B }, stat(7)).is_some());
         assert!(run(&s, Op::Stat { name: B }, stat(8)).is_none());
         assert!(run(&s, Op::Stat { name: A }, Ret::Err(ENOENT)).is_some());
+    }
+
+    #[test]
+    fn a_rename_that_met_its_own_move_may_succeed_without_effect() {
+        let (a, b, c) = (Name::Entry(0, 0), Name::Entry(1, 0), Name::Entry(1, 1));
+        let s = State::new(2, 2);
+        let create = |name| Op::Create { name, excl: true };
+        let s = run(&s, create(a), Ret::Ino(7)).expect("create");
+        let s = run(&s, create(c), Ret::Ino(8)).expect("create");
+        let s = run(&s, Op::Rename { from: a, to: b }, Ret::Ok).expect("rename");
+        // The same rename again, raced by the first: success that changes nothing.
+        let again = run(&s, Op::Rename { from: a, to: b }, Ret::Ok).expect("no-op");
+        assert_eq!(again, s);
+        assert!(run(&s, Op::Rename { from: a, to: b }, Ret::Err(ENOENT)).is_some());
+        // Not when the target holds another inode, nor from a name nothing left.
+        assert!(run(&s, Op::Rename { from: a, to: c }, Ret::Ok).is_none());
+        assert!(run(&s, Op::Rename { from: c, to: a }, Ret::Ok).is_some());
+        assert!(
+            run(
+                &s,
+                Op::Rename {
+                    from: Name::Entry(0, 1),
+                    to: b
+                },
+                Ret::Ok
+            )
+            .is_none()
+        );
     }
 
     #[test]
