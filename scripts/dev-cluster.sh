@@ -4,6 +4,7 @@
 #   scripts/dev-cluster.sh up [DIR]     build if needed, start, mount at DIR/mnt
 #   scripts/dev-cluster.sh down [DIR]   unmount and stop exactly the processes `up` started
 #   scripts/dev-cluster.sh add-chunk [DIR]  start one more, empty chunkserver (next number)
+#   scripts/dev-cluster.sh restart DIR meta-N|chunk-N   stop one process and start it again
 #
 # DIR defaults to /tmp/tessera-dev. Environment: META (3), CHUNKS (6), EC (4+2),
 # TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing).
@@ -61,14 +62,8 @@ up() {
     peers+="${peers:+,}$i=127.0.0.1:$p"
     addrs+="${addrs:+,}127.0.0.1:$p"
   done
-  for i in $(seq "$META"); do
-    p=$(grep "^meta-$i=" "$dir/ports" | cut -d= -f2)
-    local init=()
-    [[ $i == 1 ]] && init=(--init)
-    "$bin" meta --id "$i" --listen "127.0.0.1:$p" --data "$dir/meta-$i" --peers "$peers" \
-      --secret-file "$secret" "${init[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
-    echo $! >"$dir/pids/meta-$i.pid"
-  done
+  echo "$peers" >"$dir/peers"
+  for i in $(seq "$META"); do start_meta "$i"; done
   # Chunkservers added later with add-chunk are restarted too.
   local chunks=$CHUNKS added
   added=$(grep -c '^chunk-' "$dir/ports" || true)
@@ -95,6 +90,50 @@ Tessera is up: $META metaservers, $CHUNKS chunkservers, EC $EC, mounted at $dir/
   ls \$TESSERA_MOUNT       # use it like any directory
   logs: $dir/logs/        stop: $0 down $dir
 MSG
+}
+
+# Starts metaserver N with the group in DIR/peers (member 1 forms the group on first start;
+# --init is ignored by a member that already belongs to one).
+start_meta() {
+  local i=$1 p init=()
+  p=$(grep "^meta-$i=" "$dir/ports" | cut -d= -f2)
+  [[ $i == 1 ]] && init=(--init)
+  "$bin" meta --id "$i" --listen "127.0.0.1:$p" --data "$dir/meta-$i" --peers "$(cat "$dir/peers")" \
+    --secret-file "$dir/secret" "${init[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
+  echo $! >"$dir/pids/meta-$i.pid"
+}
+
+# Stops one process of the cluster (SIGTERM, then SIGKILL after 5 s) and starts it again
+# with the same flags: `restart meta-N` or `restart chunk-N`. Waits only until it runs (and a
+# chunkserver until its heartbeat is acknowledged); scripts/rolling-restart.sh waits for more.
+restart_one() {
+  local what=$1
+  [[ -f $dir/cluster.env ]] || die "no cluster at $dir (run '$0 up $dir' first)"
+  dir=$(cd "$dir" && pwd)
+  # shellcheck disable=SC1091
+  . "$dir/cluster.env"
+  [[ -x $bin ]] || die "$bin not found"
+  case $what in
+    meta-[0-9]*)
+      [[ -f $dir/peers ]] || die "$dir/peers is missing (cluster started by an older dev-cluster.sh: down and up again)"
+      stop_pid "$dir/pids/$what.pid"
+      start_meta "${what#meta-}"
+      ;;
+    chunk-[0-9]*)
+      local i=${what#chunk-} acked
+      stop_pid "$dir/pids/$what.pid"
+      acked=$(grep -c "acknowledged" "$dir/logs/$what.log" 2>/dev/null || true)
+      start_chunk "$i" "$TESSERA_META" "$TESSERA_SECRET_FILE"
+      local deadline=$((SECONDS + 60))
+      until (($(grep -c "acknowledged" "$dir/logs/$what.log" 2>/dev/null || true) > acked)); do
+        alive "$dir/pids/$what.pid" || die "$what exited; see $dir/logs/$what.log"
+        ((SECONDS < deadline)) || die "$what did not reach the metadata leader; see $dir/logs/"
+        sleep 0.2
+      done
+      ;;
+    *) die "restart: name meta-N or chunk-N, not '$what'" ;;
+  esac
+  echo "$what restarted (pid $(cat "$dir/pids/$what.pid"))"
 }
 
 # Starts chunkserver N (its port kept in DIR/ports, its data in DIR/chunk-N).
@@ -160,5 +199,9 @@ case $cmd in
   up) up ;;
   down) down ;;
   add-chunk) add_chunk ;;
-  *) echo "usage: $0 up|down|add-chunk [DIR]" >&2; exit 2 ;;
+  restart)
+    [[ $# -ge 3 ]] || die "usage: $0 restart DIR meta-N|chunk-N"
+    restart_one "$3"
+    ;;
+  *) echo "usage: $0 up|down|add-chunk [DIR] | restart DIR meta-N|chunk-N" >&2; exit 2 ;;
 esac
