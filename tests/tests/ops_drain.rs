@@ -3,26 +3,8 @@
 //! healthy, and `tessera repair` / `tessera gc` report it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use tessera_tests::fault::{fsck, noise};
 use tessera_tests::mount::{DevCluster, drop_caches};
-use tessera_tests::tessera_bin;
-
-fn tessera(c: &DevCluster, args: &[&str]) -> (i32, String) {
-    let out = Command::new(tessera_bin())
-        .args(args)
-        .env("TESSERA_META", c.meta.addrs().join(","))
-        .env("TESSERA_SECRET_FILE", &c.secret_file)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
@@ -34,11 +16,11 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
         std::fs::write(c.mount(0).join(name), data).unwrap();
     }
     let victim = c.chunks[2].addr.clone();
-    let (code, out) = tessera(&c, &["drain", &victim, "--wait-ms", "120000"]);
+    let (code, out) = c.admin(&["drain", &victim, "--wait-ms", "120000"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("can be stopped"), "{out}");
     // The drain stands (no new shards) until the server goes, and status says so.
-    let (_, out) = tessera(&c, &["status"]);
+    let (_, out) = c.admin(&["status"]);
     let row = out
         .lines()
         .find(|l| l.contains(&victim))
@@ -46,7 +28,7 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
     assert!(row.contains("DRAINING"), "{out}");
     assert!(out.contains("shards left to move"), "{out}");
     c.chunks[2].kill9();
-    let (code, out) = tessera(&c, &["repair", "--wait-ms", "0"]);
+    let (code, out) = c.admin(&["repair", "--wait-ms", "0"]);
     assert_eq!(code, 0, "no stripe may depend on the drained server: {out}");
     drop_caches();
     for (name, data) in &files {
@@ -57,7 +39,7 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
     }
     let (code, out) = fsck(&c.meta.addrs(), &c.secret_file, &[]);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = tessera(&c, &["gc"]);
+    let (code, out) = c.admin(&["gc"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("GC queue"), "{out}");
 }

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,29 +19,12 @@ use tessera_tests::chunk::{ChunkClient, ChunkOptions};
 use tessera_tests::fault::{fsck, noise};
 use tessera_tests::meta::MetaOptions;
 use tessera_tests::mount::{DevCluster, drop_caches};
-use tessera_tests::tessera_bin;
 
 const MIB: u64 = 1 << 20;
 
-fn tessera(c: &DevCluster, args: &[&str]) -> (i32, String) {
-    let out = Command::new(tessera_bin())
-        .args(args)
-        .env("TESSERA_META", c.meta.addrs().join(","))
-        .env("TESSERA_SECRET_FILE", &c.secret_file)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// The leader's rebalance status as JSON (without starting a round).
 fn rebalance_status(c: &DevCluster) -> serde_json::Value {
-    let (code, out) = tessera(c, &["rebalance", "--status", "--json"]);
+    let (code, out) = c.admin(&["rebalance", "--status", "--json"]);
     assert_eq!(code, 0, "{out}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -185,7 +167,7 @@ async fn new_chunkservers_are_filled_through_a_leader_and_a_mover_kill() {
 
     // Start, and once shards are moving SIGKILL the leader; once the next leader moves
     // shards, SIGKILL the first new server (it receives copies) and start it again.
-    let (code, out) = tessera(&c, &["rebalance"]);
+    let (code, out) = c.admin(&["rebalance"]);
     assert_eq!(code, 0, "{out}");
     wait_moves(&c, 3).await;
     let leader = c
@@ -200,7 +182,7 @@ async fn new_chunkservers_are_filled_through_a_leader_and_a_mover_kill() {
         .wait_leader(&others, Duration::from_secs(20))
         .await
         .expect("a new leader");
-    let (code, out) = tessera(&c, &["rebalance"]);
+    let (code, out) = c.admin(&["rebalance"]);
     assert_eq!(code, 0, "the next leader takes the request: {out}");
     wait_moves(&c, 2).await;
     c.chunks[6].kill9();
@@ -209,14 +191,14 @@ async fn new_chunkservers_are_filled_through_a_leader_and_a_mover_kill() {
     c.chunks[6].restart().await;
     c.meta.restart(leader).await;
 
-    let (code, out) = tessera(&c, &["rebalance", "--wait", "--wait-ms", "600000"]);
+    let (code, out) = c.admin(&["rebalance", "--wait", "--wait-ms", "600000"]);
     eprintln!("{out}");
     assert_eq!(code, 0, "{out}");
     let after = rebalance_status(&c);
     eprintln!("after: {after}");
     assert_eq!(after["balanced"], true, "{after}");
     let band = after["band"].as_f64().unwrap();
-    let (_, table) = tessera(&c, &["status"]);
+    let (_, table) = c.admin(&["status"]);
     eprintln!("{table}");
     assert!(table.contains("rebalance: balanced"), "{table}");
     eprintln!("rebalanced in {:.1} s", started.elapsed().as_secs_f64());
