@@ -23,8 +23,8 @@ pub struct State {
     files: u8,
     dirs: Vec<Option<Node>>,
     entries: Vec<Option<Node>>,
-    /// For each entry name, the inode a rename last took away from it (see [`rename`]).
-    renamed_away: Vec<Option<u64>>,
+    /// For each entry name, the node a rename last took away from it (see [`rename`]).
+    renamed_away: Vec<Option<Node>>,
 }
 
 const ENOENT: i32 = Errno::ENOENT as i32;
@@ -62,7 +62,7 @@ impl State {
         }
     }
 
-    fn renamed_away(&mut self, name: Name) -> Option<&mut Option<u64>> {
+    fn renamed_away(&mut self, name: Name) -> Option<&mut Option<Node>> {
         match name {
             Name::Dir(_) => None,
             Name::Entry(d, f) => {
@@ -283,9 +283,14 @@ fn apply(state: &State, op: &Op) -> (Answer, State) {
 fn rename(state: &State, next: &mut State, from: Name, to: Name) -> Answer {
     let Some(src) = state.get(from) else {
         let mut probe = state.clone();
-        let taken = probe.renamed_away(from).and_then(|t| *t);
-        let there = state.get(to).and_then(|n| n.ino);
-        if taken.is_some() && taken == there {
+        let taken = probe.renamed_away(from).and_then(|t| t.clone());
+        // The same inode at the target: by number, or (a directory made by `mkdir`, whose
+        // number no call showed) a node of the same kind whose number is unknown too.
+        let same = match (taken, state.get(to)) {
+            (Some(t), Some(n)) => t.kind == n.kind && t.ino == n.ino,
+            _ => false,
+        };
+        if same {
             return Answer::ErrOrNothing(&[ENOENT]);
         }
         return Answer::Err(&[ENOENT]);
@@ -297,10 +302,10 @@ fn rename(state: &State, next: &mut State, from: Name, to: Name) -> Answer {
         (Kind::Dir, Some(Kind::File)) => Answer::Err(&[ENOTDIR]),
         (Kind::File, Some(Kind::Dir)) => Answer::Err(&[EISDIR]),
         _ => {
-            let ino = src.ino;
+            let moved = src.clone();
             *next.slot(to) = next.slot(from).take();
             if let Some(t) = next.renamed_away(from) {
-                *t = ino;
+                *t = Some(moved);
             }
             Answer::Ok
         }
@@ -399,6 +404,13 @@ mod tests {
             )
             .is_none()
         );
+        // A directory from mkdir: no number known, matched by kind.
+        let (d, e) = (Name::Entry(0, 1), Name::Entry(1, 1));
+        let s = run(&s, Op::Unlink { name: c }, Ret::Ok).expect("unlink");
+        let s = run(&s, Op::Mkdir { name: d }, Ret::Ok).expect("mkdir");
+        let s = run(&s, Op::Rename { from: d, to: e }, Ret::Ok).expect("rename");
+        assert!(run(&s, Op::Rename { from: d, to: e }, Ret::Ok).is_some());
+        assert!(run(&s, Op::Rename { from: d, to: b }, Ret::Ok).is_none());
     }
 
     #[test]
