@@ -44,22 +44,30 @@ pub fn shard_bytes<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> u64 {
         .sum()
 }
 
-/// Runs `tessera fsck ARGS` against the cluster; returns its exit code and output.
-pub fn fsck(meta: &[String], secret_file: &Path, args: &[&str]) -> (i32, String) {
+/// Runs the admin command `tessera ARGS` against the cluster at `meta`; returns its exit
+/// code and its output (stdout then stderr).
+pub fn admin(meta: &[String], secret_file: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(tessera_bin())
-        .arg("fsck")
         .args(args)
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run tessera fsck");
+        .expect("run tessera");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs `tessera fsck ARGS` against the cluster; returns its exit code and output.
+pub fn fsck(meta: &[String], secret_file: &Path, args: &[&str]) -> (i32, String) {
+    let all: Vec<&str> = std::iter::once("fsck")
+        .chain(args.iter().copied())
+        .collect();
+    admin(meta, secret_file, &all)
 }
 
 /// Runs `tessera info [--json] PATH` against the cluster; returns its output.

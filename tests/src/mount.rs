@@ -247,19 +247,7 @@ impl DevCluster {
     /// Runs an admin command (`tessera ARGS`) against this cluster; returns its exit code
     /// and its output (stdout then stderr).
     pub fn admin(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(crate::tessera_bin())
-            .args(args)
-            .env("TESSERA_META", self.meta.addrs().join(","))
-            .env("TESSERA_SECRET_FILE", &self.secret_file)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run tessera");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        crate::fault::admin(&self.meta.addrs(), &self.secret_file, args)
     }
 
     /// Mount `i` (0-based).

@@ -751,8 +751,8 @@ impl Filesystem for TesseraFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // Cookies are the cursor: reading needs no state, but an open directory that is
-        // removed must still `fstat` (see `open_dirs.rs`).
+        // Each handle may keep a small listing for the rest of its scan (`dir_listings.rs`),
+        // and an open directory that is removed must still `fstat` (`open_dirs.rs`).
         self.run(FsOp::Opendir, |i| async move {
             match i.ns.getattr(ino.0).await {
                 Ok(a) => i.open_dirs.opened(a),

@@ -1,7 +1,6 @@
 //! Directories this mount has open, with the attributes last seen for each.
 //!
-//! A directory handle needs no state for reading (readdir cookies are the cursor), but POSIX
-//! lets a process `fstat` a directory it holds open after it was removed (by `rmdir`, or by
+//! POSIX lets a process `fstat` a directory it holds open after it was removed (by `rmdir`, or by
 //! a `rename` of another directory over it): ext4 answers with the directory's attributes
 //! and a link count of 0. The metadata service forgets a removed directory at once, so the
 //! mount keeps what it last saw of every directory it has open and answers from that.
