@@ -243,7 +243,7 @@ fn close_to_open_rejects_empty_torn_and_future_reads() {
 
 #[test]
 fn close_to_open_accepts_two_overlapping_writes_mixed_but_not_two_sequential_ones() {
-    let mixed = || read(2, (40, 50), Content::Mixed { top: 1, under: 2 });
+    let mixed = || read(2, (40, 50), Content::Mixed(vec![1, 2]));
     let h = vec![
         write(0, (0, 10), 1, true),
         write(1, (5, 15), 2, true),
@@ -262,6 +262,28 @@ fn close_to_open_accepts_two_overlapping_writes_mixed_but_not_two_sequential_one
 }
 
 #[test]
+fn close_to_open_accepts_three_layers_only_if_every_two_writes_overlapped() {
+    let layered = || read(2, (40, 50), Content::Mixed(vec![1, 2, 3]));
+    let h = vec![
+        write(0, (0, 10), 1, true),
+        write(1, (5, 15), 2, true),
+        write(2, (8, 12), 3, true),
+        layered(),
+    ];
+    c2o(h).expect("all three truncated before any wrote");
+    let h = vec![
+        write(0, (0, 10), 1, true),
+        write(1, (5, 25), 2, true),
+        write(2, (20, 30), 3, true),
+        layered(),
+    ];
+    assert!(
+        c2o(h).is_err(),
+        "write 3 truncated after write 1 had closed, so 1's bytes cannot show under 3's"
+    );
+}
+
+#[test]
 fn identify_tells_a_write_a_mix_and_garbage_apart() {
     use crate::mount_workload::{content, identify};
     let (short, long) = (content(3), content(40));
@@ -269,7 +291,17 @@ fn identify_tells_a_write_a_mix_and_garbage_apart() {
     assert_eq!(identify(&short), Content::Tag(3));
     let mut mix = short.clone();
     mix.extend_from_slice(&long[short.len()..]);
-    assert_eq!(identify(&mix), Content::Mixed { top: 3, under: 40 });
+    assert_eq!(identify(&mix), Content::Mixed(vec![3, 40]));
+    // Three layers: what three writers that all truncated before any wrote leave.
+    let middle = content(20);
+    let mut three = short.clone();
+    three.extend_from_slice(&middle[short.len()..]);
+    three.extend_from_slice(&long[middle.len()..]);
+    assert_eq!(identify(&three), Content::Mixed(vec![3, 20, 40]));
+    // The top write's bytes cut short at the bottom one's length are no layering.
+    let mut cut = short.clone();
+    cut.resize(long.len(), b'0');
+    assert!(matches!(identify(&cut), Content::Other(..)));
     mix[short.len() + 1] = b'x';
     assert!(matches!(identify(&mix), Content::Other(..)));
     assert_eq!(identify(b""), Content::Empty);

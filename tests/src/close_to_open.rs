@@ -12,9 +12,10 @@
 //! (its `O_TRUNC` and its data land at different moments) or, for an empty read, by no
 //! committed write of I having ended before the read started.
 //!
-//! Two writers of one file may both truncate before either writes; the file then holds the
-//! shorter write's bytes over the rest of the longer one's. Such a read is explained if the
-//! two writes overlapped in time (or one overlaps the read) and neither is stale.
+//! Several writers of one file may all truncate before any writes; the file then holds the
+//! shortest write's bytes over the rest of the next longer one's, and so on (layers). Such a
+//! read is explained if every two of the writes overlapped in time (or one overlaps the
+//! read) and none is stale.
 //!
 //! A write whose `fsync`/`close` failed, or whose answer was lost, may land at any moment
 //! after it started: it is never stale and never makes another write stale.
@@ -32,7 +33,7 @@ pub struct Stats {
     pub constrained: usize,
     /// Empty or unrecognised reads explained by a write overlapping them.
     pub torn_by_concurrent_write: usize,
-    /// Reads of one write's bytes over another's (two writers truncated before either wrote).
+    /// Reads of writes' bytes layered (their writers all truncated before any wrote).
     pub mixed: usize,
 }
 
@@ -110,19 +111,30 @@ pub fn check(history: &[Record]) -> Result<Stats, String> {
             };
         let verdict = match content {
             Content::Tag(t) => may_return(*t).map(drop),
-            Content::Mixed { top, under } => may_return(*top).and_then(|a| {
-                let b = may_return(*under)?;
-                // Both truncated before either wrote: they overlapped, or one is still
-                // being written while this read runs.
-                let overlap = a.rec.start <= b.rec.end && b.rec.start <= a.rec.end;
-                if overlap || !overlapping.is_empty() {
-                    stats.mixed += 1;
-                    Ok(())
-                } else {
-                    let why = "read one write's bytes over another's, but they did not overlap";
-                    Err((why.into(), Some(a.rec), Some(b.rec)))
-                }
-            }),
+            Content::Mixed(layers) => layers
+                .iter()
+                .map(|t| may_return(*t))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|ws| {
+                    // Every one truncated before any wrote: each pair overlapped, or one is
+                    // still being written while this read runs.
+                    let apart = ws.iter().enumerate().find_map(|(i, a)| {
+                        let b = ws[i + 1..]
+                            .iter()
+                            .find(|b| a.rec.start > b.rec.end || b.rec.start > a.rec.end)?;
+                        Some((a, b))
+                    });
+                    match apart {
+                        Some((a, b)) if overlapping.is_empty() => {
+                            let why = "read writes' bytes layered, but two of them did not overlap";
+                            Err((why.into(), Some(a.rec), Some(b.rec)))
+                        }
+                        _ => {
+                            stats.mixed += 1;
+                            Ok(())
+                        }
+                    }
+                }),
             Content::Empty | Content::Other(..) => {
                 if !overlapping.is_empty() {
                     stats.torn_by_concurrent_write += 1;

@@ -148,12 +148,10 @@ pub enum Content {
     Empty,
     /// Exactly the bytes the write with this tag wrote.
     Tag(u64),
-    /// All of write `top`'s bytes over the rest of write `under`'s (which is longer): what two
-    /// writers' `O_TRUNC` + `write` leave when both truncate before either writes.
-    Mixed {
-        top: u64,
-        under: u64,
-    },
+    /// Writes layered, the top one first: all of the first write's bytes over the rest of the
+    /// second's (which is longer), over the rest of the third's, and so on. What several
+    /// writers' `O_TRUNC` + `write` leave when every one truncates before any writes.
+    Mixed(Vec<u64>),
     /// Anything else: torn, mixed or foreign bytes (length and a prefix, for the report).
     Other(usize, String),
 }
@@ -201,8 +199,9 @@ impl fmt::Display for Ret {
             Ret::Read { ino, content } => match content {
                 Content::Empty => write!(f, "ino {ino}, empty"),
                 Content::Tag(t) => write!(f, "ino {ino}, tag {t:#x}"),
-                Content::Mixed { top, under } => {
-                    write!(f, "ino {ino}, tag {top:#x} over the rest of tag {under:#x}")
+                Content::Mixed(layers) => {
+                    let tags: Vec<String> = layers.iter().map(|t| format!("{t:#x}")).collect();
+                    write!(f, "ino {ino}, tags {} layered", tags.join(" over "))
                 }
                 Content::Other(len, p) => write!(f, "ino {ino}, {len} unknown bytes {p:?}"),
             },

@@ -38,7 +38,8 @@ pub fn content(tag: u64) -> Vec<u8> {
     unit.repeat(1 + (tag % 50) as usize).into_bytes()
 }
 
-/// Which write's bytes `data` are.
+/// Which write's bytes `data` are: one write's, or several layered (each a proper prefix
+/// of the one under it), or none.
 pub fn identify(data: &[u8]) -> Content {
     if data.is_empty() {
         return Content::Empty;
@@ -47,24 +48,31 @@ pub fn identify(data: &[u8]) -> Content {
         let h = data.get(at..at + 16)?;
         u64::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
     };
-    let top = tag(0).map(content);
-    match (tag(0), top) {
-        (Some(t), Some(c)) if c == data => Content::Tag(t),
-        (Some(t), Some(c)) if data.len() > c.len() && data.starts_with(&c) => match tag(c.len()) {
-            Some(u)
-                if content(u).len() == data.len() && content(u)[c.len()..] == data[c.len()..] =>
-            {
-                Content::Mixed { top: t, under: u }
+    // Peel layers from the top: each next one is named by the tag just past the bytes the
+    // ones above it cover, and must supply exactly the bytes from there to its own end.
+    let mut layers = Vec::new();
+    let mut covered = 0;
+    while covered < data.len() {
+        let Some(t) = tag(covered) else { break };
+        let c = content(t);
+        if c.len() <= covered || c.len() > data.len() || c[covered..] != data[covered..c.len()] {
+            break;
+        }
+        layers.push(t);
+        covered = c.len();
+    }
+    match layers.len() {
+        _ if covered != data.len() => {
+            let at = |from: usize| String::from_utf8_lossy(&data[from..data.len().min(from + 20)]);
+            // Where the layering stopped explaining the bytes, for the report.
+            let mut seen = at(0).into_owned();
+            if covered > 0 {
+                seen.push_str(&format!(" ... byte {covered}: {}", at(covered)));
             }
-            _ => Content::Other(
-                data.len(),
-                String::from_utf8_lossy(&data[..20]).into_owned(),
-            ),
-        },
-        _ => Content::Other(
-            data.len(),
-            String::from_utf8_lossy(&data[..data.len().min(20)]).into_owned(),
-        ),
+            Content::Other(data.len(), seen)
+        }
+        1 => Content::Tag(layers[0]),
+        _ => Content::Mixed(layers),
     }
 }
 
