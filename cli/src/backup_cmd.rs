@@ -2,14 +2,18 @@
 //! restored from (see docs/operations.md, "Backup and restore").
 //!
 //! The image is made and read by the metadata leader (`tessera_namespace::dump`); this
-//! side moves the bytes, writes the file atomically and explains refusals.
+//! side moves the bytes, writes the file atomically and explains refusals. The image is one
+//! call (at most a Raft entry for `load`), so the progress a terminal sees is which step runs
+//! and for how long, not a fraction.
 
 use crate::cluster::{ClusterArgs, runtime};
+use crate::progress::Progress;
 use anyhow::{Context, bail};
 use clap::Args;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tessera_client::cluster::{ClusterClient, Retry};
 use tessera_proto::backup::{DumpSummary, MAX_LOAD_IMAGE, MetaDump, MetaLoad};
 
@@ -54,6 +58,21 @@ fn describe(s: &DumpSummary) -> String {
     )
 }
 
+/// Runs `call`, showing `step` and the seconds it has taken on a terminal meanwhile.
+async fn timed_step<T>(progress: &mut Progress, step: &str, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let mut call = std::pin::pin!(call);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            done = &mut call => return done,
+            _ = tick.tick() => {
+                progress.show(&format!("{step} ({} s)", started.elapsed().as_secs()), None);
+            }
+        }
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -78,12 +97,16 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
         );
     }
     let (cluster, retry) = backup_client(&args.cluster)?;
-    let (summary, image) = runtime()?.block_on(cluster.call_with::<MetaDump, _, _>(
-        &(),
-        bytes::Bytes::new(),
-        &retry,
+    let mut progress = Progress::terminal_only();
+    let call = cluster.call_with::<MetaDump, _, _>(&(), bytes::Bytes::new(), &retry);
+    let (summary, image) = runtime()?.block_on(timed_step(
+        &mut progress,
+        "dump: the metadata leader is making the image",
+        call,
     ))?;
+    progress.show(&format!("dump: writing {} bytes", image.len()), None);
     write_atomically(&args.file, &image)?;
+    progress.finish();
     println!("dumped {} to {}", describe(&summary), args.file.display());
     if summary.bytes > MAX_LOAD_IMAGE {
         eprintln!(
@@ -104,11 +127,14 @@ pub fn load(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
     let (cluster, retry) = backup_client(&args.cluster)?;
-    let (reply, _) = runtime()?.block_on(cluster.call_with::<MetaLoad, _, _>(
-        &(),
-        bytes::Bytes::from(image),
-        &retry,
-    ))?;
+    let mut progress = Progress::terminal_only();
+    let step = format!(
+        "load: sending {} bytes to the metadata leader, which checks and commits them",
+        image.len()
+    );
+    let call = cluster.call_with::<MetaLoad, _, _>(&(), bytes::Bytes::from(image), &retry);
+    let (reply, _) = runtime()?.block_on(timed_step(&mut progress, &step, call))?;
+    progress.finish();
     match reply {
         Ok(summary) => {
             println!("loaded {} from {}", describe(&summary), args.file.display());

@@ -1,6 +1,6 @@
-//! Progress of long admin commands (`fsck --deep`, `repair`, `drain`, `gc`): on a terminal a
-//! bar rewritten in place; otherwise plain lines, one per change, so logs and pipes read
-//! well. `--json` output is never mixed with it (fsck's goes to stderr, and only to a
+//! Progress of long admin commands (`fsck --deep`, `repair`, `drain`, `gc`, `rebalance`,
+//! `dump`, `load`): on a terminal a bar rewritten in place; otherwise plain lines, one per
+//! change, so logs and pipes read well. `--json` output is never mixed with it (fsck's goes to stderr, and only to a
 //! terminal).
 
 use std::io::{IsTerminal, Write};
