@@ -1,8 +1,9 @@
 //! `scripts/rolling-restart.sh` (issue 15, point 3): every metaserver and chunkserver of a
-//! dev cluster restarted one at a time while two writers keep working through the mount,
-//! one writing and re-reading a large file in 1 MiB blocks with fsync, one making,
-//! checking and removing small files. Neither may see an error, and everything written
-//! reads back after.
+//! dev cluster restarted one at a time while three writers keep working through the mount:
+//! fio jobs that write a file with checksummed blocks (fsync every 4 MiB) and verify it,
+//! one after another; a process writing and re-reading a large file in 1 MiB blocks with
+//! fsync; one making, checking and removing small files. None may see an error, and
+//! everything written reads back after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -74,6 +75,51 @@ fn large_writer(path: PathBuf, stop: Arc<AtomicBool>) -> Result<u64, String> {
     Ok(n)
 }
 
+/// One fio job on `file` in `dir`: 16 MiB in 256 KiB blocks that carry a CRC32C header,
+/// fsynced every 4 MiB, then read back and verified (fio fails on the first bad block); with
+/// `verify_only`, only the reading and verifying.
+fn fio_job(dir: &Path, file: &str, verify_only: bool) -> Result<(), String> {
+    let out = Command::new("fio")
+        .args([
+            "--name=rolling",
+            &format!("--directory={}", dir.display()),
+            &format!("--filename={file}"),
+            "--rw=write",
+            "--bs=256k",
+            "--size=16M",
+            "--fsync=16",
+            "--ioengine=psync",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--verify_state_save=0",
+            &format!("--verify_only={}", u8::from(verify_only)),
+        ])
+        .output()
+        .map_err(|e| format!("run fio (apt-get install fio): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out))
+    }
+}
+
+/// Runs fio jobs one after another until `stop`, on four files in turn. Returns the jobs
+/// run; an error ends the run with it.
+fn fio_rounds(dir: PathBuf, stop: Arc<AtomicBool>) -> Result<u64, String> {
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir: {e}"))?;
+    let mut jobs = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        fio_job(&dir, &fio_file(jobs), false).map_err(|e| format!("fio job {jobs}: {e}"))?;
+        jobs += 1;
+    }
+    Ok(jobs)
+}
+
+fn fio_file(job: u64) -> String {
+    format!("job{}.dat", job % 4)
+}
+
 /// Makes small files (create, write, close, read back), removing every other one, until
 /// `stop`. Returns the names kept.
 fn small_files(dir: PathBuf, stop: Arc<AtomicBool>) -> Result<Vec<(PathBuf, u64)>, String> {
@@ -116,6 +162,10 @@ fn every_server_restarts_in_turn_under_running_writers() {
         let (p, s) = (mnt.join("small"), stop.clone());
         std::thread::spawn(move || small_files(p, s))
     };
+    let fio = {
+        let (p, s) = (mnt.join("fio"), stop.clone());
+        std::thread::spawn(move || fio_rounds(p, s))
+    };
     std::thread::sleep(std::time::Duration::from_secs(2));
     let out = script("rolling-restart.sh", &[&d]);
     let said = text(&out);
@@ -125,6 +175,7 @@ fn every_server_restarts_in_turn_under_running_writers() {
     stop.store(true, Ordering::SeqCst);
     let blocks = large.join().unwrap();
     let kept = small.join().unwrap();
+    let fio_jobs = fio.join().unwrap();
     assert!(out.status.success(), "rolling restart failed: {said}");
     assert!(
         said.contains("metaservers and 6 chunkservers restarted"),
@@ -132,11 +183,12 @@ fn every_server_restarts_in_turn_under_running_writers() {
     );
     let blocks = blocks.unwrap_or_else(|e| panic!("the large-file writer saw an error: {e}"));
     let kept = kept.unwrap_or_else(|e| panic!("the small-file writer saw an error: {e}"));
+    let fio_jobs = fio_jobs.unwrap_or_else(|e| panic!("fio saw an error: {e}"));
     eprintln!(
-        "{blocks} blocks of 1 MiB and {} small files written meanwhile",
+        "{blocks} blocks of 1 MiB, {} small files and {fio_jobs} verified fio jobs of 16 MiB written meanwhile",
         kept.len()
     );
-    assert!(blocks > 0 && !kept.is_empty());
+    assert!(blocks > 0 && !kept.is_empty() && fio_jobs > 0);
 
     // Everything reads back, from a fresh page cache.
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
@@ -150,6 +202,11 @@ fn every_server_restarts_in_turn_under_running_writers() {
             back == noise(1 << 20, 7_000 + n),
             "block {at} (write {n}) changed"
         );
+    }
+    // The files of the last four fio jobs verify again.
+    for job in fio_jobs.saturating_sub(4)..fio_jobs {
+        fio_job(&mnt.join("fio"), &fio_file(job), true)
+            .unwrap_or_else(|e| panic!("fio job {job}'s file no longer verifies: {e}"));
     }
     for (path, n) in kept {
         let data = noise(1_000 + (n as usize % 7) * 3_000, n);
