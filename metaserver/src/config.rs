@@ -33,8 +33,12 @@ pub struct MetaConfig {
     /// A stripe is committed once `k + write_spare` of its shards are stored (at most
     /// `k + m`); mounts learn it from the leader.
     pub write_spare: u8,
-    /// How often the leader looks for client sessions whose lease ran out.
+    /// How often the leader looks for client sessions whose lease ran out (and for files
+    /// whose time in the trash ran out).
     pub session_check: Duration,
+    /// Seconds files stay in the trash, set by the leader on a namespace where no one has
+    /// set it yet (a new one); `tessera trash --retention` changes it afterwards.
+    pub trash_retention_s: u64,
     /// Repair, GC and sweep settings.
     pub upkeep: UpkeepConfig,
     /// Serve Prometheus metrics on this address ("HOST:PORT"); `None`: no endpoint.

@@ -1,24 +1,30 @@
-//! Duties only the leader has besides upkeep: format an empty namespace, and expire client
-//! sessions whose lease ran out. Each duty proposes ordinary commands, so followers apply
+//! Duties only the leader has besides upkeep: format an empty namespace (and set the trash
+//! retention where no one has), expire client sessions whose lease ran out, and free files
+//! whose time in the trash ran out. Each duty proposes ordinary commands, so followers apply
 //! the same; repair, GC and the orphan sweep are in `upkeep/`.
 
 use crate::replica::{Replica, clock};
 use std::time::{Duration, Instant};
-use tessera_namespace::expired_sessions;
+use tessera_namespace::{expired_sessions, expired_trash, trash_retention_setting};
 use tessera_proto::fs::{FsError, ROOT_INO};
 use tessera_proto::meta::{Op, Query};
 
 /// Loops forever; does its work only while this node leads.
-pub async fn run_leader_duties(replica: Replica, session_check: Duration) {
+pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_retention_s: u64) {
     let mut formatted = false;
+    let mut retention_set = false;
     let mut next_session_check = Instant::now() + session_check;
     loop {
         if replica.is_leader() {
             if !formatted {
                 formatted = ensure_formatted(&replica).await;
             }
+            if formatted && !retention_set {
+                retention_set = ensure_trash_retention(&replica, trash_retention_s).await;
+            }
             if Instant::now() >= next_session_check {
                 expire_sessions(&replica).await;
+                expire_trash(&replica).await;
                 next_session_check = Instant::now() + session_check;
             }
         }
@@ -74,5 +80,59 @@ async fn ensure_formatted(replica: &Replica) -> bool {
             }
         }
         _ => false,
+    }
+}
+
+/// Sets the trash retention to this server's `--trash-retention` where no one has set it
+/// (a new namespace, or one from before the trash). Returns whether it is set now.
+async fn ensure_trash_retention(replica: &Replica, seconds: u64) -> bool {
+    let setting = replica
+        .local_read(|store| trash_retention_setting(&store.read_view()?))
+        .await;
+    match setting {
+        Ok(Some(_)) => true,
+        Ok(None) => match replica
+            .propose_system(Op::SetTrashRetention { seconds })
+            .await
+        {
+            Ok(Ok(_)) => {
+                tracing::info!(seconds, "set the trash retention");
+                true
+            }
+            other => {
+                tracing::warn!("could not set the trash retention yet: {other:?}");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::warn!("cannot read the trash retention: {e}");
+            false
+        }
+    }
+}
+
+/// Frees files whose time in the trash ran out; the command re-checks each when applied,
+/// so a restore or a longer retention that races with it wins.
+async fn expire_trash(replica: &Replica) {
+    let now = clock::now_ns();
+    let expired = replica
+        .local_read(move |store| expired_trash(&store.read_view()?, now, 1000))
+        .await;
+    match expired {
+        Ok(inos) if inos.is_empty() => {}
+        Ok(inos) => {
+            let n = inos.len();
+            let purge = Op::PurgeTrash {
+                inos,
+                expired_only: true,
+            };
+            match replica.propose_system(purge).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(files = n, "freed files whose time in the trash ran out")
+                }
+                other => tracing::warn!("could not expire files in the trash: {other:?}"),
+            }
+        }
+        Err(e) => tracing::warn!("cannot list the trash: {e}"),
     }
 }

@@ -144,7 +144,11 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
         }
         None => None,
     };
-    let duties = tokio::spawn(run_leader_duties(replica.clone(), config.session_check));
+    let duties = tokio::spawn(run_leader_duties(
+        replica.clone(),
+        config.session_check,
+        config.trash_retention_s,
+    ));
 
     let stopped = tokio::select! {
         () = wait_for_shutdown_signal() => None,

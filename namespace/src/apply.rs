@@ -12,7 +12,7 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
-    acl, attr, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, xattr,
+    acl, attr, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, trash, xattr,
 };
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
@@ -287,6 +287,9 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             to,
         } => stripes::move_shard(s, stripe, *index, *from, *to),
         // Only the metaserver itself loads a backup (for `tessera load`, after its checks).
+        Op::SetTrashRetention { seconds } => trash::set_retention(s, *seconds),
+        Op::RestoreTrash { ino, to } => trash::restore(s, *ino, to.clone(), now),
+        Op::PurgeTrash { inos, expired_only } => trash::purge(s, inos, *expired_only, now),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
             _ => Err(FsError::NotPermitted.into()),
@@ -337,6 +340,11 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, Names
         Query::Stripes { after, limit } => stripes::list(store, after.as_ref(), *limit),
         Query::RefcountCheck { limit } => stripes::refcount_check(store, *limit),
         Query::AclsUsed => acl::used(store).map(Response::Flag),
+        Query::Trash {
+            after,
+            limit,
+            totals,
+        } => trash::list(store, *after, *limit, *totals),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),

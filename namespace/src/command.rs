@@ -103,6 +103,18 @@ impl fmt::Display for Command {
                 from,
                 to,
             } => write!(f, "move-shard {stripe}[{index}] {from:#x} -> {to:#x}"),
+            Op::SetTrashRetention { seconds } => write!(f, "trash-retention {seconds} s"),
+            Op::RestoreTrash { ino, to } => match to {
+                Some((parent, n)) => write!(f, "restore {ino} -> {parent}/{}", name(n)),
+                None => write!(f, "restore {ino}"),
+            },
+            Op::PurgeTrash { inos, expired_only } => {
+                write!(
+                    f,
+                    "purge {} from trash (expired only: {expired_only})",
+                    inos.len()
+                )
+            }
             Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
         }
     }

@@ -143,7 +143,7 @@ pub(crate) fn unlink<S: Store + ?Sized>(
     }
     need_removable(s, &dir, entry.ino)?;
     remove_entry(s, parent, name, &entry, now)?;
-    drop_link(s, entry.ino, now)?;
+    drop_link(s, entry.ino, (parent, name), now)?;
     Ok(Response::Done)
 }
 
@@ -171,7 +171,7 @@ pub(crate) fn rmdir<S: Store + ?Sized>(
         return Err(FsError::NotEmpty.into());
     }
     remove_entry(s, parent, name, &entry, now)?;
-    drop_link(s, entry.ino, now)?;
+    drop_link(s, entry.ino, (parent, name), now)?;
     Ok(Response::Done)
 }
 

@@ -39,6 +39,7 @@ mod session;
 mod state;
 mod store;
 mod stripes;
+mod trash;
 mod xattr;
 
 #[cfg(test)]
@@ -53,3 +54,4 @@ pub use reserve::reserved_bytes;
 pub use session::expired_sessions;
 pub use store::{Entry, MemStore, Store, StoreRead, Table, prefix_end, scan_prefix};
 pub use stripes::{StripePage, all_stripes, live_stripes};
+pub use trash::{expired as expired_trash, retention_setting as trash_retention_setting};

@@ -8,6 +8,7 @@ use super::data;
 use super::records::{DentryRec, InodeRec, OrphanRec};
 use super::state::{Tables, TablesMut, counter, keys};
 use super::store::{Store, Table, scan_prefix};
+use super::trash;
 use crate::error::NamespaceError;
 use tessera_proto::fs::{COOKIE_FIRST, FileKind, Ino, ROOT_INO};
 
@@ -183,11 +184,13 @@ pub(crate) fn repoint_entry<S: Store + ?Sized>(
     Ok(())
 }
 
-/// Drops one name of `ino` (its entry is already gone). A directory loses both its entry
-/// and its "." at once. At zero links the inode is freed, or kept as an orphan while open.
+/// Drops one name of `ino` (its entry, `from`, is already gone). A directory loses both its
+/// entry and its "." at once. At zero links a file goes to the trash when it is on
+/// (`trash.rs`); otherwise the inode is freed, or kept as an orphan while open.
 pub(crate) fn drop_link<S: Store + ?Sized>(
     s: &mut S,
     ino: Ino,
+    from: (Ino, &[u8]),
     now: i64,
 ) -> Result<(), NamespaceError> {
     let rec = s.update_inode(ino, |r| {
@@ -211,7 +214,7 @@ pub(crate) fn drop_link<S: Store + ?Sized>(
         };
         r.ctime = now;
     })?;
-    if rec.nlink == 0 {
+    if rec.nlink == 0 && !trash::keep(s, ino, rec.kind.is_dir(), from, now)? {
         if rec.opens > 0 {
             s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
         } else {

@@ -217,6 +217,15 @@ pub struct OrphanRec {
     pub since: i64,
 }
 
+/// `trash[ino]`: a file whose last name went, kept until the retention runs out (`trash.rs`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TrashRec {
+    pub deleted_ns: i64,
+    /// The directory it was deleted from, and its name there.
+    pub parent: Ino,
+    pub name: Vec<u8>,
+}
+
 /// `locks[(ino, flavor, session, owner, start)]`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockRec {

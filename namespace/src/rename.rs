@@ -136,7 +136,7 @@ fn replace<S: Store + ?Sized>(
     remove_entry(s, e.parent, name, &e.src, now)?;
     if let Some(d) = &e.dst {
         remove_entry(s, e.new_parent, new_name, d, now)?;
-        drop_link(s, d.ino, now)?;
+        drop_link(s, d.ino, (e.new_parent, new_name), now)?;
     }
     add_entry(s, e.new_parent, new_name, e.src.ino, e.src.kind, now)?;
     let new_parent = e.new_parent;

@@ -11,6 +11,7 @@ use super::nodes::free_inode;
 use super::records::{InodeRec, OpenRec, SessionRec};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, Table, scan_prefix};
+use super::trash;
 use tessera_proto::fs::{FsError, Ino};
 
 pub(crate) fn open_session<S: Store + ?Sized>(
@@ -139,7 +140,8 @@ fn drop_opens<S: Store + ?Sized>(
         debug_assert!(r.opens >= n, "inode {ino} has {} opens, loses {n}", r.opens);
         r.opens = r.opens.saturating_sub(n)
     })?;
-    if rec.nlink == 0 && rec.opens == 0 {
+    // A file in the trash stays there: the expiry or a purge frees it.
+    if rec.nlink == 0 && rec.opens == 0 && !trash::is_kept(s, ino)? {
         free_inode(s, ino, now)?;
     }
     Ok(())

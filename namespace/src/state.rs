@@ -48,6 +48,8 @@ pub(crate) mod counter {
     pub const ACLS_USED: &[u8] = b"acls_used";
     /// File bytes preallocated and not written yet, across all inodes (`reserve.rs`).
     pub const RESERVED_BYTES: &[u8] = b"reserved_bytes";
+    /// Seconds a file whose last name goes is kept in the trash (0, and unset: not kept).
+    pub const TRASH_RETENTION_S: &[u8] = b"trash_retention_s";
 }
 
 /// Key builders, one per table, so layouts live in one place.

@@ -43,11 +43,12 @@ pub enum Table {
     Locks,
     Requests,
     Counters,
+    Trash,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -61,6 +62,7 @@ impl Table {
         Table::Locks,
         Table::Requests,
         Table::Counters,
+        Table::Trash,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -79,6 +81,7 @@ impl Table {
             Table::Locks => "locks",
             Table::Requests => "requests",
             Table::Counters => "counters",
+            Table::Trash => "trash",
         }
     }
 

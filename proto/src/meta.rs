@@ -224,6 +224,27 @@ pub enum Op {
         offset: u64,
         len: u64,
     },
+
+    /// How long a file whose last name goes is kept in the trash, in seconds (0: not kept,
+    /// freed at once as before). Cluster-wide; sent by `tessera trash --retention` and once
+    /// by the leader that formats a new namespace.
+    SetTrashRetention {
+        seconds: u64,
+    },
+    /// Gives a file in the trash a name again: `parent`/`name`, or where it was deleted from
+    /// when `None`. `ENOENT` if it is not in the trash or the directory is gone, `EEXIST` if
+    /// the name is taken.
+    RestoreTrash {
+        ino: Ino,
+        to: Option<(Ino, Vec<u8>)>,
+    },
+    /// Frees files in the trash now (kept while still open somewhere, as any unlinked
+    /// file). With `expired_only` (the leader's expiry) a file is skipped unless its
+    /// retention has run out when the command applies. Files not in the trash are skipped.
+    PurgeTrash {
+        inos: Vec<Ino>,
+        expired_only: bool,
+    },
 }
 
 /// A read of the state.
@@ -291,6 +312,28 @@ pub enum Query {
     /// Whether any POSIX ACL was ever stored ([`Response::Flag`]); until one is, a mount
     /// answers the kernel's ACL reads itself.
     AclsUsed,
+    /// The trash: its retention and up to `limit` files with inode numbers above `after`
+    /// ([`Response::Trash`]); with `totals`, also how many files it holds and their bytes
+    /// (a scan of the whole trash).
+    Trash {
+        after: Ino,
+        limit: u32,
+        totals: bool,
+    },
+}
+
+/// One file in the trash, as [`Query::Trash`] lists it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TrashEntry {
+    /// Its attributes now (nlink 0; size, mode and owner as when deleted).
+    pub attr: Attr,
+    /// When its last name went (ns since the epoch, the leader's clock).
+    pub deleted_ns: i64,
+    /// The directory it was deleted from and the name it had there.
+    pub parent: Ino,
+    pub name: Vec<u8>,
+    /// That directory's path from the root, if it still exists.
+    pub parent_path: Option<Vec<u8>>,
 }
 
 /// One stripe row, as [`Query::Stripes`] lists it.
@@ -343,6 +386,13 @@ pub enum Response {
     RefcountMismatches(Vec<RefcountMismatch>),
     /// A yes-or-no answer ([`Query::AclsUsed`]).
     Flag(bool),
+    /// [`Query::Trash`]: the retention in seconds, a page of files, and (when asked) the
+    /// files and bytes of the whole trash.
+    Trash {
+        retention_s: u64,
+        entries: Vec<TrashEntry>,
+        totals: Option<(u64, u64)>,
+    },
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

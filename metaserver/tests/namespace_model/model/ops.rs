@@ -399,6 +399,12 @@ impl Model {
             }
             // Backups are tested in tessera_namespace::dump, not by the model.
             Op::LoadImage { .. } => Err(FsError::NotPermitted),
+            // Never generated: the model's namespace keeps retention 0 (no trash), which is
+            // what a namespace no one set a retention on does; the trash has its own tests
+            // in the namespace crate (`trash.rs`).
+            Op::SetTrashRetention { .. } | Op::RestoreTrash { .. } | Op::PurgeTrash { .. } => {
+                Err(FsError::NotPermitted)
+            }
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
             Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
                 Err(FsError::NotSupported)

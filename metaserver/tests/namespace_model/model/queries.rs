@@ -200,6 +200,8 @@ impl Model {
             Query::RefcountCheck { .. } => Ok(Response::RefcountMismatches(Vec::new())),
             // Its xattr names are `user.*`: no ACL is ever stored.
             Query::AclsUsed => Ok(Response::Flag(false)),
+            // Never generated (see the trash ops in `ops.rs`).
+            Query::Trash { .. } => Err(FsError::NotPermitted),
         }
     }
 
