@@ -18,6 +18,7 @@ mod progress;
 mod rebalance_cmd;
 mod secret_cmd;
 mod status_cmd;
+mod trash_cmd;
 mod units;
 mod upkeep_cmd;
 
@@ -70,6 +71,9 @@ enum Command {
     /// fraction is within the band of the mean (the leader also does it by itself unless
     /// started with --rebalance manual); --wait follows the moves. Exits 1 if --wait gave up.
     Rebalance(rebalance_cmd::RebalanceArgs),
+    /// Deleted files kept for the retention time: show and set it (--retention SECONDS),
+    /// `list` them, `restore INO [--to PATH]` one, `purge INO...|--all`.
+    Trash(trash_cmd::TrashArgs),
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Meta(args) => finish(meta_cmd::run(args)),
         Command::Mount(args) => finish(mount_cmd::run(args)),
         Command::Info(args) => finish(info_cmd::run(args)),
+        Command::Trash(args) => finish(trash_cmd::run(args)),
         Command::Dump(args) => finish(backup_cmd::dump(args)),
         Command::Load(args) => finish(backup_cmd::load(args)),
     }

@@ -82,6 +82,12 @@ pub struct MetaArgs {
     #[arg(long, value_name = "MS", default_value_t = 1_000)]
     session_check_ms: u64,
 
+    /// Seconds a deleted file stays in the trash (restorable with `tessera trash`) before
+    /// its space returns; 0 frees at once. Applied once, to a cluster where no one has set
+    /// it yet (a new one); change it later with `tessera trash --retention`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    trash_retention: u64,
+
     /// Pause between repair rounds (looking for lost or damaged shards), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     repair_interval_ms: u64,
@@ -180,6 +186,7 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
         },
         write_spare: args.write_spare,
         session_check: Duration::from_millis(args.session_check_ms),
+        trash_retention_s: args.trash_retention,
         upkeep: UpkeepConfig {
             repair_interval: Duration::from_millis(args.repair_interval_ms),
             repair_parallel: args.repair_parallel,

@@ -66,6 +66,9 @@ struct Report {
     /// Shown in the tables only: `--json` keeps its documented fields.
     #[serde(skip)]
     rebalance: Option<RebalanceStatus>,
+    /// The trash line (tables only, as `rebalance`).
+    #[serde(skip)]
+    trash: Option<String>,
 }
 
 fn state_name(s: ChunkserverState) -> &'static str {
@@ -115,7 +118,7 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         .iter()
         .find(|m| m.role == "leader")
         .map(|m| m.addr.clone());
-    let (mut chunks, mut stripes, mut rebalance) = (Vec::new(), None, None);
+    let (mut chunks, mut stripes, mut rebalance, mut trash) = (Vec::new(), None, None, None);
     if leader.is_some() {
         let once = Retry::once(timeout);
         if let Ok(list) = cluster.call::<ListChunkservers, _, _>(&(), &once).await {
@@ -127,6 +130,8 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         }
         let ask = RebalanceRequest { start: false };
         rebalance = cluster.call::<Rebalance, _, _>(&ask, &once).await.ok();
+        let meta = args.cluster.meta_client(Retry::once(timeout * 5))?;
+        trash = crate::trash_cmd::status_line(&meta).await.ok();
     }
     let healthy = leader.is_some()
         && meta.iter().all(|m| m.role != "down")
@@ -138,6 +143,7 @@ async fn gather(args: &StatusArgs, cluster: &ClusterClient) -> anyhow::Result<Re
         chunkservers: chunks,
         stripes,
         rebalance,
+        trash,
     })
 }
 
@@ -233,6 +239,9 @@ fn print_tables(r: &Report) {
     }
     if let Some(b) = &r.rebalance {
         println!("rebalance: {}", crate::rebalance_cmd::describe(b));
+    }
+    if let Some(t) = &r.trash {
+        println!("trash: {t}");
     }
     let draining: Vec<&Chunk> = r.chunkservers.iter().filter(|c| c.draining).collect();
     for c in draining {

@@ -27,6 +27,9 @@ pub struct MetaOptions {
     pub session_check_ms: u64,
     /// `--dead-after-ms` (the metaserver's default when `None`).
     pub dead_after_ms: Option<u64>,
+    /// `--trash-retention`: 0 by default here (the server's default keeps deleted files a
+    /// day), so tests that watch space return after a delete see it at once.
+    pub trash_retention_s: u64,
     /// Further flags, e.g. `--gc-grace-ms 1000`.
     pub extra_args: Vec<String>,
 }
@@ -41,6 +44,7 @@ impl Default for MetaOptions {
             distinct_ips: false,
             session_check_ms: 1_000,
             dead_after_ms: None,
+            trash_retention_s: 0,
             extra_args: Vec::new(),
         }
     }
@@ -116,6 +120,8 @@ impl MetaCluster {
                 opts.keep_logs.to_string(),
                 "--session-check-ms".into(),
                 opts.session_check_ms.to_string(),
+                "--trash-retention".into(),
+                opts.trash_retention_s.to_string(),
             ];
             if *id == 1 {
                 args.push("--init".into());
