@@ -19,6 +19,11 @@ async fn a_drained_chunkserver_can_be_removed_without_degrading_anything() {
     let (code, out) = c.admin(&["drain", &victim, "--wait-ms", "120000"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("can be stopped"), "{out}");
+    // Not a terminal: progress comes as plain lines, one per change.
+    assert!(
+        out.lines().any(|l| l.ends_with(" shards left")),
+        "drain shows its progress: {out}"
+    );
     // The drain stands (no new shards) until the server goes, and status says so.
     let (_, out) = c.admin(&["status"]);
     let row = out
