@@ -90,6 +90,28 @@ impl HeldMount {
     }
 }
 
+/// Takes ownership of descriptor `raw`, inherited from the process that started this one
+/// (a supervisor passes its [`HeldMount::fd`] that way), after checking that it is open and
+/// is `/dev/fuse` (character device 10:229), so a wrong number cannot close another file.
+pub fn inherited_fuse_fd(raw: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fstat only writes the struct; a closed descriptor gives EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(raw, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || (major, minor) != (10, 229) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {raw} is not /dev/fuse"),
+        ));
+    }
+    // SAFETY: the descriptor is open (fstat succeeded), is /dev/fuse, and the caller says
+    // this process owns it (inherited, used by nothing else here).
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// Ends a session's event loops (made by [`Session::stopper`]).
 #[derive(Debug, Clone)]
 pub struct SessionStopper {

@@ -79,6 +79,7 @@ pub use crate::reply::ReplyWrite;
 pub use crate::reply::ReplyXattr;
 pub use crate::request_param::Request;
 pub use crate::handover::HeldMount;
+pub use crate::handover::inherited_fuse_fd;
 pub use crate::handover::SessionStopper;
 pub use crate::session::BackgroundSession;
 use crate::session::MAX_WRITE_SIZE;
