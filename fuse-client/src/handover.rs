@@ -114,7 +114,11 @@ impl Supervised {
             // never taken for one of this process's requests.
             let first_seq = self.generation << SEQ_GENERATION_SHIFT;
             if meta.adopt_session(id, first_seq, lease).await? {
-                tracing::info!(session = id, generation = self.generation, "adopted the metadata session");
+                tracing::info!(
+                    session = id,
+                    generation = self.generation,
+                    "adopted the metadata session"
+                );
                 return Ok(id);
             }
             tracing::warn!(
@@ -142,13 +146,13 @@ impl Supervised {
             let session = fuser::Session::from_fd(fs, fd, options.acl, options.clone())
                 .map_err(MountError::Takeover)?;
             if let Some(bytes) = session.init_request() {
-                self.save_init_request(bytes).map_err(MountError::Takeover)?;
+                self.save_init_request(bytes)
+                    .map_err(MountError::Takeover)?;
             }
             return Ok(session);
         };
-        let session =
-            fuser::Session::resume_from_fd(fs, fd, options.acl, options.clone(), &init)
-                .map_err(MountError::Takeover)?;
+        let session = fuser::Session::resume_from_fd(fs, fd, options.acl, options.clone(), &init)
+            .map_err(MountError::Takeover)?;
         match session.notifier().resend() {
             Ok(()) => tracing::info!("asked the kernel to resend unanswered requests"),
             Err(e) => tracing::warn!(
@@ -196,10 +200,7 @@ pub fn wait_quiet(quiet: &dyn Fn() -> bool, limit: Duration) -> bool {
 /// `tessera mount --restart MOUNTPOINT`: asks the mount's supervisor for a planned handover
 /// and waits until the next serving process reads requests. Returns its generation, pid
 /// and how long the handover took.
-pub fn request_restart(
-    mountpoint: &Path,
-    limit: Duration,
-) -> Result<(u64, u32, Duration), String> {
+pub fn request_restart(mountpoint: &Path, limit: Duration) -> Result<(u64, u32, Duration), String> {
     let abs = std::fs::canonicalize(mountpoint)
         .map_err(|e| format!("cannot resolve {}: {e}", mountpoint.display()))?;
     let state = state_dir(&abs);

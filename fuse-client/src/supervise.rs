@@ -26,7 +26,11 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(2);
 
 /// Mounts, then runs `exe child_args` as the serving process until the file system is
 /// unmounted (`fusermount3 -u`, `umount`) or the supervisor gets SIGINT/SIGTERM.
-pub fn run(config: &MountConfig, exe: PathBuf, child_args: Vec<OsString>) -> Result<(), MountError> {
+pub fn run(
+    config: &MountConfig,
+    exe: PathBuf,
+    child_args: Vec<OsString>,
+) -> Result<(), MountError> {
     let mountpoint = check(&config.mountpoint)?;
     let state = handover::state_dir(&mountpoint);
     let _ = std::fs::remove_dir_all(&state);
@@ -60,7 +64,14 @@ pub fn run(config: &MountConfig, exe: PathBuf, child_args: Vec<OsString>) -> Res
         .enable_all()
         .build()
         .map_err(MountError::Runtime)?;
-    let result = rt.block_on(serve(&held, &shared, &state, &exe, &child_args, &mountpoint));
+    let result = rt.block_on(serve(
+        &held,
+        &shared,
+        &state,
+        &exe,
+        &child_args,
+        &mountpoint,
+    ));
     drop(shared);
     if held.is_mounted() {
         unmount(held, &mountpoint);
@@ -157,7 +168,11 @@ async fn serve(
                 backoff = Duration::ZERO;
             }
             other => {
-                tracing::error!(generation, pid, "serving process ended ({other:?}); starting another");
+                tracing::error!(
+                    generation,
+                    pid,
+                    "serving process ended ({other:?}); starting another"
+                );
                 backoff = if started.elapsed() > HEALTHY_AFTER {
                     Duration::ZERO
                 } else {

@@ -24,7 +24,11 @@ fn serving_now(mountpoint: &Path) -> (u64, u32) {
         if let Some(s) = serving(&state) {
             return s;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "nothing serves {}", mountpoint.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing serves {}",
+            mountpoint.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -179,7 +183,10 @@ async fn a_planned_handover_under_fio_loses_nothing_and_keeps_open_descriptors()
     line.clear();
     said.read_line(&mut line).unwrap();
     let status = holder.wait().unwrap();
-    assert!(status.success() && line.trim() == "ok", "descriptor holder failed ({status}): {line}");
+    assert!(
+        status.success() && line.trim() == "ok",
+        "descriptor holder failed ({status}): {line}"
+    );
     let (g, _) = serving_now(&mp);
     assert_eq!(g, 4, "three handovers, four generations");
 }
@@ -221,12 +228,23 @@ async fn a_killed_serving_process_is_replaced_and_fsynced_data_survives() {
     // fio writing while the serving process is killed: it may see errors, never hang.
     let busy = fio(
         &mp.join("busy"),
-        &["--name=busy", "--rw=randrw", "--bs=64k", "--size=32m", "--time_based", "--runtime=8"],
+        &[
+            "--name=busy",
+            "--rw=randrw",
+            "--bs=64k",
+            "--size=32m",
+            "--time_based",
+            "--runtime=8",
+        ],
     );
     std::thread::sleep(Duration::from_secs(3));
     let (g, pid) = serving_now(&mp);
     let killed = Instant::now();
-    let st = Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap();
+    let st = Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut n = 0;
     let gap = loop {
@@ -234,14 +252,27 @@ async fn a_killed_serving_process_is_replaced_and_fsynced_data_survives() {
         if probe(&mp, n) {
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(60), "no I/O 60 s after the crash");
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no I/O 60 s after the crash"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     let (g2, pid2) = serving_now(&mp);
     assert!(g2 > g && pid2 != pid, "a new serving process took over");
-    println!("crash gap: {} ms until a new file was written, fsynced and read ({n} tries)", gap.as_millis());
+    println!(
+        "crash gap: {} ms until a new file was written, fsynced and read ({n} tries)",
+        gap.as_millis()
+    );
     let (ok, out) = finish(busy, Duration::from_secs(120));
-    println!("fio during the crash {}:\n{}", if ok { "succeeded" } else { "failed" }, out.lines().filter(|l| l.contains("err=")).collect::<Vec<_>>().join("\n"));
+    println!(
+        "fio during the crash {}:\n{}",
+        if ok { "succeeded" } else { "failed" },
+        out.lines()
+            .filter(|l| l.contains("err="))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // What fio had fsynced is intact; the mount takes new verified I/O, same supervisor.
     let after = &[
@@ -254,7 +285,10 @@ async fn a_killed_serving_process_is_replaced_and_fsynced_data_survives() {
         "--verify_only",
     ];
     let (ok, out) = finish(fio(&durable, after), Duration::from_secs(300));
-    assert!(ok && out.contains("err= 0"), "fsynced files damaged:\n{out}");
+    assert!(
+        ok && out.contains("err= 0"),
+        "fsynced files damaged:\n{out}"
+    );
     let again = &[
         "--name=again",
         "--rw=write",
@@ -264,7 +298,85 @@ async fn a_killed_serving_process_is_replaced_and_fsynced_data_survives() {
         "--do_verify=1",
     ];
     let (ok, out) = finish(fio(&mp.join("again"), again), Duration::from_secs(300));
-    assert!(ok && out.contains("err= 0"), "new I/O after the crash:\n{out}");
+    assert!(
+        ok && out.contains("err= 0"),
+        "new I/O after the crash:\n{out}"
+    );
     assert_eq!(c.mount(i).process().and_then(|p| p.pid()), Some(supervisor));
-    assert!(tessera_fuse_client::mount::is_mounted(&std::fs::canonicalize(&mp).unwrap()));
+    assert!(tessera_fuse_client::mount::is_mounted(
+        &std::fs::canonicalize(&mp).unwrap()
+    ));
+}
+
+/// One process holds a lock; another waits for it (its F_SETLKW is in the serving process,
+/// read and not answered) while the serving process is killed. The kernel resends the wait
+/// to the new process (FUSE_NOTIFY_RESEND), so once the holder unlocks the waiter gets the
+/// lock: a request in flight at the crash is answered, not left hanging.
+const WAITER: &str = r#"
+import fcntl, os, sys, time
+path = sys.argv[1]
+holder = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(holder, fcntl.LOCK_EX)
+pid = os.fork()
+if pid == 0:
+    f = os.open(path, os.O_RDWR)
+    fcntl.lockf(f, fcntl.LOCK_EX)
+    os._exit(0)
+print("waiting", flush=True)
+sys.stdin.readline()
+fcntl.lockf(holder, fcntl.LOCK_UN)
+deadline = time.time() + 20
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("granted" if os.waitstatus_to_exitcode(status) == 0 else "failed", flush=True)
+        sys.exit(0)
+    time.sleep(0.05)
+os.kill(pid, 9)
+print("still waiting 20 s after the unlock", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_in_flight_at_the_crash_is_answered_by_the_new_process() {
+    let mut c = DevCluster::start("handover-resend", 0).await;
+    let i = c.add_mount(&["--supervise"]);
+    let mp = c.mount(i).path().to_path_buf();
+    let mut script = Command::new("python3")
+        .arg("-c")
+        .arg(WAITER)
+        .arg(mp.join("contended"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(script.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "waiting");
+    // Let the waiter's request reach the serving process.
+    std::thread::sleep(Duration::from_secs(1));
+    let (g, pid) = serving_now(&mp);
+    let st = Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let started = Instant::now();
+    while serving_now(&mp).0 == g {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no new serving process"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    script.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    said.read_line(&mut line).unwrap();
+    script.wait().unwrap();
+    assert_eq!(
+        line.trim(),
+        "granted",
+        "the waiter's lock request after the crash"
+    );
 }
