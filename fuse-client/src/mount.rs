@@ -228,7 +228,9 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
         None => check(&config.mountpoint)?,
         Some(s) => {
             s.die_with_supervisor();
-            std::fs::canonicalize(&config.mountpoint).unwrap_or(config.mountpoint.clone())
+            // Not resolved: a lookup on the mount could wait for this very process's INIT
+            // answer. The supervisor checked and mounted it.
+            config.mountpoint.clone()
         }
     };
     let secret = Secret::load(&config.secret_file)?;

@@ -162,6 +162,13 @@ async fn serve(
             tracing::info!("{} was unmounted", mountpoint.display());
             return Ok(());
         }
+        if handover::serving(state).is_none() {
+            // It never served (no cluster, a bad flag): starting it again would only leave
+            // every access to the mount waiting; unmounting says so at once.
+            return Err(MountError::Child(format!(
+                "the serving process exited ({status:?}) before serving; see its log"
+            )));
+        }
         match status {
             Ok(s) if s.code() == Some(HANDED_OVER) => {
                 tracing::info!(generation, "serving process handed over");
