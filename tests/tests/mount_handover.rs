@@ -306,6 +306,25 @@ async fn a_killed_serving_process_is_replaced_and_fsynced_data_survives() {
     assert!(tessera_fuse_client::mount::is_mounted(
         &std::fs::canonicalize(&mp).unwrap()
     ));
+    // The supervisor's death takes the serving process with it (no orphan on a connection
+    // nobody restarts); the dead mount is detached when the cluster is dropped.
+    let (_, pid) = serving_now(&mp);
+    c.mounts[i].process_mut().unwrap().kill9();
+    let started = Instant::now();
+    // Gone, or a zombie nobody reaped yet.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+    };
+    while alive(pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serving process outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One process holds a lock; another waits for it (its F_SETLKW is in the serving process,
