@@ -56,7 +56,12 @@ fn fio(dir: &Path, args: &[&str]) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     Command::new("fio")
         .arg(format!("--directory={}", dir.display()))
-        .args(["--ioengine=psync", "--group_reporting"])
+        // No verify state files in the working directory.
+        .args([
+            "--ioengine=psync",
+            "--group_reporting",
+            "--verify_state_save=0",
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
