@@ -116,6 +116,16 @@ fn main() -> ExitCode {
     {
         return mount_helper::run(argv.collect());
     }
+    // `tessera mount --restart MOUNTPOINT` talks to the mount's supervisor only: none of
+    // the cluster flags a mount requires apply.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [cmd, flag, mountpoint] = args.as_slice()
+        && cmd == "mount"
+        && flag == "--restart"
+    {
+        init_logging();
+        return finish(mount_cmd::restart(std::path::Path::new(mountpoint)));
+    }
     let cli = Cli::parse();
     init_logging();
     match cli.command {

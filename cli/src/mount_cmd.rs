@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tessera_client::DataConfig;
 use tessera_fuse_client::fs::{AtimeMode, FsOptions};
-use tessera_fuse_client::mount::{MountConfig, is_mounted};
+use tessera_fuse_client::mount::{MountConfig, Served, is_mounted};
 
 use crate::cluster::{ClusterArgs, runtime};
 
@@ -82,6 +82,19 @@ pub struct MountArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+
+    /// Keep the mount alive across restarts of the process serving it: a small supervisor
+    /// holds the FUSE connection and starts a new serving process when one dies (crash,
+    /// kill) or on a planned handover (`--restart`, or SIGUSR2 to the supervisor). Open
+    /// files and locks carry over; see docs/operations.md.
+    #[arg(long)]
+    supervise: bool,
+
+    /// `tessera mount --restart MOUNTPOINT` (no other flags): planned handover of a
+    /// `--supervise` mount to a new serving process (started from the binary on disk now,
+    /// so also an upgrade); waits until it serves.
+    #[arg(long)]
+    restart: bool,
 }
 
 /// `--atime` values, named as the Linux mount options are.
@@ -114,6 +127,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         return detach(&args);
     }
     let (k, m) = args.ec;
+    let supervise = args.supervise;
     let config = MountConfig {
         mountpoint: args.mountpoint,
         meta: args.cluster.meta,
@@ -128,6 +142,8 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
             ttl: Duration::from_millis(args.attr_ttl_ms),
             atime: args.atime.into(),
             acl: !args.no_acl,
+            // Set by a supervisor's serving processes (`tessera_fuse_client::handover`).
+            generation: 0,
         },
         meta_timeout: Duration::from_millis(args.meta_timeout_ms),
         session_lease: Duration::from_millis(args.session_lease_ms),
@@ -135,7 +151,33 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         devices: args.dev,
         set_id_programs: args.suid,
     };
-    tessera_fuse_client::mount::run(config)?;
+    if supervise {
+        let exe = std::env::current_exe().context("cannot find the tessera binary to re-run")?;
+        // The serving processes: this command again, without the supervisor's flags.
+        let child_args = std::env::args_os()
+            .skip(1)
+            .filter(|a| a != "--supervise" && a != "--detach")
+            .collect();
+        tessera_fuse_client::supervise::run(&config, exe, child_args)?;
+        return Ok(());
+    }
+    match tessera_fuse_client::mount::run(config)? {
+        Served::Unmounted => Ok(()),
+        // The supervisor starts the next serving process on this status.
+        Served::HandedOver => std::process::exit(tessera_fuse_client::handover::HANDED_OVER),
+    }
+}
+
+/// `tessera mount --restart MOUNTPOINT`: a planned handover of a supervised mount.
+pub fn restart(mountpoint: &std::path::Path) -> anyhow::Result<()> {
+    let (generation, pid, took) =
+        tessera_fuse_client::handover::request_restart(mountpoint, Duration::from_secs(120))
+            .map_err(anyhow::Error::msg)?;
+    println!(
+        "{} is served by a new process (generation {generation}, pid {pid}) after {} ms",
+        mountpoint.display(),
+        took.as_millis()
+    );
     Ok(())
 }
 

@@ -83,6 +83,30 @@ impl MetaClient {
         }
     }
 
+    /// Takes over session `id`, opened by an earlier process of the same mount (a
+    /// supervised mount's successor): writes carry it, numbered from `first_seq` (above
+    /// every number the earlier process used). True if the session is alive (renewed for
+    /// `lease`); false if it expired, and this client then has no session.
+    pub async fn adopt_session(
+        &self,
+        id: u64,
+        first_seq: u64,
+        lease: Duration,
+    ) -> Result<bool, MetaClientError> {
+        self.session.store(id, Ordering::Relaxed);
+        self.next_seq.store(first_seq.max(1), Ordering::Relaxed);
+        let renew = Op::RenewSession {
+            lease_ns: lease.as_nanos() as i64,
+        };
+        match self.write(renew).await? {
+            Ok(_) => Ok(true),
+            Err(_) => {
+                self.session.store(0, Ordering::Relaxed);
+                Ok(false)
+            }
+        }
+    }
+
     /// Applies a change exactly once and returns its reply (a POSIX error is a reply).
     pub async fn write(&self, op: Op) -> Result<Reply, MetaClientError> {
         let session = self.session();

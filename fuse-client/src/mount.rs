@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fuser::{MountOption, SessionACL};
@@ -11,6 +12,7 @@ use tessera_stripe::chunk_client::ReadAudit;
 use tessera_stripe::{ChunkClient, ChunkClientConfig};
 
 use crate::fs::{AtimeMode, FsOptions, TesseraFs};
+use crate::handover::{Supervised, wait_quiet};
 use tessera_client::data::{DataConfig, DataPath};
 use tessera_client::meta::{MetaClient, MetaClientOptions};
 use tessera_client::ops::Namespace;
@@ -78,6 +80,29 @@ pub enum MountError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "cannot keep the supervised mount's state in {path}: {source}; set TESSERA_RUN_DIR to a writable directory"
+    )]
+    State {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the serving process: {0}")]
+    Child(String),
+    #[error(
+        "cannot take over the supervised mount's connection: {0}; unmount with `fusermount3 -u` and mount again"
+    )]
+    Takeover(std::io::Error),
+}
+
+/// How serving a mount ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The file system was unmounted (or the process signalled to unmount it).
+    Unmounted,
+    /// A supervised serving process stopped for a planned handover: every request it read
+    /// was answered and everything buffered written; its session lives on for the next.
+    HandedOver,
 }
 
 /// Whether `path` is a mount point now (a line of /proc/self/mountinfo names it).
@@ -104,7 +129,7 @@ pub fn dead_or_missing(e: &std::io::Error, shown: &str) -> MountError {
     }
 }
 
-fn check(path: &Path) -> Result<PathBuf, MountError> {
+pub(crate) fn check(path: &Path) -> Result<PathBuf, MountError> {
     let shown = path.display().to_string();
     let abs = std::fs::canonicalize(path).map_err(|e| dead_or_missing(&e, &shown))?;
     if !abs.is_dir() {
@@ -138,70 +163,8 @@ fn raise_read_ahead(mountpoint: &Path) {
     }
 }
 
-/// The mount's `/metrics`: FUSE operations, the RPCs they cause and what shard reads verified.
-async fn start_metrics(
-    addr: &str,
-    reads: Arc<ReadAudit>,
-) -> Result<tessera_metrics::MetricsServer, MountError> {
-    let registry = tessera_metrics::Registry::new("mount");
-    registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
-    registry.register(|e| crate::fs::metrics::fs_metrics().render(e));
-    registry.register(move |e| reads.render(e));
-    let server = tessera_metrics::serve(addr, registry)
-        .await
-        .map_err(|source| MountError::Metrics {
-            addr: addr.to_string(),
-            source,
-        })?;
-    tracing::info!(addr = %server.local_addr(), "serving metrics");
-    Ok(server)
-}
-
-/// Mounts and serves until the file system is unmounted (`fusermount3 -u`, `umount`) or the
-/// process gets SIGINT/SIGTERM, which unmount it. Blocks the calling thread.
-pub fn run(config: MountConfig) -> Result<(), MountError> {
-    let mountpoint = check(&config.mountpoint)?;
-    let secret = Secret::load(&config.secret_file)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tessera-mount")
-        .build()
-        .map_err(MountError::Runtime)?;
-    let chunks = Arc::new(ChunkClient::new(
-        secret.clone(),
-        ChunkClientConfig::default(),
-    ));
-    let _metrics = match &config.metrics_addr {
-        Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
-        None => None,
-    };
-    let meta = Arc::new(MetaClient::new(
-        &config.meta,
-        secret.clone(),
-        RpcConfig::default(),
-        MetaClientOptions {
-            deadline: config.meta_timeout,
-            ..MetaClientOptions::default()
-        },
-    ));
-    let client_name = format!("mount:{}", mountpoint.display());
-    let session = rt.block_on(meta.open_session(&client_name, config.session_lease))?;
-    // Background tasks below are spawned on this runtime.
-    let _in_rt = rt.enter();
-    let _keeper = meta.keep_session_alive(config.session_lease);
-    tracing::info!(session, "metadata session opened");
-    let data = DataPath::new(meta.clone(), chunks, config.data.clone());
-    let timer = data.start_timer();
-    // Shards whose servers sent bytes that failed verification go to the leader for repair.
-    let reports = data.start_reporter();
-    let reachability = data.start_reachability();
-    let fs = TesseraFs::new(
-        Namespace::new(meta.clone()),
-        data.clone(),
-        config.fs.clone(),
-        rt.handle().clone(),
-    );
-    let slot = fs.notifier_slot();
+/// The mount options and serving settings, the same for a plain and a supervised mount.
+pub(crate) fn fuse_options(config: &MountConfig) -> fuser::Config {
     let mut options = fuser::Config::default();
     options.mount_options = vec![
         MountOption::FSName(config.meta.join(",")),
@@ -231,14 +194,165 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     ];
     options.acl = SessionACL::All;
     options.n_threads = Some(2);
-    let mut fuse =
-        fuser::Session::new(fs, &mountpoint, &options).map_err(|source| MountError::Mount {
-            path: mountpoint.display().to_string(),
+    options
+}
+
+/// The mount's `/metrics`: FUSE operations, the RPCs they cause and what shard reads verified.
+async fn start_metrics(
+    addr: &str,
+    reads: Arc<ReadAudit>,
+) -> Result<tessera_metrics::MetricsServer, MountError> {
+    let registry = tessera_metrics::Registry::new("mount");
+    registry.register(|e| tessera_rpc::client_metrics().render(e, "client"));
+    registry.register(|e| crate::fs::metrics::fs_metrics().render(e));
+    registry.register(move |e| reads.render(e));
+    let server = tessera_metrics::serve(addr, registry)
+        .await
+        .map_err(|source| MountError::Metrics {
+            addr: addr.to_string(),
             source,
         })?;
-    slot.set(fuse.notifier());
-    let mut unmounter = fuse.unmount_callable();
+    tracing::info!(addr = %server.local_addr(), "serving metrics");
+    Ok(server)
+}
+
+/// Mounts and serves until the file system is unmounted (`fusermount3 -u`, `umount`) or the
+/// process gets SIGINT/SIGTERM, which unmount it. Blocks the calling thread.
+///
+/// Started by a supervisor (`supervise.rs`; see `handover.rs`), it serves the supervisor's
+/// connection instead of mounting, adopts the metadata session of the process before it,
+/// and stops for a planned handover on SIGUSR2 or SIGTERM.
+pub fn run(config: MountConfig) -> Result<Served, MountError> {
+    let supervised = Supervised::from_env();
+    let mountpoint = match &supervised {
+        None => check(&config.mountpoint)?,
+        Some(s) => {
+            s.die_with_supervisor();
+            // Not resolved: a lookup on the mount could wait for this very process's INIT
+            // answer. The supervisor checked and mounted it.
+            config.mountpoint.clone()
+        }
+    };
+    let secret = Secret::load(&config.secret_file)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-mount")
+        .build()
+        .map_err(MountError::Runtime)?;
+    let chunks = Arc::new(ChunkClient::new(
+        secret.clone(),
+        ChunkClientConfig::default(),
+    ));
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
+        None => None,
+    };
+    let meta = Arc::new(MetaClient::new(
+        &config.meta,
+        secret.clone(),
+        RpcConfig::default(),
+        MetaClientOptions {
+            deadline: config.meta_timeout,
+            ..MetaClientOptions::default()
+        },
+    ));
+    let client_name = format!("mount:{}", mountpoint.display());
+    let session = match &supervised {
+        None => rt.block_on(meta.open_session(&client_name, config.session_lease))?,
+        Some(s) => rt.block_on(s.session_for(&meta, &client_name, config.session_lease))?,
+    };
+    // Background tasks below are spawned on this runtime.
+    let _in_rt = rt.enter();
+    let _keeper = meta.keep_session_alive(config.session_lease);
+    tracing::info!(session, "metadata session opened");
+    let data = DataPath::new(meta.clone(), chunks, config.data.clone());
+    let timer = data.start_timer();
+    // Shards whose servers sent bytes that failed verification go to the leader for repair.
+    let reports = data.start_reporter();
+    let reachability = data.start_reachability();
+    let fs = TesseraFs::new(
+        Namespace::new(meta.clone()),
+        data.clone(),
+        FsOptions {
+            generation: supervised.as_ref().map_or(0, |s| s.generation),
+            ..config.fs.clone()
+        },
+        rt.handle().clone(),
+    );
+    let slot = fs.notifier_slot();
+    let quiet = fs.quiet_probe();
+    let options = fuse_options(&config);
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let fuse = match &supervised {
+        None => {
+            let mut fuse = fuser::Session::new(fs, &mountpoint, &options).map_err(|source| {
+                MountError::Mount {
+                    path: mountpoint.display().to_string(),
+                    source,
+                }
+            })?;
+            slot.set(fuse.notifier());
+            unmount_on_signal(&rt, fuse.unmount_callable(), mountpoint.clone());
+            fuse
+        }
+        Some(s) => {
+            let mut fuse = s.take_over(fs, &options)?;
+            slot.set(fuse.notifier());
+            let stopper = fuse.stopper().map_err(MountError::Takeover)?;
+            stop_on_signal(&rt, stopper, handed_over.clone());
+            fuse
+        }
+    };
     let mp = mountpoint.clone();
+    rt.spawn_blocking(move || raise_read_ahead(&mp));
+    if let Some(s) = &supervised
+        && let Err(e) = s.save_serving()
+    {
+        tracing::warn!("cannot record the serving generation: {e}");
+    }
+    tracing::info!("mounted at {}", mountpoint.display());
+    let served = fuse.run();
+    timer.abort();
+    reports.abort();
+    reachability.abort();
+    if handed_over.load(Ordering::SeqCst) {
+        // Nothing more is read; answer what was, write what is buffered, send the queued
+        // releases. The session stays open: the next serving process adopts it.
+        let limit = Duration::from_secs(60);
+        if !wait_quiet(&quiet, limit) {
+            tracing::warn!("requests still unanswered after {} s", limit.as_secs());
+        }
+        if let Err(e) = rt.block_on(data.flush_all()) {
+            tracing::error!("unflushed data at handover: {e}");
+        }
+        wait_quiet(&quiet, limit);
+        tracing::info!(session, "handed over {}", mountpoint.display());
+        return Ok(Served::HandedOver);
+    }
+    rt.block_on(async {
+        if let Err(e) = data.flush_all().await {
+            tracing::error!("unflushed data at unmount: {e}");
+        }
+        let bye = tokio::time::timeout(Duration::from_secs(5), meta.write(Op::CloseSession));
+        if !matches!(bye.await, Ok(Ok(Ok(_)))) {
+            tracing::warn!("could not close the metadata session; it expires with its lease");
+        }
+    });
+    tracing::info!("unmounted {}", mountpoint.display());
+    served
+        .map(|()| Served::Unmounted)
+        .map_err(|source| MountError::Mount {
+            path: mountpoint.display().to_string(),
+            source,
+        })
+}
+
+/// SIGINT or SIGTERM unmounts (a plain mount).
+fn unmount_on_signal(
+    rt: &tokio::runtime::Runtime,
+    mut unmounter: fuser::SessionUnmounter,
+    mp: PathBuf,
+) {
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (
@@ -265,25 +379,34 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         })
         .await;
     });
-    let mp = mountpoint.clone();
-    rt.spawn_blocking(move || raise_read_ahead(&mp));
-    tracing::info!("mounted at {}", mountpoint.display());
-    let served = fuse.run();
-    timer.abort();
-    reports.abort();
-    reachability.abort();
-    rt.block_on(async {
-        if let Err(e) = data.flush_all().await {
-            tracing::error!("unflushed data at unmount: {e}");
+}
+
+/// SIGUSR2 or SIGTERM stops a supervised serving process for a planned handover; SIGINT
+/// (a terminal's Ctrl-C reaches the supervisor too, which unmounts) is ignored.
+fn stop_on_signal(
+    rt: &tokio::runtime::Runtime,
+    stopper: fuser::SessionStopper,
+    handed_over: Arc<AtomicBool>,
+) {
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut usr2), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::user_defined2()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for signals; no planned handover possible");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = usr2.recv() => break,
+                _ = term.recv() => break,
+                _ = int.recv() => continue,
+            }
         }
-        let bye = tokio::time::timeout(Duration::from_secs(5), meta.write(Op::CloseSession));
-        if !matches!(bye.await, Ok(Ok(Ok(_)))) {
-            tracing::warn!("could not close the metadata session; it expires with its lease");
-        }
+        tracing::info!("planned handover: no more requests are read");
+        handed_over.store(true, Ordering::SeqCst);
+        stopper.stop();
     });
-    tracing::info!("unmounted {}", mountpoint.display());
-    served.map_err(|source| MountError::Mount {
-        path: mountpoint.display().to_string(),
-        source,
-    })
 }

@@ -30,17 +30,23 @@ pub struct DirListings {
 
 impl Default for DirListings {
     fn default() -> Self {
-        Self {
-            // 0 is what handles opened before listings were kept carry: never one of these.
-            next_handle: AtomicU64::new(1),
-            kept: Mutex::new(HashMap::new()),
-        }
+        Self::new(0)
     }
 }
 
 impl DirListings {
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Listing>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles of process generation `generation` (see `handles.rs`): a successor's never
+    /// equal a predecessor's, which it does not know the listings of (it lists afresh).
+    pub fn new(generation: u64) -> Self {
+        Self {
+            // 0 is what handles opened before listings were kept carry: never one of these.
+            next_handle: AtomicU64::new((generation << super::handles::GENERATION_SHIFT) | 1),
+            kept: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A new directory handle.

@@ -22,6 +22,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct FsOptions {
     /// POSIX ACLs: stored and inherited by the namespace, enforced by the kernel (FUSE's
     /// POSIX ACL support). Off (`noacl`), their attributes are refused.
     pub acl: bool,
+    /// Which serving process of a supervised mount this is (1, 2, ...; 0 without a
+    /// supervisor): handle numbers carry it, and older handles are adopted (`handles.rs`).
+    pub generation: u64,
 }
 
 impl Default for FsOptions {
@@ -81,6 +85,7 @@ impl Default for FsOptions {
             ttl: Duration::from_secs(1),
             atime: AtimeMode::default(),
             acl: true,
+            generation: 0,
         }
     }
 }
@@ -107,6 +112,24 @@ struct Inner {
     ttl: Duration,
     /// POSIX ACLs are served ([`FsOptions::acl`]).
     acl: bool,
+    /// Requests handed to tasks and not answered yet (a planned handover waits for 0).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one request in [`Inner::in_flight`] while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(n: &Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The file system the kernel talks to.
@@ -161,8 +184,11 @@ impl Inner {
         }
     }
 
-    fn handle(&self, fh: FileHandle) -> Result<Arc<InodeData>, FsError> {
-        self.handles.get(fh.0).ok_or(FsError::BadHandle)
+    /// The state of handle `fh` on `ino` (a previous serving process's handle is adopted).
+    fn handle(&self, fh: FileHandle, ino: u64) -> Result<Arc<InodeData>, FsError> {
+        self.handles
+            .get_or_adopt(fh.0, ino, || self.data.open(ino))
+            .ok_or(FsError::BadHandle)
     }
 
     /// Drops the locks `owner` holds on `ino` if this mount ever took one for it.
@@ -173,7 +199,9 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(ino, owner));
         self.lock_takers.dropped(ino, owner);
-        if had {
+        // A previous serving process may have taken locks on an inode opened before it
+        // handed over: this process cannot know, so it always unlocks those.
+        if had || self.handles.inherited(ino) {
             self.ns
                 .setlk(ino, owner, LockKind::Unlock, 0, u64::MAX, 0, false, || {
                     false
@@ -260,14 +288,15 @@ impl TesseraFs {
                 atimes,
                 ns,
                 data,
-                handles: Handles::default(),
+                handles: Handles::new(options.generation),
                 open_dirs: OpenDirs::default(),
-                dir_listings: DirListings::default(),
+                dir_listings: DirListings::new(options.generation),
                 notifier: OnceLock::new(),
                 locked: Mutex::new(HashSet::new()),
                 lock_takers: LockTakers::default(),
                 ttl: options.ttl,
                 acl: options.acl,
+                in_flight: Arc::new(AtomicUsize::new(0)),
             }),
             rt,
         }
@@ -283,7 +312,19 @@ impl TesseraFs {
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(timed(op, f(self.inner.clone())));
+        let counted = InFlight::new(&self.inner.in_flight);
+        let fut = f(self.inner.clone());
+        self.rt.spawn(timed(op, async move {
+            fut.await;
+            drop(counted);
+        }));
+    }
+
+    /// Whether every request handed to a task was answered and every queued release sent:
+    /// what a planned handover waits for once no more requests are read.
+    pub fn quiet_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let (n, releases) = (self.inner.in_flight.clone(), self.inner.releases.clone());
+        move || n.load(Ordering::SeqCst) == 0 && releases.pending() == 0
     }
 }
 
@@ -617,7 +658,7 @@ impl Filesystem for TesseraFs {
         reply: ReplyData,
     ) {
         self.run(FsOp::Read, |i| async move {
-            let d = i.handles.get(fh.0);
+            let d = i.handle(fh, ino.0).ok();
             match i.data.read(ino.0, d.as_ref(), offset, size).await {
                 Ok(b) => {
                     i.atimes.read(ino.0);
@@ -632,7 +673,7 @@ impl Filesystem for TesseraFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -646,7 +687,7 @@ impl Filesystem for TesseraFs {
         // to a task.
         let answering = Answering::new(FsOp::Write);
         let len = data.len() as u32;
-        let d = match self.inner.handle(fh) {
+        let d = match self.inner.handle(fh, ino.0) {
             Ok(d) => d,
             Err(e) => return reply.error(errno(e)),
         };
@@ -657,7 +698,9 @@ impl Filesystem for TesseraFs {
             }
             Ok(true) => {
                 let (i, started) = (self.inner.clone(), answering.hand_off());
+                let counted = InFlight::new(&i.in_flight);
                 self.rt.spawn(timed_since(FsOp::Write, started, async move {
+                    let _counted = counted;
                     match i.data.flush(&d).await {
                         Ok(()) => {
                             fs_metrics().written_bytes.add(u64::from(len));
@@ -681,7 +724,7 @@ impl Filesystem for TesseraFs {
     ) {
         self.run(FsOp::Flush, |i| async move {
             let r = async {
-                let d = i.handle(fh)?;
+                let d = i.handle(fh, ino.0)?;
                 let had = d.has_buffered();
                 let flushed = i.data.flush(&d).await;
                 if had {
@@ -710,7 +753,10 @@ impl Filesystem for TesseraFs {
     ) {
         self.run(FsOp::Release, |i| async move {
             let r = async {
-                let d = i.handles.remove(fh.0).ok_or(FsError::BadHandle)?;
+                let d = i
+                    .handles
+                    .remove_or_adopt(fh.0, ino.0, || i.data.open(ino.0))
+                    .ok_or(FsError::BadHandle)?;
                 // Every step runs even if an earlier one failed: the open must not leak.
                 let closed = i.data.close(&d).await;
                 let mut unlocked = match lock_owner {
@@ -738,7 +784,7 @@ impl Filesystem for TesseraFs {
     ) {
         self.run(FsOp::Fsync, |i| async move {
             let r = async {
-                let d = i.handle(fh)?;
+                let d = i.handle(fh, ino.0)?;
                 let flushed = i.data.flush(&d).await;
                 // The kernel may hold `st_blocks` estimated from buffered bytes that this
                 // flush or an earlier timed one committed: after fsync it must be exact.
@@ -1019,7 +1065,7 @@ impl Filesystem for TesseraFs {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
         ino_out: INodeNo,
@@ -1035,7 +1081,7 @@ impl Filesystem for TesseraFs {
         }
         self.run(FsOp::CopyFileRange, |i| async move {
             let r = async {
-                let (src, dst) = (i.handle(fh_in)?, i.handle(fh_out)?);
+                let (src, dst) = (i.handle(fh_in, ino_in.0)?, i.handle(fh_out, ino_out.0)?);
                 i.data.flush(&src).await?;
                 i.data.flush(&dst).await?;
                 // No bytes move: the target's range refers to the source's stripes.
@@ -1073,7 +1119,7 @@ impl Filesystem for TesseraFs {
                     _ => return Err(FsError::Invalid),
                 };
                 let off = u64::try_from(offset).map_err(|_| FsError::NoSuchOffset)?;
-                let d = i.handle(fh)?;
+                let d = i.handle(fh, ino.0)?;
                 i.data.flush(&d).await?;
                 i.data.seek(ino.0, Some(&d), off, hole).await
             }
@@ -1154,7 +1200,7 @@ impl Filesystem for TesseraFs {
         let set_id = privilege::SetIdCaller::of(req.pid(), req.uid(), req.gid());
         self.run(FsOp::Fallocate, |i| async move {
             let r = async {
-                let d = i.handle(fh)?;
+                let d = i.handle(fh, ino.0)?;
                 i.data.flush(&d).await?;
                 let end = offset.checked_add(length).ok_or(FsError::FileTooLarge)?;
                 let a = i.ns.getattr(ino.0).await?;

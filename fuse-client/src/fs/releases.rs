@@ -9,6 +9,8 @@
 //! counted, so order among them does not matter. Releases still queued at unmount are
 //! covered by closing the session, which drops all its opens.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tessera_proto::fs::Ino;
@@ -25,12 +27,17 @@ const BATCH: usize = 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct Releases {
     tx: mpsc::UnboundedSender<Ino>,
+    /// Queued and not sent yet (a planned handover waits for 0: the session lives on, so
+    /// nothing else would ever drop those opens).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Releases {
     /// Starts the sender on `rt`.
     pub(crate) fn start(ns: Namespace, rt: &tokio::runtime::Handle) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ino>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let sent = pending.clone();
         rt.spawn(async move {
             while let Some(first) = rx.recv().await {
                 tokio::time::sleep(GATHER).await;
@@ -42,15 +49,23 @@ impl Releases {
                     if let Err(e) = ns.release_many(inos.to_vec()).await {
                         tracing::warn!(count = inos.len(), "releases failed: {e}");
                     }
+                    sent.fetch_sub(inos.len(), Ordering::SeqCst);
                 }
             }
         });
-        Self { tx }
+        Self { tx, pending }
     }
 
     pub(crate) fn queue(&self, ino: Ino) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(ino).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!(ino, "release dropped: the sender has stopped");
         }
+    }
+
+    /// Releases queued and not sent yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 }

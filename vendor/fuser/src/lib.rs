@@ -78,6 +78,9 @@ pub use crate::reply::ReplyStatfs;
 pub use crate::reply::ReplyWrite;
 pub use crate::reply::ReplyXattr;
 pub use crate::request_param::Request;
+pub use crate::handover::HeldMount;
+pub use crate::handover::inherited_fuse_fd;
+pub use crate::handover::SessionStopper;
 pub use crate::session::BackgroundSession;
 use crate::session::MAX_WRITE_SIZE;
 pub use crate::session::Session;
@@ -85,6 +88,7 @@ pub use crate::session::SessionACL;
 pub use crate::session::SessionUnmounter;
 
 mod access_flags;
+mod handover;
 mod bsd_file_flags;
 mod channel;
 mod dev_fuse;

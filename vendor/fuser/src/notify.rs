@@ -83,6 +83,16 @@ impl Notifier {
         self.send_inval(notify_code::FUSE_NOTIFY_INVAL_INODE, &notif)
     }
 
+    /// Tessera patch: asks the kernel to queue again every request that was read from the
+    /// connection but not answered (`FUSE_NOTIFY_RESEND`, Linux 6.9 and later; an older
+    /// kernel refuses it). They come back with `unique` bit 63 set, answered as any other.
+    /// # Errors
+    /// Returns an error if the kernel rejects the notification.
+    pub fn resend(&self) -> io::Result<()> {
+        let notif = Notification::Bare(Default::default());
+        self.send(notify_code::FUSE_NOTIFY_RESEND, &notif)
+    }
+
     /// Update the kernel's cached copy of a given inode's data
     /// # Errors
     /// Returns an error if the notification data is too large.

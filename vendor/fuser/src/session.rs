@@ -100,8 +100,8 @@ impl<FS: Filesystem> Drop for FilesystemHolder<FS> {
 }
 
 #[derive(Debug)]
-struct UmountOnDrop {
-    mount: Arc<Mutex<Option<Mount>>>,
+pub(crate) struct UmountOnDrop {
+    pub(crate) mount: Arc<Mutex<Option<Mount>>>,
 }
 
 impl UmountOnDrop {
@@ -129,7 +129,7 @@ pub struct Session<FS: Filesystem> {
     /// Communication channel to the kernel driver
     pub(crate) ch: Channel,
     /// Handle to the mount.  Dropping this unmounts.
-    mount: UmountOnDrop,
+    pub(crate) mount: UmountOnDrop,
     /// Whether to restrict access to owner, root + owner, or unrestricted
     /// Used to implement `allow_root` and `auto_unmount`
     pub(crate) allowed: SessionACL,
@@ -139,6 +139,12 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// Tessera patch: the INIT request's bytes as read, for a successor process to replay
+    /// (`handover.rs`).
+    pub(crate) init_request: Option<Vec<u8>>,
+    /// Tessera patch: when set, the event loops end once this (a pipe's read end) is
+    /// readable (`handover.rs`).
+    pub(crate) stop: Option<Arc<OwnedFd>>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +192,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            init_request: None,
+            stop: None,
         };
 
         session.handshake()?;
@@ -214,6 +222,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            init_request: None,
+            stop: None,
         };
 
         session.handshake()?;
@@ -252,6 +262,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            init_request: _,
+            stop,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -298,6 +310,7 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                stop: stop.clone(),
             };
             threads.push(
                 thread::Builder::new()
@@ -472,6 +485,7 @@ impl<FS: Filesystem> Session<FS> {
             let response = init.reply(&config);
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
                 .send_ll(&response);
+            self.init_request = Some(buf[..size].to_vec());
 
             return Ok(());
         }
@@ -518,10 +532,15 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    /// Tessera patch: see [`Session::stop`].
+    pub(crate) stop: Option<Arc<OwnedFd>>,
 }
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
     fn event_loop(&self) -> io::Result<()> {
+        if let Some(stop) = &self.stop {
+            return self.stoppable_event_loop(stop);
+        }
         // Buffer for receiving requests from the kernel. Only one is allocated and
         // it is reused immediately after dispatching to conserve memory and allocations.
         let mut buf = FuseReadBuf::new();

@@ -184,6 +184,8 @@ pub(crate) enum fuse_notify_code {
     FUSE_NOTIFY_STORE = 4,
     FUSE_NOTIFY_RETRIEVE = 5,
     FUSE_NOTIFY_DELETE = 6,
+    /// Tessera patch: queue again every request read but not answered (Linux 6.9+).
+    FUSE_NOTIFY_RESEND = 7,
 }
 
 #[repr(C)]
