@@ -5,7 +5,10 @@
 #   scripts/dev-cluster.sh down [DIR]   unmount and stop exactly the processes `up` started
 #   scripts/dev-cluster.sh add-chunk [DIR]  start one more, empty chunkserver (next number)
 #   scripts/dev-cluster.sh restart DIR meta-N|chunk-N   stop one process and start it again
+#   scripts/dev-cluster.sh restart DIR mount   hand the mount to a new serving process
 #
+# The mount runs supervised (`tessera mount --supervise`): its pid file names the
+# supervisor, which keeps the FUSE connection while serving processes come and go.
 # DIR defaults to /tmp/tessera-dev. Environment: META (3), CHUNKS (6), EC (4+2),
 # TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing).
 # `up` writes DIR/cluster.env (source it: TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT)
@@ -71,7 +74,7 @@ up() {
   for i in $(seq "$chunks"); do start_chunk "$i" "$addrs" "$secret"; done
   local deadline=$((SECONDS + 60))
   for i in $(seq "$chunks"); do wait_chunk "$i" "$deadline"; done
-  "$bin" mount "$dir/mnt" --meta "$addrs" --secret-file "$secret" --ec "$EC" \
+  "$bin" mount "$dir/mnt" --supervise --meta "$addrs" --secret-file "$secret" --ec "$EC" \
     >>"$dir/logs/mount.log" 2>&1 &
   echo $! >"$dir/pids/mount.pid"
   until grep -q " $dir/mnt " /proc/self/mountinfo; do
@@ -131,7 +134,12 @@ restart_one() {
         sleep 0.2
       done
       ;;
-    *) die "restart: name meta-N or chunk-N, not '$what'" ;;
+    mount)
+      # A planned handover: the supervisor (and the kernel mount) stay.
+      "$bin" mount --restart "$dir/mnt" >>"$dir/logs/mount.log" 2>&1 ||
+        die "the mount's handover failed; see $dir/logs/mount.log"
+      ;;
+    *) die "restart: name meta-N, chunk-N or mount, not '$what'" ;;
   esac
   echo "$what restarted (pid $(cat "$dir/pids/$what.pid"))"
 }
@@ -200,8 +208,8 @@ case $cmd in
   down) down ;;
   add-chunk) add_chunk ;;
   restart)
-    [[ $# -ge 3 ]] || die "usage: $0 restart DIR meta-N|chunk-N"
+    [[ $# -ge 3 ]] || die "usage: $0 restart DIR meta-N|chunk-N|mount"
     restart_one "$3"
     ;;
-  *) echo "usage: $0 up|down|add-chunk [DIR] | restart DIR meta-N|chunk-N" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|add-chunk [DIR] | restart DIR meta-N|chunk-N|mount" >&2; exit 2 ;;
 esac

@@ -10,8 +10,9 @@
 # stops (a majority always stays). Then each chunkserver: stopped, started, its heartbeat
 # acknowledged, and every stripe whole again (`tessera repair --wait`: writes made while it
 # was down were stored on k + 1 servers and are completed by repair) before the next, so no
-# stripe loses two shards to the procedure. The mount is not restarted: handing a live FUSE
-# mount to a new process is not built yet (issue 15, point 2); its process keeps running.
+# stripe loses two shards to the procedure. Last the mount: its supervisor hands the FUSE
+# connection to a new serving process (`tessera mount --restart`, dev-cluster.sh mounts with
+# `--supervise`); open files, locks and the kernel mount stay.
 #
 # Environment: TESSERA_BIN (default: <target>/debug/tessera, as dev-cluster.sh), SETTLE_S
 # (seconds to wait for a member to catch up or a stripe repair, default 120).
@@ -99,4 +100,8 @@ for id in $chunks; do
     die "stripes still miss shards ${settle}s after chunkserver $id came back; see 'tessera status'"
 done
 
-say "done in $((SECONDS - started)) s: $(wc -w <<<"$metas") metaservers and $(wc -w <<<"$chunks") chunkservers restarted; the mount (pid $(cat "$dir/pids/mount.pid" 2>/dev/null || echo '?')) kept running"
+say "the mount: handed to a new serving process"
+"$dev" restart "$dir" mount >/dev/null
+grep -q " $dir/mnt " /proc/self/mountinfo || die "$dir/mnt is no longer mounted after the handover"
+
+say "done in $((SECONDS - started)) s: $(wc -w <<<"$metas") metaservers, $(wc -w <<<"$chunks") chunkservers and the mount's serving process restarted; the mount (supervisor pid $(cat "$dir/pids/mount.pid" 2>/dev/null || echo '?')) stayed"

@@ -1,5 +1,6 @@
 //! `scripts/rolling-restart.sh` (issue 15, point 3): every metaserver and chunkserver of a
-//! dev cluster restarted one at a time while three writers keep working through the mount:
+//! dev cluster restarted one at a time, then the mount handed to a new serving process,
+//! while three writers keep working through the mount:
 //! fio jobs that write a file with checksummed blocks (fsync every 4 MiB) and verify it,
 //! one after another; a process writing and re-reading a large file in 1 MiB blocks with
 //! fsync; one making, checking and removing small files. None may see an error, and
@@ -178,7 +179,7 @@ fn every_server_restarts_in_turn_under_running_writers() {
     let fio_jobs = fio.join().unwrap();
     assert!(out.status.success(), "rolling restart failed: {said}");
     assert!(
-        said.contains("metaservers and 6 chunkservers restarted"),
+        said.contains("metaservers, 6 chunkservers and the mount's serving process restarted"),
         "{said}"
     );
     let blocks = blocks.unwrap_or_else(|e| panic!("the large-file writer saw an error: {e}"));
