@@ -18,6 +18,7 @@ mod progress;
 mod rebalance_cmd;
 mod secret_cmd;
 mod status_cmd;
+mod tls_args;
 mod units;
 mod upkeep_cmd;
 

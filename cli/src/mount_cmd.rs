@@ -114,10 +114,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         return detach(&args);
     }
     let (k, m) = args.ec;
+    let rpc = args.cluster.rpc()?;
     let config = MountConfig {
         mountpoint: args.mountpoint,
         meta: args.cluster.meta,
         secret_file: args.cluster.secret_file,
+        rpc,
         data: DataConfig {
             k,
             m,

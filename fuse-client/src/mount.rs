@@ -28,6 +28,8 @@ pub struct MountConfig {
     /// apart.
     pub meta: Vec<String>,
     pub secret_file: PathBuf,
+    /// Transport settings of every connection (TLS among them).
+    pub rpc: RpcConfig,
     pub data: DataConfig,
     pub fs: FsOptions,
     /// How long a file system call keeps trying to reach a metadata leader before it fails
@@ -169,7 +171,10 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
         .map_err(MountError::Runtime)?;
     let chunks = Arc::new(ChunkClient::new(
         secret.clone(),
-        ChunkClientConfig::default(),
+        ChunkClientConfig {
+            rpc: config.rpc.clone(),
+            ..ChunkClientConfig::default()
+        },
     ));
     let _metrics = match &config.metrics_addr {
         Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
@@ -178,7 +183,7 @@ pub fn run(config: MountConfig) -> Result<(), MountError> {
     let meta = Arc::new(MetaClient::new(
         &config.meta,
         secret.clone(),
-        RpcConfig::default(),
+        config.rpc.clone(),
         MetaClientOptions {
             deadline: config.meta_timeout,
             ..MetaClientOptions::default()

@@ -1,0 +1,196 @@
+//! The byte stream under every connection: plain TCP, or TCP wrapped in TLS when the node
+//! has a [`TlsConfig`]. Chosen once per connection here; everything above (the secret
+//! handshake, frames) only sees `AsyncRead + AsyncWrite`.
+//!
+//! A server with TLS also answers a client that opened without it (its first byte is the
+//! secret handshake's magic, not a TLS record) with [`TLS_REQUIRED_MAGIC`], so that client
+//! reports "requires TLS" instead of a bare reset.
+
+use crate::auth::{HANDSHAKE_MAGIC, TLS_REQUIRED_MAGIC, TLS_REQUIRED_LEN};
+use crate::error::AuthError;
+use crate::tls::TlsConfig;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection's stream, plain or TLS.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is a few KiB, a TCP stream a few words.
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+/// First byte of every TLS record that opens a connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Client side: wraps `tcp` in TLS when `tls` is set, verifying the server's certificate.
+pub(crate) async fn client(
+    tcp: TcpStream,
+    tls: Option<&TlsConfig>,
+    peer: &str,
+) -> Result<Stream, AuthError> {
+    let Some(tls) = tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+    match connector.connect(tls.server_name.clone(), tcp).await {
+        Ok(s) => Ok(Stream::Tls(Box::new(s.into()))),
+        Err(e) => Err(tls_error(peer, &e)),
+    }
+}
+
+/// Server side: with `tls`, refuses a client that opened without TLS (answering it so it
+/// can say why) and runs the TLS handshake, which checks the client's certificate.
+pub(crate) async fn server(
+    mut tcp: TcpStream,
+    tls: Option<&TlsConfig>,
+    peer: &str,
+) -> Result<Stream, AuthError> {
+    let Some(tls) = tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut first = [0u8; 1];
+    let n = tcp.peek(&mut first).await.map_err(|e| AuthError::Io {
+        peer: peer.into(),
+        reason: e.to_string(),
+    })?;
+    if n == 1 && first[0] == HANDSHAKE_MAGIC[0] {
+        refuse_plain(&mut tcp).await;
+        return Err(AuthError::Tls {
+            peer: peer.into(),
+            reason: "the client connected without TLS, which this server requires (it was \
+                     told so; give it --tls-cert, --tls-key and --tls-ca)"
+                .into(),
+        });
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    match acceptor.accept(tcp).await {
+        Ok(s) => Ok(Stream::Tls(Box::new(s.into()))),
+        Err(e) => Err(tls_error(peer, &e)),
+    }
+}
+
+/// Tells a client that opened with the plain secret handshake that TLS is required: its
+/// hello is read first (closing with unread bytes would reset the connection and lose the
+/// answer), then an answer of a challenge's length with the magic `TSRT` is sent.
+async fn refuse_plain(tcp: &mut TcpStream) {
+    let mut hello = [0u8; crate::auth::HELLO_LEN];
+    if tcp.read_exact(&mut hello).await.is_err() {
+        return;
+    }
+    let mut answer = [0u8; TLS_REQUIRED_LEN];
+    answer[..4].copy_from_slice(&TLS_REQUIRED_MAGIC);
+    let _ = tcp.write_all(&answer).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// A failed TLS handshake, with what to check.
+pub(crate) fn tls_error(peer: &str, e: &io::Error) -> AuthError {
+    tls_failure(peer, e.to_string())
+}
+
+/// A TLS failure seen as `reason` (during the TLS handshake, or as the peer's alert that
+/// arrives during the secret handshake after it: in TLS 1.3 a client learns that the
+/// server refused its certificate only on its first read), with what to check.
+pub(crate) fn tls_failure(peer: &str, reason: String) -> AuthError {
+    let hint = hint(&reason);
+    AuthError::Tls {
+        peer: peer.into(),
+        reason: format!("{reason}{hint}"),
+    }
+}
+
+/// What the usual causes of a failed TLS handshake mean for the operator.
+fn hint(cause: &str) -> &'static str {
+    if cause.contains("UnknownIssuer") || cause.contains("BadSignature") {
+        " (its certificate is not signed by the CA given with --tls-ca: every node needs a \
+         certificate from the cluster's CA)"
+    } else if cause.contains("UnknownCA")
+        || cause.contains("BadCertificate")
+        // A certificate from another CA with the same name as ours fails its signature
+        // check rather than its issuer lookup; the peer then sends this alert.
+        || cause.contains("DecryptError")
+    {
+        " (the peer does not trust this node's certificate: it is not signed by the CA the \
+         peer was given with --tls-ca)"
+    } else if cause.contains("CertificateRequired") || cause.contains("NoCertificatesPresented")
+    {
+        " (TLS here is mutual: the client must present a certificate, --tls-cert and --tls-key)"
+    } else if cause.contains("NotValidForName") {
+        " (the certificate lacks the name `tessera` in its subjectAltName; make it with \
+         scripts/gen-tls.sh or add DNS:tessera)"
+    } else if cause.contains("Expired") || cause.contains("NotValidYet") {
+        " (a certificate is outside its validity dates: renew it, or check the clock)"
+    } else if cause.contains("eof") || cause.contains("reset") || cause.contains("InvalidContentType")
+    {
+        " (the peer may run without TLS: every node needs the same --tls-* flags, or none)"
+    } else {
+        ""
+    }
+}
+
+/// Whether bytes that should have opened a secret handshake are a TLS hello instead.
+pub(crate) fn looks_like_tls(first: &[u8]) -> bool {
+    first.len() >= 2 && first[0] == TLS_HANDSHAKE_RECORD && first[1] == 0x03
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
