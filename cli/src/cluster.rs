@@ -67,7 +67,12 @@ impl ClusterArgs {
 
     /// A metadata client for `--meta` whose calls follow `retry`.
     pub fn meta_client(&self, retry: Retry) -> anyhow::Result<MetaClient> {
-        Ok(MetaClient::new(&self.meta, self.secret()?, self.rpc()?, retry))
+        Ok(MetaClient::new(
+            &self.meta,
+            self.secret()?,
+            self.rpc()?,
+            retry,
+        ))
     }
 
     /// A metadata client for a one-shot admin call: every address once, the leader's

@@ -6,7 +6,7 @@
 //! secret handshake's magic, not a TLS record) with [`TLS_REQUIRED_MAGIC`], so that client
 //! reports "requires TLS" instead of a bare reset.
 
-use crate::auth::{HANDSHAKE_MAGIC, TLS_REQUIRED_MAGIC, TLS_REQUIRED_LEN};
+use crate::auth::{HANDSHAKE_MAGIC, TLS_REQUIRED_LEN, TLS_REQUIRED_MAGIC};
 use crate::error::AuthError;
 use crate::tls::TlsConfig;
 use std::io;
@@ -116,15 +116,16 @@ fn hint(cause: &str) -> &'static str {
     {
         " (the peer does not trust this node's certificate: it is not signed by the CA the \
          peer was given with --tls-ca)"
-    } else if cause.contains("CertificateRequired") || cause.contains("NoCertificatesPresented")
-    {
+    } else if cause.contains("CertificateRequired") || cause.contains("NoCertificatesPresented") {
         " (TLS here is mutual: the client must present a certificate, --tls-cert and --tls-key)"
     } else if cause.contains("NotValidForName") {
         " (the certificate lacks the name `tessera` in its subjectAltName; make it with \
          scripts/gen-tls.sh or add DNS:tessera)"
     } else if cause.contains("Expired") || cause.contains("NotValidYet") {
         " (a certificate is outside its validity dates: renew it, or check the clock)"
-    } else if cause.contains("eof") || cause.contains("reset") || cause.contains("InvalidContentType")
+    } else if cause.contains("eof")
+        || cause.contains("reset")
+        || cause.contains("InvalidContentType")
     {
         " (the peer may run without TLS: every node needs the same --tls-* flags, or none)"
     } else {

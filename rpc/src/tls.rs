@@ -104,7 +104,11 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn pem_error(path: &Path, what: &'static str, expected: &'static str) -> impl Fn(String) -> TlsError {
+fn pem_error(
+    path: &Path,
+    what: &'static str,
+    expected: &'static str,
+) -> impl Fn(String) -> TlsError {
     move |reason| TlsError::Pem {
         what,
         path: path.display().to_string(),
@@ -115,7 +119,11 @@ fn pem_error(path: &Path, what: &'static str, expected: &'static str) -> impl Fn
 
 fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path, what)?;
-    let bad = pem_error(path, what, "one or more '-----BEGIN CERTIFICATE-----' blocks");
+    let bad = pem_error(
+        path,
+        what,
+        "one or more '-----BEGIN CERTIFICATE-----' blocks",
+    );
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
@@ -127,7 +135,11 @@ fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path, "key")?;
-    let bad = pem_error(path, "key", "a '-----BEGIN PRIVATE KEY-----' block (or RSA / EC)");
+    let bad = pem_error(
+        path,
+        "key",
+        "a '-----BEGIN PRIVATE KEY-----' block (or RSA / EC)",
+    );
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => bad("no private key in it".into()),
         e => bad(e.to_string()),

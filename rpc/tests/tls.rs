@@ -75,7 +75,10 @@ async fn client_that_does_not_trust_the_servers_ca_is_refused() {
     let c = client_with(&server, tls("other.pem", "other.key", "other-ca.pem"));
     let (e, msg) = refused(&c).await;
     assert!(matches!(e, AuthError::Tls { .. }), "{e:?}");
-    assert!(msg.contains("not signed by the CA given with --tls-ca"), "{msg}");
+    assert!(
+        msg.contains("not signed by the CA given with --tls-ca"),
+        "{msg}"
+    );
     assert_eq!(wait_for(&server.stats().auth_failures, 1).await, 1);
     assert_eq!(obs.calls.load(Ordering::SeqCst), 0);
 }
@@ -87,7 +90,10 @@ async fn client_certificate_from_another_ca_is_refused() {
     let c = client_with(&server, tls("other.pem", "other.key", "ca.pem"));
     let (e, msg) = refused(&c).await;
     assert!(matches!(e, AuthError::Tls { .. }), "{e:?}");
-    assert!(msg.contains("does not trust this node's certificate"), "{msg}");
+    assert!(
+        msg.contains("does not trust this node's certificate"),
+        "{msg}"
+    );
     assert_eq!(wait_for(&server.stats().auth_failures, 1).await, 1);
     assert_eq!(obs.calls.load(Ordering::SeqCst), 0);
 }
@@ -98,7 +104,10 @@ async fn plain_client_is_told_that_tls_is_required() {
     let c = client_with(&server, RpcConfig::default());
     let (e, msg) = refused(&c).await;
     assert!(matches!(e, AuthError::TlsRequired { .. }), "{e:?}");
-    assert!(msg.contains("requires TLS") && msg.contains("--tls-ca"), "{msg}");
+    assert!(
+        msg.contains("requires TLS") && msg.contains("--tls-ca"),
+        "{msg}"
+    );
     assert!(!RpcError::Auth(e).is_retryable());
     assert_eq!(obs.calls.load(Ordering::SeqCst), 0);
 }

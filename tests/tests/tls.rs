@@ -42,10 +42,17 @@ fn path(name: &str) -> String {
 
 /// The `--tls-*` flags of a node certified by the other, unrelated CA.
 fn foreign_flags() -> Vec<String> {
-    ["--tls-cert", "other.pem", "--tls-key", "other.key", "--tls-ca", "other-ca.pem"]
-        .chunks(2)
-        .flat_map(|p| [p[0].to_string(), path(p[1])])
-        .collect()
+    [
+        "--tls-cert",
+        "other.pem",
+        "--tls-key",
+        "other.key",
+        "--tls-ca",
+        "other-ca.pem",
+    ]
+    .chunks(2)
+    .flat_map(|p| [p[0].to_string(), path(p[1])])
+    .collect()
 }
 
 /// Waits until the log at `log` contains `what`.
@@ -88,7 +95,10 @@ async fn tls_cluster_serves_mounts_and_refuses_clients_without_its_ca() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(msg.contains("TLS handshake"), "{msg}");
-    assert!(msg.contains("not signed by the CA given with --tls-ca"), "{msg}");
+    assert!(
+        msg.contains("not signed by the CA given with --tls-ca"),
+        "{msg}"
+    );
     // ...and the metaserver logged why it refused.
     let log = wait_log(c.meta.members[&1].process.log_path(), "refused connection");
     assert!(log.contains("TLS handshake"), "{log}");
@@ -102,7 +112,10 @@ async fn tls_cluster_serves_mounts_and_refuses_clients_without_its_ca() {
     let out = run(&c, &args);
     let msg = text(&out);
     assert!(!out.status.success(), "{msg}");
-    assert!(msg.contains("not signed by the CA given with --tls-ca"), "{msg}");
+    assert!(
+        msg.contains("not signed by the CA given with --tls-ca"),
+        "{msg}"
+    );
     assert!(!tessera_fuse_client::mount::is_mounted(&mnt));
 
     // No TLS at all: refused, told that the cluster requires TLS.
@@ -127,7 +140,10 @@ async fn tls_cluster_serves_mounts_and_refuses_clients_without_its_ca() {
     );
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
-    assert!(msg.contains("does not trust this node's certificate"), "{msg}");
+    assert!(
+        msg.contains("does not trust this node's certificate"),
+        "{msg}"
+    );
 
     // A half-given set of flags is refused by the flag parser.
     let out = run(&c, &["status", "--tls-cert", &path("node.pem")]);

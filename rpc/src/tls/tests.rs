@@ -52,8 +52,20 @@ fn not_pem_is_said_so() {
         ..files("node.pem", "node.key", "ca.pem")
     };
     let (e, msg) = load_err(&f);
-    assert!(matches!(e, TlsError::Pem { what: "certificate", .. }), "{e:?}");
-    assert!(msg.contains("junk.pem") && msg.contains("no certificate"), "{msg}");
+    assert!(
+        matches!(
+            e,
+            TlsError::Pem {
+                what: "certificate",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("junk.pem") && msg.contains("no certificate"),
+        "{msg}"
+    );
     assert!(msg.contains("BEGIN CERTIFICATE"), "{msg}");
 }
 
@@ -61,7 +73,10 @@ fn not_pem_is_said_so() {
 fn a_certificate_is_not_a_key() {
     let (e, msg) = load_err(&files("node.pem", "node.pem", "ca.pem"));
     assert!(matches!(e, TlsError::Pem { what: "key", .. }), "{e:?}");
-    assert!(msg.contains("node.pem") && msg.contains("no private key"), "{msg}");
+    assert!(
+        msg.contains("node.pem") && msg.contains("no private key"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -81,5 +96,8 @@ fn truncated_pem_is_reported() {
 fn key_of_another_certificate_is_refused() {
     let (e, msg) = load_err(&files("node.pem", "other.key", "ca.pem"));
     assert!(matches!(e, TlsError::Rejected { .. }), "{e:?}");
-    assert!(msg.contains("node.pem and") && msg.contains("other.key"), "{msg}");
+    assert!(
+        msg.contains("node.pem and") && msg.contains("other.key"),
+        "{msg}"
+    );
 }
