@@ -32,7 +32,9 @@ use std::process::ExitCode;
     version,
     propagate_version = true,
     after_help = "Admin commands read --meta from TESSERA_META and --secret-file from \
-                  TESSERA_SECRET_FILE when the flag is not given.\n\
+                  TESSERA_SECRET_FILE when the flag is not given; every command that \
+                  connects reads --tls-cert, --tls-key, --tls-ca from TESSERA_TLS_CERT, \
+                  TESSERA_TLS_KEY, TESSERA_TLS_CA.\n\
                   Every flag and its default: tessera <COMMAND> --help. \
                   Operations guide: docs/operations.md."
 )]

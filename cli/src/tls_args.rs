@@ -22,11 +22,13 @@ pub struct TlsArgs {
     )]
     pub tls_cert: Option<PathBuf>,
 
-    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1) [default: none; required
+    /// with --tls-cert].
     #[arg(long, value_name = "PEM", env = "TESSERA_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
     pub tls_key: Option<PathBuf>,
 
-    /// The cluster CA's certificate (PEM): peers must present a certificate it signed.
+    /// The cluster CA's certificate (PEM): peers must present a certificate it signed
+    /// [default: none; required with --tls-cert].
     #[arg(long, value_name = "PEM", env = "TESSERA_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
     pub tls_ca: Option<PathBuf>,
 }

@@ -11,7 +11,7 @@ use tessera_proto::fs::{
     StripeRef,
 };
 use tessera_proto::meta::{ListChunkservers, Op, Response};
-use tessera_rpc::{Client, RpcConfig};
+use tessera_rpc::Client;
 use tessera_tests::chunk::{ChunkOptions, Chunkserver};
 use tessera_tests::process::write_secret;
 use tessera_tests::{MetaCluster, MetaOptions, TempDir, tessera_bin};
@@ -96,7 +96,7 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     let leader_client = Client::new(
         cluster.members[&leader].addr.clone(),
         secret.clone(),
-        RpcConfig::default(),
+        tessera_tests::tls::rpc_config(),
     );
     let started = Instant::now();
     let listed = loop {
