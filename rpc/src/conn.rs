@@ -130,7 +130,7 @@ impl Connection {
             }
         };
 
-        let (rd, wr) = tokio::io::split(stream);
+        let (rd, wr) = stream.split();
         let (out, rx) = mpsc::channel(256);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let born = Instant::now();

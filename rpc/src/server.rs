@@ -166,7 +166,7 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     };
     shared.stats.inc(&shared.stats.connections_accepted);
 
-    let (rd, wr) = tokio::io::split(stream);
+    let (rd, wr) = stream.split();
     let (out, rx) = mpsc::channel(256);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut rd = BufReader::with_capacity(64 << 10, rd);
