@@ -153,7 +153,12 @@ where
         .read_exact(&mut hello[..8])
         .await
         .map_err(io_err(peer))?;
-    check_preamble(peer, &hello)?;
+    if let Err(e) = check_preamble(peer, &hello) {
+        if matches!(e, AuthError::PeerWantsTls { .. }) {
+            crate::stream::refuse_tls(stream, &hello[..8]).await;
+        }
+        return Err(e);
+    }
     stream
         .read_exact(&mut hello[8..])
         .await

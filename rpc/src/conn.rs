@@ -110,17 +110,23 @@ impl Connection {
         let handshakes = async {
             let mut stream = crate::stream::client(tcp, config.tls.as_ref(), peer).await?;
             match client_handshake(&mut stream, secret, peer).await {
-                // Inside TLS, a broken secret handshake is usually the server's TLS alert
-                // (it refused our certificate), which arrives on our first read.
-                Err(AuthError::Io { reason, .. }) if config.tls.is_some() => {
-                    Err(crate::stream::tls_failure(peer, reason))
+                // Inside TLS, the server's alert that it refused our certificate arrives on
+                // our first read, that is here.
+                Err(AuthError::Io { reason, .. }) if reason.contains("alert") => {
+                    Err(crate::stream::tls_failure(peer, reason).into())
                 }
-                r => r.map(|()| stream),
+                // The connection broke (the server died): worth retrying, as a failed
+                // connect is.
+                Err(AuthError::Io { reason, .. }) => Err(RpcError::ConnectionClosed {
+                    peer: peer.to_string(),
+                    reason: format!("during the handshake: {reason}"),
+                }),
+                r => r.map(|()| stream).map_err(RpcError::from),
             }
         };
         let stream = match timeout_at(hs_deadline, handshakes).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(AuthError::Timeout {
                     peer: peer.to_string(),

@@ -7,7 +7,7 @@
 //! reports "requires TLS" instead of a bare reset.
 
 use crate::auth::{HANDSHAKE_MAGIC, TLS_REQUIRED_LEN, TLS_REQUIRED_MAGIC};
-use crate::error::AuthError;
+use crate::error::{AuthError, RpcError};
 use crate::tls::TlsConfig;
 use std::io;
 use std::pin::Pin;
@@ -61,19 +61,32 @@ impl Stream {
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Client side: wraps `tcp` in TLS when `tls` is set, verifying the server's certificate.
+/// A refusal (a certificate, an alert) is an `Auth` error, final; an I/O failure on the way
+/// (the server died mid-handshake) is `ConnectionClosed`, which callers retry elsewhere.
 pub(crate) async fn client(
     tcp: TcpStream,
     tls: Option<&TlsConfig>,
     peer: &str,
-) -> Result<Stream, AuthError> {
+) -> Result<Stream, RpcError> {
     let Some(tls) = tls else {
         return Ok(Stream::Plain(tcp));
     };
     let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
     match connector.connect(tls.server_name.clone(), tcp).await {
         Ok(s) => Ok(Stream::Tls(Box::new(s.into()))),
-        Err(e) => Err(tls_error(peer, &e)),
+        Err(e) if is_refusal(&e) => Err(tls_error(peer, &e).into()),
+        Err(e) => Err(RpcError::ConnectionClosed {
+            peer: peer.into(),
+            reason: format!("during the TLS handshake: {e}"),
+        }),
     }
+}
+
+/// Whether a failed TLS handshake was refused by TLS itself (rustls' errors and the peer's
+/// alerts come as `InvalidData`), not cut by the network.
+fn is_refusal(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+        || e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 /// Server side: with `tls`, refuses a client that opened without TLS (answering it so it
@@ -157,10 +170,7 @@ fn hint(cause: &str) -> &'static str {
          scripts/gen-tls.sh or add DNS:tessera)"
     } else if cause.contains("Expired") || cause.contains("NotValidYet") {
         " (a certificate is outside its validity dates: renew it, or check the clock)"
-    } else if cause.contains("eof")
-        || cause.contains("reset")
-        || cause.contains("InvalidContentType")
-    {
+    } else if cause.contains("ProtocolVersion") || cause.contains("InvalidContentType") {
         " (the peer may run without TLS: every node needs the same --tls-* flags, or none)"
     } else {
         ""
@@ -170,6 +180,33 @@ fn hint(cause: &str) -> &'static str {
 /// Whether bytes that should have opened a secret handshake are a TLS hello instead.
 pub(crate) fn looks_like_tls(first: &[u8]) -> bool {
     first.len() >= 2 && first[0] == TLS_HANDSHAKE_RECORD && first[1] == 0x03
+}
+
+/// A server without TLS answers a TLS hello (whose first `got` bytes it read) with a fatal
+/// `protocol_version` alert, which the client reports at once instead of retrying a reset.
+/// The rest of the hello is read first: closing with unread bytes would reset the
+/// connection and lose the alert.
+pub(crate) async fn refuse_tls<S>(stream: &mut S, got: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    const HEADER: usize = 5;
+    const ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+    if got.len() < HEADER {
+        return;
+    }
+    let record = usize::from(u16::from_be_bytes([got[3], got[4]]));
+    let unread = (HEADER + record).saturating_sub(got.len());
+    // A record is at most 16 KiB plus overhead; anything else is not a hello worth answering.
+    if unread > 18 << 10 {
+        return;
+    }
+    let mut rest = vec![0u8; unread];
+    if stream.read_exact(&mut rest).await.is_err() {
+        return;
+    }
+    let _ = stream.write_all(&ALERT).await;
+    let _ = stream.shutdown().await;
 }
 
 /// `AsyncRead` for an enum whose two variants both implement it.

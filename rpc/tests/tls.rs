@@ -118,7 +118,31 @@ async fn tls_client_to_a_plain_server_is_refused() {
     let c = client_with(&server, cluster_tls());
     let (e, msg) = refused(&c).await;
     assert!(matches!(e, AuthError::Tls { .. }), "{e:?}");
+    // The plain server answers the TLS hello with an alert: refused at once, not retried.
+    assert!(msg.contains("ProtocolVersion"), "{msg}");
     assert!(msg.contains("may run without TLS"), "{msg}");
     assert_eq!(wait_for(&server.stats().auth_failures, 1).await, 1);
     assert_eq!(obs.calls.load(Ordering::SeqCst), 0);
+}
+
+/// Regression (fault_failover over TLS): a leader killed while a client was in its TLS
+/// handshake gave a final "TLS handshake failed: Connection reset" and an EIO in the mount;
+/// a connection cut mid-handshake must be retryable like a failed connect.
+#[tokio::test]
+async fn a_server_that_dies_mid_handshake_is_a_retryable_failure() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        }
+    });
+    let c = Client::new(addr.to_string(), secret(CLUSTER_SECRET), cluster_tls());
+    let e = c
+        .call_with::<Echo>(&echo(1, 0), no_payload(), LONG)
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(matches!(e, RpcError::ConnectionClosed { .. }), "{e:?}");
 }
