@@ -51,7 +51,7 @@ pub mod tempdir;
 pub mod tls;
 pub mod tmpfs;
 
-pub use bin::tessera_bin;
+pub use bin::{tessera_bin, tessera_command};
 pub use fake_meta::FakeMeta;
 pub use meta::{MetaCluster, MetaOptions};
 pub use ports::free_port;
