@@ -17,12 +17,19 @@ fn files(cert: &str, key: &str, ca: &str) -> TlsFiles {
     }
 }
 
+/// Writes `contents` to a file of its own directory (removed with [`unscratch`]).
 fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tessera-tls-unit-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tessera-tls-unit-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, contents).unwrap();
     p
+}
+
+fn unscratch(p: &Path) {
+    if let Some(dir) = p.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 fn load_err(f: &TlsFiles) -> (TlsError, String) {
@@ -52,6 +59,7 @@ fn not_pem_is_said_so() {
         ..files("node.pem", "node.key", "ca.pem")
     };
     let (e, msg) = load_err(&f);
+    unscratch(&junk);
     assert!(
         matches!(
             e,
@@ -84,10 +92,11 @@ fn truncated_pem_is_reported() {
     let text = std::fs::read_to_string(fixture("ca.pem")).unwrap();
     let cut = scratch("cut-ca.pem", &text[..text.len() / 2]);
     let f = TlsFiles {
-        ca: cut,
+        ca: cut.clone(),
         ..files("node.pem", "node.key", "ca.pem")
     };
     let (e, msg) = load_err(&f);
+    unscratch(&cut);
     assert!(matches!(e, TlsError::Pem { what: "CA", .. }), "{e:?}");
     assert!(msg.contains("cut-ca.pem"), "{msg}");
 }
