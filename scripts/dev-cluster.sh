@@ -10,7 +10,10 @@
 # The mount runs supervised (`tessera mount --supervise`): its pid file names the
 # supervisor, which keeps the FUSE connection while serving processes come and go.
 # DIR defaults to /tmp/tessera-dev. Environment: META (3), CHUNKS (6), EC (4+2),
-# TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing).
+# TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing), TLS (0): TLS=1
+# on the first `up` of a DIR makes a CA and node certificates in DIR/tls (scripts/gen-tls.sh,
+# needs openssl) and from then on every process of that DIR runs with --tls-cert/--tls-key/
+# --tls-ca (cluster.env then exports TESSERA_TLS_* for admin commands).
 # `up` writes DIR/cluster.env (source it: TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT)
 # and DIR/pids/{meta-N,chunk-N,mount}.pid; logs go to DIR/logs/. Ports are kept in
 # DIR/ports so a second `up` on the same DIR restarts the same cluster with its data.
@@ -44,9 +47,25 @@ free_port() {
   die "no free port found"
 }
 
+# Whether this DIR's cluster runs with TLS (decided by TLS=1 at its first `up`).
+tls_on() { [[ -f $dir/tls/ca.pem ]]; }
+
+# Sets tls_args to the --tls-* flags of node NAME (making its certificate if missing), or to
+# nothing without TLS.
+tls_args=()
+set_tls_args() {
+  tls_args=()
+  tls_on || return 0
+  [[ -f $dir/tls/$1.pem ]] || "$root/scripts/gen-tls.sh" "$dir/tls" "$1" || die "cannot make a certificate for $1"
+  tls_args=(--tls-cert "$dir/tls/$1.pem" --tls-key "$dir/tls/$1.key" --tls-ca "$dir/tls/ca.pem")
+}
+
 up() {
   mkdir -p "$dir"/{pids,logs,mnt}
   dir=$(cd "$dir" && pwd)
+  if [[ ${TLS:-0} == 1 ]] && ! tls_on; then
+    "$root/scripts/gen-tls.sh" "$dir/tls" client || die "cannot make TLS certificates (is openssl installed?)"
+  fi
   for f in "$dir"/pids/*.pid; do
     alive "$f" && die "$f is running: run '$0 down $dir' first"
   done
@@ -74,7 +93,8 @@ up() {
   for i in $(seq "$chunks"); do start_chunk "$i" "$addrs" "$secret"; done
   local deadline=$((SECONDS + 60))
   for i in $(seq "$chunks"); do wait_chunk "$i" "$deadline"; done
-  "$bin" mount "$dir/mnt" --supervise --meta "$addrs" --secret-file "$secret" --ec "$EC" \
+  set_tls_args client
+  "$bin" mount "$dir/mnt" --supervise --meta "$addrs" --secret-file "$secret" --ec "$EC" "${tls_args[@]}" \
     >>"$dir/logs/mount.log" 2>&1 &
   echo $! >"$dir/pids/mount.pid"
   until grep -q " $dir/mnt " /proc/self/mountinfo; do
@@ -87,8 +107,15 @@ export TESSERA_META=$addrs
 export TESSERA_SECRET_FILE=$secret
 export TESSERA_MOUNT=$dir/mnt
 ENV
+  if tls_on; then
+    cat >>"$dir/cluster.env" <<ENV
+export TESSERA_TLS_CERT=$dir/tls/client.pem
+export TESSERA_TLS_KEY=$dir/tls/client.key
+export TESSERA_TLS_CA=$dir/tls/ca.pem
+ENV
+  fi
   cat <<MSG
-Tessera is up: $META metaservers, $CHUNKS chunkservers, EC $EC, mounted at $dir/mnt
+Tessera is up: $META metaservers, $CHUNKS chunkservers, EC $EC, mounted at $dir/mnt$(tls_on && echo ", TLS")
   . $dir/cluster.env      # TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT
   ls \$TESSERA_MOUNT       # use it like any directory
   logs: $dir/logs/        stop: $0 down $dir
@@ -101,8 +128,9 @@ start_meta() {
   local i=$1 p init=()
   p=$(grep "^meta-$i=" "$dir/ports" | cut -d= -f2)
   [[ $i == 1 ]] && init=(--init)
+  set_tls_args "meta-$i"
   "$bin" meta --id "$i" --listen "127.0.0.1:$p" --data "$dir/meta-$i" --peers "$(cat "$dir/peers")" \
-    --secret-file "$dir/secret" "${init[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
+    --secret-file "$dir/secret" "${init[@]}" "${tls_args[@]}" >>"$dir/logs/meta-$i.log" 2>&1 &
   echo $! >"$dir/pids/meta-$i.pid"
 }
 
@@ -149,8 +177,9 @@ start_chunk() {
   local i=$1 addrs=$2 secret=$3 p
   p=$(grep "^chunk-$i=" "$dir/ports" | cut -d= -f2 || true)
   if [[ -z $p ]]; then p=$(free_port); echo "chunk-$i=$p" >>"$dir/ports"; fi
+  set_tls_args "chunk-$i"
   "$bin" chunk --listen "127.0.0.1:$p" --data "$dir/chunk-$i" --meta "$addrs" \
-    --secret-file "$secret" --heartbeat-ms 500 >>"$dir/logs/chunk-$i.log" 2>&1 &
+    --secret-file "$secret" --heartbeat-ms 500 "${tls_args[@]}" >>"$dir/logs/chunk-$i.log" 2>&1 &
   echo $! >"$dir/pids/chunk-$i.pid"
 }
 

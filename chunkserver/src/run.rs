@@ -75,6 +75,7 @@ pub async fn run_until(config: ChunkConfig, shutdown: impl Future<Output = ()>) 
         listen = %server.local_addr(),
         %addr,
         data = %config.data.display(),
+        tls = config.rpc.tls.is_some(),
         "chunkserver serving"
     );
 

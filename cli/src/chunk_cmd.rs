@@ -65,12 +65,14 @@ pub struct ChunkArgs {
 }
 
 pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
+    let rpc = args.cluster.rpc()?;
     let mut config = ChunkConfig::new(
         args.listen,
         args.data,
         args.cluster.meta,
         args.cluster.secret_file,
     );
+    config.rpc = rpc;
     config.meta_timeout = args.cluster.timeout_ms.map(Duration::from_millis);
     config.advertise = args.advertise;
     config.capacity = args.capacity;

@@ -1,5 +1,5 @@
 //! What every command that talks to the cluster shares: the `--meta` / `--secret-file` /
-//! `--timeout-ms` flags ([`ClusterArgs`]) and the clients made from them. Finding the
+//! `--timeout-ms` / `--tls-*` flags ([`ClusterArgs`]) and the clients made from them. Finding the
 //! leader, following hints and retrying are the cluster client's (`tessera-cluster`); its
 //! errors are already one line with what to check.
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 use tessera_client::MetaClient;
 use tessera_client::cluster::{ClusterClient, Retry};
 use tessera_rpc::{RpcConfig, Secret};
+
+use crate::tls_args::TlsArgs;
 
 /// How to reach the cluster (every command that talks to it).
 #[derive(Debug, Clone, Args)]
@@ -33,6 +35,9 @@ pub struct ClusterArgs {
     /// `status` 2000; for `chunk` one heartbeat interval, within 500-5000].
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl ClusterArgs {
@@ -50,13 +55,14 @@ impl ClusterArgs {
         })
     }
 
+    /// Transport settings: the defaults, with TLS when `--tls-*` are given.
+    pub fn rpc(&self) -> anyhow::Result<RpcConfig> {
+        self.tls.rpc_config()
+    }
+
     /// A cluster client for `--meta`.
     pub fn cluster(&self) -> anyhow::Result<ClusterClient> {
-        Ok(ClusterClient::new(
-            &self.meta,
-            self.secret()?,
-            RpcConfig::default(),
-        ))
+        Ok(ClusterClient::new(&self.meta, self.secret()?, self.rpc()?))
     }
 
     /// A metadata client for `--meta` whose calls follow `retry`.
@@ -64,7 +70,7 @@ impl ClusterArgs {
         Ok(MetaClient::new(
             &self.meta,
             self.secret()?,
-            RpcConfig::default(),
+            self.rpc()?,
             retry,
         ))
     }

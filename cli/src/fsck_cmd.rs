@@ -93,15 +93,17 @@ impl Findings {
 struct Cluster {
     meta: MetaClient,
     secret: Secret,
+    rpc: RpcConfig,
     peers: HashMap<String, Client>,
 }
 
 impl Cluster {
     fn peer(&mut self, addr: &str) -> &Client {
         let secret = self.secret.clone();
+        let rpc = self.rpc.clone();
         self.peers
             .entry(addr.to_string())
-            .or_insert_with(|| Client::new(addr, secret, RpcConfig::default()))
+            .or_insert_with(|| Client::new(addr, secret, rpc))
     }
 
     async fn query(&self, q: Query) -> anyhow::Result<Response> {
@@ -382,6 +384,7 @@ async fn fsck(args: &FsckArgs) -> anyhow::Result<bool> {
     let mut c = Cluster {
         meta,
         secret,
+        rpc: args.cluster.rpc()?,
         peers: HashMap::new(),
     };
     let names = |list: Vec<ChunkserverInfo>| -> HashMap<u64, String> {

@@ -9,9 +9,9 @@ use tessera_metaserver::MetaConfig;
 use tessera_metaserver::chunk_registry::Liveness;
 use tessera_metaserver::raft::node::RaftTuning;
 use tessera_metaserver::upkeep::{RebalanceConfig, UpkeepConfig};
-use tessera_rpc::RpcConfig;
 
 use crate::membership_cmd::MembershipCmd;
+use crate::tls_args::TlsArgs;
 
 /// Flags of `tessera meta` (run a member), or one of its membership subcommands.
 #[derive(Debug, Args)]
@@ -43,6 +43,9 @@ pub struct MetaArgs {
     /// File holding the cluster secret (required; create one with `tessera gen-secret`).
     #[arg(long, value_name = "F", env = "TESSERA_SECRET_FILE", required = true)]
     secret_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    tls: TlsArgs,
 
     /// Form the group from --peers. Give it to ONE member, once, when the cluster is new;
     /// a member that already belongs to a group ignores it.
@@ -178,7 +181,7 @@ pub fn run(args: MetaArgs) -> anyhow::Result<()> {
             snapshot_every: args.snapshot_every,
             keep_after_snapshot: args.keep_logs,
         },
-        rpc: RpcConfig::default(),
+        rpc: args.tls.rpc_config()?,
         liveness: Liveness {
             suspect_after: Duration::from_millis((args.dead_after_ms / 12).max(3_000))
                 .min(Duration::from_millis(args.dead_after_ms)),

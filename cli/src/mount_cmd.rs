@@ -128,10 +128,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     let (k, m) = args.ec;
     let supervise = args.supervise;
+    let rpc = args.cluster.rpc()?;
     let config = MountConfig {
         mountpoint: args.mountpoint,
         meta: args.cluster.meta,
         secret_file: args.cluster.secret_file,
+        rpc,
         data: DataConfig {
             k,
             m,

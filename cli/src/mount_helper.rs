@@ -19,8 +19,11 @@ use std::process::ExitCode;
 const HELPER_NAMES: [&str; 2] = ["mount.tessera", "mount.fuse.tessera"];
 
 /// Options that take a value and become the `tessera mount` flag of the same name.
-const VALUE_OPTIONS: [&str; 8] = [
+const VALUE_OPTIONS: [&str; 11] = [
     "secret_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
     "ec",
     "stripe_size",
     "attr_ttl_ms",

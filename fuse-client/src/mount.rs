@@ -30,6 +30,8 @@ pub struct MountConfig {
     /// apart.
     pub meta: Vec<String>,
     pub secret_file: PathBuf,
+    /// Transport settings of every connection (TLS among them).
+    pub rpc: RpcConfig,
     pub data: DataConfig,
     pub fs: FsOptions,
     /// How long a file system call keeps trying to reach a metadata leader before it fails
@@ -241,7 +243,10 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
         .map_err(MountError::Runtime)?;
     let chunks = Arc::new(ChunkClient::new(
         secret.clone(),
-        ChunkClientConfig::default(),
+        ChunkClientConfig {
+            rpc: config.rpc.clone(),
+            ..ChunkClientConfig::default()
+        },
     ));
     let _metrics = match &config.metrics_addr {
         Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
@@ -250,7 +255,7 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
     let meta = Arc::new(MetaClient::new(
         &config.meta,
         secret.clone(),
-        RpcConfig::default(),
+        config.rpc.clone(),
         MetaClientOptions {
             deadline: config.meta_timeout,
             ..MetaClientOptions::default()

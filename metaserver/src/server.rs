@@ -121,6 +121,7 @@ pub async fn run(config: MetaConfig) -> Result<(), ServerError> {
         id = config.id,
         listen = %server.local_addr(),
         data = %config.data.display(),
+        tls = config.rpc.tls.is_some(),
         "metaserver started"
     );
 

@@ -8,7 +8,8 @@
 //! Throughput on this kind of machine swings by 3x from second to second (shared vCPUs), so
 //! the runs are short and interleaved (raw, RPC x1, RPC x8 in turn, many rounds) and the
 //! report gives medians and the median of each round's own ratio to raw TCP.
-//! Tune with TESSERA_BENCH_MS (per measurement) and TESSERA_BENCH_ROUNDS.
+//! Tune with TESSERA_BENCH_MS (per measurement) and TESSERA_BENCH_ROUNDS;
+//! TESSERA_BENCH_TLS=1 runs the RPC over TLS (the test certificates in tests/tls-certs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -113,6 +114,23 @@ async fn small_call_latency(client: &Client, calls: usize) -> (f64, f64) {
     (samples[calls / 2], samples[calls * 99 / 100])
 }
 
+/// The defaults, over TLS with `TESSERA_BENCH_TLS=1`.
+fn rpc_config() -> RpcConfig {
+    if env_or("TESSERA_BENCH_TLS", 0) == 0 {
+        return RpcConfig::default();
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls-certs");
+    let files = tessera_rpc::TlsFiles {
+        cert: dir.join("node.pem"),
+        key: dir.join("node.key"),
+        ca: dir.join("ca.pem"),
+    };
+    RpcConfig {
+        tls: Some(tessera_rpc::TlsConfig::load(&files).unwrap()),
+        ..RpcConfig::default()
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let secs = Duration::from_millis(env_or("TESSERA_BENCH_MS", 1000));
@@ -120,13 +138,13 @@ async fn main() {
     let secret = Secret::from_bytes(b"benchmark cluster secret", "bench").unwrap();
     let router = Router::new("bench")
         .route::<Sink, _, _>(|call| async move { (call.payload.len() as u32, Bytes::new()) });
-    let server = tessera_rpc::serve("127.0.0.1:0", secret.clone(), router, RpcConfig::default())
+    let server = tessera_rpc::serve("127.0.0.1:0", secret.clone(), router, rpc_config())
         .await
         .unwrap();
     let client = Arc::new(Client::new(
         server.local_addr().to_string(),
         secret,
-        RpcConfig::default(),
+        rpc_config(),
     ));
     client.call::<Ping>(&()).await.unwrap();
 

@@ -25,9 +25,15 @@ pub const HANDSHAKE_MAGIC: [u8; 4] = *b"TSRH";
 /// Handshake version spoken by this build.
 pub const HANDSHAKE_VERSION: u8 = 1;
 
+/// Sent instead of a challenge by a server that requires TLS to a client that opened
+/// without it (then it closes): "TLS required", zero-padded to a challenge's length.
+pub const TLS_REQUIRED_MAGIC: [u8; 4] = *b"TSRT";
+
 const NONCE_LEN: usize = 32;
-const HELLO_LEN: usize = 8 + NONCE_LEN;
+pub(crate) const HELLO_LEN: usize = 8 + NONCE_LEN;
 const CHALLENGE_LEN: usize = 8 + NONCE_LEN + 32;
+/// Length of the "TLS required" answer: a challenge's, so a client reads it whole.
+pub(crate) const TLS_REQUIRED_LEN: usize = CHALLENGE_LEN;
 const PROOF_LEN: usize = 32;
 const ACCEPTED: u8 = 0;
 const REFUSED: u8 = 1;
@@ -61,6 +67,12 @@ fn preamble() -> [u8; 8] {
 /// Checks magic and version of a hello or challenge.
 fn check_preamble(peer: &str, bytes: &[u8]) -> Result<(), AuthError> {
     let got = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    if got == TLS_REQUIRED_MAGIC {
+        return Err(AuthError::TlsRequired { peer: peer.into() });
+    }
+    if crate::stream::looks_like_tls(&got) {
+        return Err(AuthError::PeerWantsTls { peer: peer.into() });
+    }
     if got != HANDSHAKE_MAGIC {
         return Err(AuthError::NoHandshake {
             peer: peer.into(),
@@ -141,7 +153,12 @@ where
         .read_exact(&mut hello[..8])
         .await
         .map_err(io_err(peer))?;
-    check_preamble(peer, &hello)?;
+    if let Err(e) = check_preamble(peer, &hello) {
+        if matches!(e, AuthError::PeerWantsTls { .. }) {
+            crate::stream::refuse_tls(stream, &hello[..8]).await;
+        }
+        return Err(e);
+    }
     stream
         .read_exact(&mut hello[8..])
         .await

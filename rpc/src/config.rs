@@ -46,6 +46,10 @@ pub struct RpcConfig {
     /// Local address outgoing connections are made from (`None`: the system's choice).
     /// Servers set it to their listen address so peers see one address per server.
     pub source_ip: Option<std::net::IpAddr>,
+    /// TLS for every connection this node opens and accepts (`None`: plain TCP). Either
+    /// every node of a cluster has it or none does; the secret handshake runs in both cases
+    /// (inside TLS when set).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for RpcConfig {
@@ -64,6 +68,7 @@ impl Default for RpcConfig {
             frame_timeout: Duration::from_secs(30),
             max_buffered_bytes: 512 << 20,
             source_ip: None,
+            tls: None,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::auth::client_handshake;
 use crate::config::RpcConfig;
-use crate::error::RpcError;
+use crate::error::{AuthError, RpcError};
 use crate::secret::Secret;
 use crate::wire::{Frame, OutFrame, read_frame, write_loop};
 use bytes::Bytes;
@@ -95,7 +95,7 @@ impl Connection {
         };
         let started = Instant::now();
         let connect_by = deadline.min(Instant::now() + config.connect_timeout);
-        let mut stream = match timeout_at(connect_by, connect(peer, config.source_ip)).await {
+        let tcp = match timeout_at(connect_by, connect(peer, config.source_ip)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_err(e.to_string())),
             Err(_) => {
@@ -103,23 +103,40 @@ impl Connection {
                 return Err(connect_err(format!("no answer to connect in {ms} ms")));
             }
         };
-        stream
-            .set_nodelay(true)
+        tcp.set_nodelay(true)
             .map_err(|e| connect_err(e.to_string()))?;
+        // The TLS handshake (when configured) and the secret handshake share one deadline.
         let hs_deadline = deadline.min(Instant::now() + config.handshake_timeout);
-        match timeout_at(hs_deadline, client_handshake(&mut stream, secret, peer)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e.into()),
+        let handshakes = async {
+            let mut stream = crate::stream::client(tcp, config.tls.as_ref(), peer).await?;
+            match client_handshake(&mut stream, secret, peer).await {
+                // Inside TLS, the server's alert that it refused our certificate arrives on
+                // our first read, that is here.
+                Err(AuthError::Io { reason, .. }) if reason.contains("alert") => {
+                    Err(crate::stream::tls_failure(peer, reason).into())
+                }
+                // The connection broke (the server died): worth retrying, as a failed
+                // connect is.
+                Err(AuthError::Io { reason, .. }) => Err(RpcError::ConnectionClosed {
+                    peer: peer.to_string(),
+                    reason: format!("during the handshake: {reason}"),
+                }),
+                r => r.map(|()| stream).map_err(RpcError::from),
+            }
+        };
+        let stream = match timeout_at(hs_deadline, handshakes).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
-                return Err(crate::error::AuthError::Timeout {
+                return Err(AuthError::Timeout {
                     peer: peer.to_string(),
                     ms: config.handshake_timeout.as_millis() as u64,
                 }
                 .into());
             }
-        }
+        };
 
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = stream.split();
         let (out, rx) = mpsc::channel(256);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let born = Instant::now();

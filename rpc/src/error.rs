@@ -49,6 +49,73 @@ pub enum AuthError {
         /// The I/O error.
         reason: String,
     },
+    /// The TLS handshake failed: a certificate not signed by our CA, no certificate, or a
+    /// peer that does not speak TLS. `reason` carries rustls' cause and what to check.
+    #[error("TLS handshake with {peer} failed: {reason}")]
+    Tls {
+        /// Address of the other side.
+        peer: String,
+        /// The cause and the hint.
+        reason: String,
+    },
+    /// We opened without TLS and the server told us it requires TLS.
+    #[error(
+        "{peer} requires TLS and this node connected without it: give it --tls-cert, \
+         --tls-key and --tls-ca (TESSERA_TLS_CERT, TESSERA_TLS_KEY, TESSERA_TLS_CA) with a \
+         certificate signed by the cluster's CA"
+    )]
+    TlsRequired {
+        /// Address of the other side.
+        peer: String,
+    },
+    /// The peer opened with a TLS hello but this server runs without TLS.
+    #[error(
+        "{peer} opened a TLS connection but this server runs without TLS; refused (start \
+         every node with the same --tls-* flags, or none)"
+    )]
+    PeerWantsTls {
+        /// Address of the other side.
+        peer: String,
+    },
+}
+
+/// Why the TLS certificate, key or CA could not be loaded (at start-up: the process does
+/// not start). Each names the file.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("TLS {what} file {path}: {cause}")]
+    Io {
+        /// Which file: certificate, key or CA.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The I/O error (shown in the message, so not repeated as a source).
+        cause: std::io::Error,
+    },
+    /// The file is not PEM, or holds no item of the kind expected.
+    #[error("TLS {what} file {path}: {reason} (expected PEM: {expected})")]
+    Pem {
+        /// Which file.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What the parser said.
+        reason: String,
+        /// What should be in it.
+        expected: &'static str,
+    },
+    /// The certificates and key parse but rustls refuses them (a key that does not match the
+    /// certificate, a CA certificate that is not valid as a trust anchor).
+    #[error("TLS {what} {path}: {reason}")]
+    Rejected {
+        /// Which file(s).
+        what: &'static str,
+        /// The file(s).
+        path: String,
+        /// rustls' reason.
+        reason: String,
+    },
 }
 
 /// Why loading or creating the cluster secret failed.

@@ -135,16 +135,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
     let peer_s = peer.to_string();
-    let hs = timeout(
-        shared.config.handshake_timeout,
-        server_handshake(&mut stream, &shared.secret, &peer_s),
-    )
-    .await;
-    match hs {
-        Ok(Ok(())) => {}
+    // The TLS handshake (when configured) and the secret handshake share one deadline.
+    let handshakes = async {
+        let mut stream = crate::stream::server(tcp, shared.config.tls.as_ref(), &peer_s).await?;
+        server_handshake(&mut stream, &shared.secret, &peer_s)
+            .await
+            .map(|()| stream)
+    };
+    let stream = match timeout(shared.config.handshake_timeout, handshakes).await {
+        Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             shared.stats.inc(&shared.stats.auth_failures);
             if shared.auth_log.allow(peer.ip()) {
@@ -161,10 +163,10 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
             }
             return;
         }
-    }
+    };
     shared.stats.inc(&shared.stats.connections_accepted);
 
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = stream.split();
     let (out, rx) = mpsc::channel(256);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut rd = BufReader::with_capacity(64 << 10, rd);

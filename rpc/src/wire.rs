@@ -174,6 +174,10 @@ where
             w.write_all(&batch).await?;
             batch.clear();
         }
+        // The queue is empty: push out what the stream holds. A TLS stream may keep the
+        // tail of a write encrypted but unsent when the socket was full, with nothing to
+        // wake it until the next write; on TCP this is a no-op.
+        w.flush().await?;
     }
     w.flush().await?;
     w.shutdown().await

@@ -34,3 +34,11 @@ pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }
+
+/// `tessera` as a command, with the TLS environment when the harness runs over TLS
+/// (`crate::tls`), so admin commands reach a TLS cluster.
+pub fn tessera_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(tessera_bin());
+    cmd.envs(crate::tls::env());
+    cmd
+}

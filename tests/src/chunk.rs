@@ -11,7 +11,7 @@ use tessera_proto::chunk::{
     GetShardRequest, ListShards, ListShardsRequest, ListedShard, PutOutcome, PutShard,
     PutShardRequest, ShardPage, ShardProof, ShardStat, StatShard, StatShardRequest,
 };
-use tessera_rpc::{Client, RpcConfig, RpcError, Secret};
+use tessera_rpc::{Client, RpcError, Secret};
 
 use crate::ports::free_port;
 use crate::process::TesseraProcess;
@@ -147,7 +147,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 impl ChunkClient {
     pub fn new(addr: &str, secret: &Secret) -> ChunkClient {
         ChunkClient {
-            client: Client::new(addr, secret.clone(), RpcConfig::default()),
+            client: Client::new(addr, secret.clone(), crate::tls::rpc_config()),
         }
     }
 

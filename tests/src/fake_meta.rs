@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tessera_proto::cluster::{
     ChunkHeartbeat, ChunkserverId, ClusterError, Heartbeat, RegisterChunkserver, Registration,
 };
-use tessera_rpc::{Router, RpcConfig, Secret, ServerHandle};
+use tessera_rpc::{Router, Secret, ServerHandle};
 
 /// How a [`FakeMeta`] answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl FakeMeta {
                 let reply = heartbeat(&s2, call.req);
                 async move { (reply, Bytes::new()) }
             });
-        let server = tessera_rpc::serve(addr, secret.clone(), router, RpcConfig::default())
+        let server = tessera_rpc::serve(addr, secret.clone(), router, crate::tls::rpc_config())
             .await
             .unwrap_or_else(|e| panic!("FakeMeta cannot listen on {addr}: {e}"));
         FakeMeta { server, state }

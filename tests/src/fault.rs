@@ -49,6 +49,7 @@ pub fn shard_bytes<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> u64 {
 pub fn admin(meta: &[String], secret_file: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(tessera_bin())
         .args(args)
+        .envs(crate::tls::env())
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)
         .env("RUST_LOG", "warn")
@@ -78,6 +79,7 @@ pub fn info(meta: &[String], secret_file: &Path, path: &Path, json: bool) -> std
         cmd.arg("--json");
     }
     cmd.arg(path)
+        .envs(crate::tls::env())
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)
         .output()

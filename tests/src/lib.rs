@@ -16,6 +16,7 @@
 //! - [`chunk`]: starting a chunkserver and calling its service.
 //! - [`mount::DevCluster`]: metaservers, chunkservers and FUSE mounts, unmounted first on drop.
 //! - [`scrape`]: reading a process's `/metrics`.
+//! - [`tls`]: `TESSERA_TLS=1` runs every cluster above over TLS (test certificates).
 //! - [`mount_workload`] records random calls through several mounts into a [`history`];
 //!   [`linearize`] (namespace, against [`ns_model`]) and [`close_to_open`] (file contents)
 //!   judge it.
@@ -47,9 +48,10 @@ pub mod process;
 pub mod scrape;
 pub mod script;
 pub mod tempdir;
+pub mod tls;
 pub mod tmpfs;
 
-pub use bin::tessera_bin;
+pub use bin::{tessera_bin, tessera_command};
 pub use fake_meta::FakeMeta;
 pub use meta::{MetaCluster, MetaOptions};
 pub use ports::free_port;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tessera_client::{MetaClient, MetaClientOptions};
 use tessera_proto::meta::{DigestReply, MetaStatus, MetaStatusReply, StateDigest};
-use tessera_rpc::{Client, RpcConfig, Secret};
+use tessera_rpc::{Client, Secret};
 
 /// Extra flags for every member.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ impl MetaCluster {
         MetaClient::new(
             &self.addrs(),
             self.secret.clone(),
-            RpcConfig::default(),
+            crate::tls::rpc_config(),
             options,
         )
     }
@@ -195,7 +195,7 @@ impl MetaCluster {
         Client::new(
             self.members[&id].addr.clone(),
             self.secret.clone(),
-            RpcConfig::default(),
+            crate::tls::rpc_config(),
         )
     }
 

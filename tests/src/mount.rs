@@ -231,6 +231,15 @@ impl DevCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A run asked to use TLS must really use it (and one without, not).
+        for m in meta.members.values() {
+            let tls = format!("tls={}", crate::tls::enabled());
+            assert!(
+                m.process.log().contains(&tls),
+                "meta-{} did not log {tls}",
+                m.id
+            );
+        }
         let addrs = meta.addrs();
         let mounts = (1..=mounts)
             .map(|i| Mount::start(dir.path(), &format!("mnt-{i}"), &addrs, &secret_file, ec))

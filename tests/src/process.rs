@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tessera_proto::system::Ping;
-use tessera_rpc::{Client, RpcConfig, Secret};
+use tessera_rpc::{Client, Secret};
 
 use crate::bin::tessera_bin;
 
@@ -73,7 +73,9 @@ impl TesseraProcess {
         let _ = writeln!(log, "=== tessera {}", show(&self.args));
         let err = log.try_clone().unwrap_or_else(|e| panic!("dup log: {e}"));
         let mut cmd = Command::new(tessera_bin());
+        // TLS first, so a test's own environment can override it.
         cmd.args(&self.args)
+            .envs(crate::tls::env())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -115,7 +117,7 @@ impl TesseraProcess {
     /// Waits until the process answers a ping on `addr` (so it is listening and knows the
     /// cluster secret). Panics with the log tail if it exits first or `timeout` passes.
     pub async fn wait_ready(&mut self, addr: &str, secret: &Secret, timeout: Duration) {
-        let client = Client::new(addr, secret.clone(), RpcConfig::default());
+        let client = Client::new(addr, secret.clone(), crate::tls::rpc_config());
         let started = Instant::now();
         loop {
             if let Some(status) = self.try_exit_status() {

@@ -2,15 +2,14 @@
 //! `TESSERA_META` / `TESSERA_SECRET_FILE` environment fallbacks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use tessera_tests::process::write_secret;
-use tessera_tests::{FakeMeta, START_TIMEOUT, TempDir, TesseraProcess, free_port, tessera_bin};
+use tessera_tests::{FakeMeta, START_TIMEOUT, TempDir, TesseraProcess, free_port, tessera_command};
 
 #[test]
 fn help_documents_every_flag_and_its_default() {
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .args(["chunk", "--help"])
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, ListChunkservers};
-use tessera_rpc::{Client, RpcConfig, Secret};
+use tessera_rpc::{Client, Secret};
 use tessera_tests::chunk::{ChunkOptions, Chunkserver};
 use tessera_tests::process::write_secret;
 use tessera_tests::{MetaCluster, MetaOptions, TempDir};
@@ -20,7 +20,7 @@ async fn listed_up(
     let client = Client::new(
         cluster.members[&leader].addr.clone(),
         secret.clone(),
-        RpcConfig::default(),
+        tessera_tests::tls::rpc_config(),
     );
     let (reply, _) = client
         .call_with::<ListChunkservers>(&(), bytes::Bytes::new(), Duration::from_secs(2))

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use tessera_tests::fault::{noise, wait_for};
 use tessera_tests::mount::{DevCluster, drop_caches};
 use tessera_tests::ports::free_port;
 use tessera_tests::process::TesseraProcess;
-use tessera_tests::tessera_bin;
+use tessera_tests::tessera_command;
 
 fn admin(meta: &[String], secret: &std::path::Path, args: &[&str]) -> String {
     let (ok, text) = run(meta, secret, args);
@@ -22,7 +21,7 @@ fn admin(meta: &[String], secret: &std::path::Path, args: &[&str]) -> String {
 
 /// Runs `tessera ARGS` against the cluster: (exit status 0, stdout + stderr).
 fn run(meta: &[String], secret: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .args(args)
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret)

@@ -1,15 +1,14 @@
 //! `tessera mount` as a command: clear errors for a bad mountpoint, unmount on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use tessera_fuse_client::mount::is_mounted;
 use tessera_tests::mount::DevCluster;
-use tessera_tests::tessera_bin;
+use tessera_tests::tessera_command;
 
 fn mount_error(c: &DevCluster, mountpoint: &std::path::Path) -> String {
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .arg("mount")
         .arg(mountpoint)
         .arg("--meta")

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use tessera_tests::mount::DevCluster;
-use tessera_tests::tessera_bin;
+use tessera_tests::tessera_command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_mountpoint_is_named_as_such() {
@@ -21,7 +21,7 @@ async fn a_dead_mountpoint_is_named_as_such() {
             .success()
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .arg("mount")
         .arg(&path)
         .env("TESSERA_META", c.meta.addrs().join(","))

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tessera_client::MetaClientOptions;
@@ -16,13 +15,13 @@ use tessera_rpc::Secret;
 use tessera_tests::chunk::{ChunkOptions, Chunkserver};
 use tessera_tests::fault::noise;
 use tessera_tests::mount::{DevCluster, Mount};
-use tessera_tests::{MetaCluster, MetaOptions, START_TIMEOUT, tessera_bin};
+use tessera_tests::{MetaCluster, MetaOptions, START_TIMEOUT, tessera_command};
 
 const MIB: usize = 1 << 20;
 
 /// Runs `tessera ARGS` against the cluster at `meta`; returns (exit code, stdout, stderr).
 fn tessera(args: &[&str], meta: &[String], secret_file: &Path) -> (i32, String, String) {
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .args(args)
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)

@@ -4,18 +4,17 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use tessera_proto::ShardId;
 use tessera_tests::chunk::shard_file;
 use tessera_tests::fault::noise;
 use tessera_tests::mount::DevCluster;
-use tessera_tests::tessera_bin;
+use tessera_tests::tessera_command;
 
 const MIB: usize = 1 << 20;
 
 fn info(c: &DevCluster, path: &Path, json: bool) -> (i32, String, String) {
-    let mut cmd = Command::new(tessera_bin());
+    let mut cmd = tessera_command();
     cmd.arg("info").arg(path);
     if json {
         cmd.arg("--json");

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use bytes::Bytes;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tessera_proto::ShardId;
 use tessera_proto::fs::{
@@ -11,14 +10,14 @@ use tessera_proto::fs::{
     StripeRef,
 };
 use tessera_proto::meta::{ListChunkservers, Op, Response};
-use tessera_rpc::{Client, RpcConfig};
+use tessera_rpc::Client;
 use tessera_tests::chunk::{ChunkOptions, Chunkserver};
 use tessera_tests::process::write_secret;
-use tessera_tests::{MetaCluster, MetaOptions, TempDir, tessera_bin};
+use tessera_tests::{MetaCluster, MetaOptions, TempDir, tessera_command};
 
 /// Runs `tessera status --json`; returns the exit code and the parsed report.
 fn status(meta: &[String], secret_file: &std::path::Path) -> (i32, serde_json::Value) {
-    let out = Command::new(tessera_bin())
+    let out = tessera_command()
         .args(["status", "--json"])
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)
@@ -38,7 +37,7 @@ fn status(meta: &[String], secret_file: &std::path::Path) -> (i32, serde_json::V
 /// exit without a panic (status 141, as if killed by SIGPIPE, or 0); returns its stderr.
 fn status_into_closed_pipe(meta: &[String], secret_file: &std::path::Path) -> (i32, String) {
     use std::io::Read;
-    let mut child = Command::new(tessera_bin())
+    let mut child = tessera_command()
         .arg("status")
         .env("TESSERA_META", meta.join(","))
         .env("TESSERA_SECRET_FILE", secret_file)
@@ -96,7 +95,7 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     let leader_client = Client::new(
         cluster.members[&leader].addr.clone(),
         secret.clone(),
-        RpcConfig::default(),
+        tessera_tests::tls::rpc_config(),
     );
     let started = Instant::now();
     let listed = loop {
@@ -185,7 +184,7 @@ async fn status_reports_a_healthy_cluster_then_a_dead_chunkserver_and_degraded_s
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["meta"].as_array().unwrap().len(), 3);
     // The tables give sizes in binary units, used percent per server and a total line.
-    let table = Command::new(tessera_bin())
+    let table = tessera_command()
         .arg("status")
         .env("TESSERA_META", cluster.addrs().join(","))
         .env("TESSERA_SECRET_FILE", &secret_file)
