@@ -34,6 +34,23 @@ pub struct MetaOptions {
     pub extra_args: Vec<String>,
 }
 
+impl MetaOptions {
+    /// GC grace, upload window and orphan sweep shortened, so freed stripes leave the
+    /// chunkservers within seconds (tests that watch space come back).
+    pub fn with_fast_gc(mut self) -> Self {
+        let flags = [
+            ("--gc-grace-ms", "1000"),
+            ("--upload-window-ms", "3000"),
+            ("--orphan-grace-ms", "5000"),
+            ("--sweep-interval-ms", "2000"),
+        ];
+        for (k, v) in flags {
+            self.extra_args.extend([k.to_string(), v.to_string()]);
+        }
+        self
+    }
+}
+
 impl Default for MetaOptions {
     fn default() -> Self {
         Self {

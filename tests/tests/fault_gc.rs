@@ -10,19 +10,7 @@ use tessera_tests::fault::{fsck, noise, shard_bytes, wait_for};
 use tessera_tests::mount::{DevCluster, drop_caches};
 
 fn options() -> MetaOptions {
-    let flags = [
-        ("--gc-grace-ms", "1000"),
-        ("--upload-window-ms", "3000"),
-        ("--orphan-grace-ms", "5000"),
-        ("--sweep-interval-ms", "2000"),
-    ];
-    MetaOptions {
-        extra_args: flags
-            .iter()
-            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
-            .collect(),
-        ..MetaOptions::default()
-    }
+    MetaOptions::default().with_fast_gc()
 }
 
 fn dirs(c: &DevCluster) -> Vec<PathBuf> {

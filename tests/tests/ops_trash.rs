@@ -11,21 +11,11 @@ use tessera_tests::fault::{noise, shard_bytes, wait_for};
 use tessera_tests::mount::{DevCluster, drop_caches};
 
 fn options() -> MetaOptions {
-    // GC and sweep shortened so freed stripes go within seconds.
-    let flags = [
-        ("--gc-grace-ms", "1000"),
-        ("--upload-window-ms", "3000"),
-        ("--orphan-grace-ms", "5000"),
-        ("--sweep-interval-ms", "2000"),
-    ];
     MetaOptions {
         trash_retention_s: 3600,
-        extra_args: flags
-            .iter()
-            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
-            .collect(),
         ..MetaOptions::default()
     }
+    .with_fast_gc()
 }
 
 /// The trash as `tessera trash list --json` prints it: one object per file.
