@@ -14,8 +14,12 @@ pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_
     let mut formatted = false;
     let mut retention_set = false;
     let mut next_session_check = Instant::now() + session_check;
+    // No file still in the trash was deleted before this (as of this node's last look).
+    let mut trash_earliest: Option<i64> = None;
     loop {
-        if replica.is_leader() {
+        if !replica.is_leader() {
+            trash_earliest = None;
+        } else {
             if !formatted {
                 formatted = ensure_formatted(&replica).await;
             }
@@ -24,7 +28,7 @@ pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_
             }
             if Instant::now() >= next_session_check {
                 expire_sessions(&replica).await;
-                expire_trash(&replica).await;
+                expire_trash(&replica, &mut trash_earliest).await;
                 next_session_check = Instant::now() + session_check;
             }
         }
@@ -112,12 +116,29 @@ async fn ensure_trash_retention(replica: &Replica, seconds: u64) -> bool {
 }
 
 /// Frees files whose time in the trash ran out; the command re-checks each when applied,
-/// so a restore or a longer retention that races with it wins.
-async fn expire_trash(replica: &Replica) {
+/// so a restore or a longer retention that races with it wins. `earliest` saves the scan of
+/// the trash while nothing can be due: no kept file was deleted before it, so none runs out
+/// before it plus the retention (read each time, so a shorter one counts at once). A delete
+/// stamped just before a scan and applied just after it may run out that much later.
+async fn expire_trash(replica: &Replica, earliest: &mut Option<i64>) {
     let now = clock::now_ns();
+    if let Some(t) = *earliest {
+        let retention = replica
+            .local_read(|store| trash_retention_setting(&store.read_view()?))
+            .await;
+        let due = retention
+            .map(|r| t.saturating_add((r.unwrap_or(0) as i64).saturating_mul(1_000_000_000)));
+        if due.is_ok_and(|due| now < due) {
+            return;
+        }
+    }
     let expired = replica
         .local_read(move |store| expired_trash(&store.read_view()?, now, 1000))
         .await;
+    let expired = expired.map(|(inos, left)| {
+        *earliest = left;
+        inos
+    });
     match expired {
         Ok(inos) if inos.is_empty() => {}
         Ok(inos) => {
@@ -130,7 +151,11 @@ async fn expire_trash(replica: &Replica) {
                 Ok(Ok(_)) => {
                     tracing::info!(files = n, "freed files whose time in the trash ran out")
                 }
-                other => tracing::warn!("could not expire files in the trash: {other:?}"),
+                other => {
+                    // They are still due: look again next time.
+                    *earliest = None;
+                    tracing::warn!("could not expire files in the trash: {other:?}")
+                }
             }
         }
         Err(e) => tracing::warn!("cannot list the trash: {e}"),

@@ -120,29 +120,47 @@ pub(crate) fn purge<S: Store + ?Sized>(
     Ok(Response::Done)
 }
 
-/// Up to `limit` kept files whose retention ran out by `now` (for the leader's expiry).
+/// Up to `limit` kept files whose retention ran out by `now` (for the leader's expiry), and
+/// the earliest deletion time among the files left: `Some(t)` says no file still kept was
+/// deleted before `t` (`now` when none is left: later deletes are stamped later), so nothing
+/// is due before `t` plus the retention; `None` when `limit` was reached (look again).
 pub fn expired<S: StoreRead + ?Sized>(
     s: &S,
     now: i64,
     limit: usize,
-) -> Result<Vec<Ino>, NamespaceError> {
+) -> Result<(Vec<Ino>, Option<i64>), NamespaceError> {
     let retention_ns = (retention_s(s)? as i64).saturating_mul(NS_PER_S);
     let mut out = Vec::new();
+    let mut earliest_left = now;
+    for_each_kept(s, |ino, kept| {
+        if kept.deleted_ns.saturating_add(retention_ns) > now {
+            earliest_left = earliest_left.min(kept.deleted_ns);
+            return Ok(true);
+        }
+        out.push(ino);
+        Ok(out.len() < limit)
+    })?;
+    let left = (out.len() < limit).then_some(earliest_left);
+    Ok((out, left))
+}
+
+/// Calls `f` with every kept file in inode order until it returns `false`. Paged, so a large
+/// trash is never read whole at once.
+fn for_each_kept<S: StoreRead + ?Sized>(
+    s: &S,
+    mut f: impl FnMut(Ino, TrashRec) -> Result<bool, NamespaceError>,
+) -> Result<(), NamespaceError> {
     let mut after = keys::inode(0);
-    // Paged, so a large trash is not read whole to find a few expired files.
     loop {
         let page = s.scan(Table::Trash, &after, None, 1024)?;
         let Some((last, _)) = page.last() else {
-            return Ok(out);
+            return Ok(());
         };
         after = successor(last);
         for (key, value) in &page {
             let kept: TrashRec = super::codec::decode(Table::Trash, key, value)?;
-            if kept.deleted_ns.saturating_add(retention_ns) <= now {
-                out.push(key_u64(Table::Trash, key, 0)?);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
+            if !f(key_u64(Table::Trash, key, 0)?, kept)? {
+                return Ok(());
             }
         }
     }
@@ -190,19 +208,12 @@ pub(crate) fn list<S: StoreRead + ?Sized>(
 /// Files in the trash and their bytes (logical sizes).
 fn sum<S: StoreRead + ?Sized>(s: &S) -> OpResult<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
-    let mut after = keys::inode(0);
-    loop {
-        let page = s.scan(Table::Trash, &after, None, 1024)?;
-        let Some((last, _)) = page.last() else {
-            return Ok((files, bytes));
-        };
-        after = successor(last);
-        for (key, _) in &page {
-            let ino = key_u64(Table::Trash, key, 0)?;
-            files += 1;
-            bytes += s.inode(ino)?.map_or(0, |r| r.size);
-        }
-    }
+    for_each_kept(s, |ino, _| {
+        files += 1;
+        bytes += s.inode(ino)?.map_or(0, |r| r.size);
+        Ok(true)
+    })?;
+    Ok((files, bytes))
 }
 
 /// The path of directory `dir` from the root ("/a/b"), or `None` if it no longer has one.
@@ -408,17 +419,24 @@ mod tests {
         unlink(&mut ns, root, "b");
         // A kept file cannot be opened again (it has no name to open it by).
         assert_eq!(ns.cmd(Op::Open { ino: a }), Err(FsError::NotFound));
+        let deleted_a = listed(&ns).1[0].deleted_ns;
         assert_eq!(
             crate::expired_trash(&ns.store, ns.now, 10).unwrap(),
-            Vec::<Ino>::new()
+            (Vec::<Ino>::new(), Some(deleted_a)),
+            "nothing is due before the first delete's time plus the retention"
         );
         purge(&mut ns, vec![a, b], true);
         assert_eq!(listed(&ns).1.len(), 2, "not expired yet");
 
         ns.now += 11 * NS_PER_S;
         assert_eq!(
+            crate::expired_trash(&ns.store, ns.now, 1).unwrap(),
+            (vec![a], None),
+            "the limit reached: look again at once"
+        );
+        assert_eq!(
             crate::expired_trash(&ns.store, ns.now, 10).unwrap(),
-            vec![a, b]
+            (vec![a, b], Some(ns.now))
         );
         purge(&mut ns, vec![a, b], true);
         assert_eq!(listed(&ns).1, Vec::new());
