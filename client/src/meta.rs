@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tessera_cluster::{CallError, ClusterClient, Retry};
+use tessera_proto::fs::Ino;
 use tessera_proto::meta::{
     ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
     PlaceStripes, Query, ReachabilityReport, ReadRequest, Reply, ReportReachability, ReportShards,
-    Response, ServiceError, WriteRequest, WriteSettings,
+    Response, ServiceError, WaitRecall, WaitRecallRequest, WriteRequest, WriteSettings,
 };
 use tessera_rpc::{RpcConfig, Secret};
 
@@ -162,6 +163,36 @@ impl MetaClient {
         self.cluster
             .call::<ReportReachability, _, _>(&report, &once)
             .await
+    }
+
+    /// Capabilities on `inos` for this client's session (`Op::GrantCaps`); waits, on the
+    /// leader, while other sessions' caps in the way are recalled.
+    pub async fn grant_caps(
+        &self,
+        inos: Vec<Ino>,
+        exclusive: bool,
+    ) -> Result<Reply, MetaClientError> {
+        self.write(Op::GrantCaps { inos, exclusive }).await
+    }
+
+    /// Gives this session's caps on `inos` back.
+    pub async fn release_caps(&self, inos: Vec<Ino>) -> Result<Reply, MetaClientError> {
+        self.write(Op::ReleaseCaps { inos }).await
+    }
+
+    /// Waits up to `wait` for the leader to recall caps of this session, and returns the
+    /// inodes it wants them back on (empty when it wanted none). One try against the
+    /// leader: the caller polls again, which also follows a new leader.
+    pub async fn wait_recall(&self, wait: Duration) -> Result<Vec<Ino>, MetaClientError> {
+        let req = WaitRecallRequest {
+            session: self.session(),
+            wait_ms: wait.as_millis().min(u128::from(u32::MAX)) as u32,
+        };
+        let once = Retry {
+            retry_unavailable: false,
+            ..Retry::once(wait + Duration::from_secs(5))
+        };
+        self.cluster.call::<WaitRecall, _, _>(&req, &once).await
     }
 
     /// Every chunkserver the leader knows, with its address and state.

@@ -9,13 +9,15 @@ use crate::upkeep::Rebalancer;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tessera_proto::Rpc;
 use tessera_proto::cluster::{ChunkHeartbeat, RegisterChunkserver};
 use tessera_proto::fs::FsError;
 use tessera_proto::meta::{
     ChangeMembership, ClusterHealth, DigestReply, DrainChunkserver, ListChunkservers, MetaRead,
     MetaStatus, MetaStatusReply, MetaWrite, Op, PlaceStripe, PlaceStripes, ReadRequest, Rebalance,
-    Reply, ReportReachability, ReportShards, ServiceError, StateDigest, StripeHealth, WriteRequest,
+    Reply, ReportReachability, ReportShards, ServiceError, StateDigest, StripeHealth, WaitRecall,
+    WriteRequest,
 };
 use tessera_rpc::{Call, Router};
 
@@ -127,8 +129,9 @@ impl MetaService {
     }
 
     /// Chunkserver registration and heartbeats, chunkserver listing, draining and
-    /// rebalancing, damaged shard reports, stripe placement, stripe health and membership changes: all answered
-    /// by the leader only (from its chunkserver table, or through Raft).
+    /// rebalancing, damaged shard reports, stripe placement, stripe health, membership
+    /// changes and the mounts' recall polls: all answered by the leader only (from its
+    /// chunkserver table, its recall board, or through Raft).
     fn cluster_routes(self, router: Router) -> Router {
         LeaderOnly::new(router, self)
             .route::<RegisterChunkserver, _, _>(|svc, call| async move {
@@ -168,6 +171,10 @@ impl MetaService {
             .route::<PlaceStripes, _, _>(|svc, call| async move {
                 let reserved = svc.reserved_bytes().await;
                 svc.registry.place_many(&call.req, reserved)
+            })
+            .route::<WaitRecall, _, _>(|svc, call| async move {
+                let wait = Duration::from_millis(call.req.wait_ms.into());
+                Ok(svc.replica.wait_recall(call.req.session, wait).await)
             })
             .into_router()
     }

@@ -12,7 +12,8 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
-    acl, attr, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, trash, xattr,
+    acl, attr, caps, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, trash,
+    xattr,
 };
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
@@ -41,12 +42,18 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, N
         Ok(resp) => Ok(resp),
         Err(OpError::Fs(e)) => Err(e),
         Err(OpError::Meta(e)) => return Err(e),
+        Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
     };
     let writes = if reply.is_ok() {
         overlay.into_writes()
     } else {
         Writes::new()
     };
+    // Not applied, and not remembered: the leader proposes it again after the recall.
+    let holders = caps::in_the_way(&*store, &writes, cmd.session, cmd.now_ns)?;
+    if !holders.is_empty() {
+        return Ok(Ok(Response::Recall { holders }));
+    }
     flush(store, writes)?;
 
     if cmd.session != SYSTEM_SESSION && cmd.seq != 0 {
@@ -290,6 +297,8 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::SetTrashRetention { seconds } => trash::set_retention(s, *seconds),
         Op::RestoreTrash { ino, to } => trash::restore(s, *ino, to.clone(), now),
         Op::PurgeTrash { inos, expired_only } => trash::purge(s, inos, *expired_only, now),
+        Op::GrantCaps { inos, exclusive } => caps::grant(s, client()?, inos, *exclusive),
+        Op::ReleaseCaps { inos } => caps::release(s, client()?, inos),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
             _ => Err(FsError::NotPermitted.into()),
@@ -345,11 +354,14 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, Names
             limit,
             totals,
         } => trash::list(store, *after, *limit, *totals),
+        Query::CapHolders { inos } => Ok(caps::query_holders(store, inos)?),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),
         Err(OpError::Fs(e)) => Ok(Err(e)),
         Err(OpError::Meta(e)) => Err(e),
+        // Only commands change caps, so only they can find one in the way.
+        Err(OpError::Recall(holders)) => Ok(Ok(Response::Recall { holders })),
     }
 }
 

@@ -116,6 +116,11 @@ impl fmt::Display for Command {
                 )
             }
             Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
+            Op::GrantCaps { inos, exclusive } => {
+                let kind = if *exclusive { "exclusive" } else { "shared" };
+                write!(f, "grant {kind} caps on {} inodes", inos.len())
+            }
+            Op::ReleaseCaps { inos } => write!(f, "release caps on {} inodes", inos.len()),
         }
     }
 }

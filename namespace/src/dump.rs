@@ -31,12 +31,14 @@ use tessera_proto::meta::Response;
 pub const MAGIC: &[u8] = b"tessera-dump 1\n";
 
 /// Tables that describe the running cluster, not the file system: never in an image.
-const VOLATILE: [Table; 5] = [
+const VOLATILE: [Table; 7] = [
     Table::Sessions,
     Table::OpenFiles,
     Table::Orphans,
     Table::Locks,
     Table::Requests,
+    Table::Caps,
+    Table::SessionCaps,
 ];
 
 /// Counters that belong to the running cluster.
@@ -87,6 +89,9 @@ fn fs_to_meta(e: OpError) -> NamespaceError {
     match e {
         OpError::Meta(e) => e,
         OpError::Fs(e) => NamespaceError::BadImage(format!("ending a session for the dump: {e:?}")),
+        OpError::Recall(_) => {
+            NamespaceError::BadImage("ending a session for the dump met a cap".into())
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod acl;
 mod apply;
 mod attr;
 mod audit;
+mod caps;
 mod chunk_codec;
 mod chunk_map;
 mod codec;

@@ -226,6 +226,13 @@ pub struct TrashRec {
     pub name: Vec<u8>,
 }
 
+/// `caps[(ino, session)]`: a capability (`caps.rs`); `session_caps[(session, ino)]` is its
+/// index by session, with an empty value.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapRec {
+    pub exclusive: bool,
+}
+
 /// `locks[(ino, flavor, session, owner, start)]`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockRec {

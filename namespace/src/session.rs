@@ -4,6 +4,7 @@
 //! find everything it holds, while "is this inode open anywhere?" is answered by the `opens`
 //! count kept in the inode itself.
 
+use super::caps;
 use super::codec::{decode, key_u64};
 use super::command::Response;
 use super::lock;
@@ -67,6 +68,7 @@ pub(crate) fn end<S: Store + ?Sized>(s: &mut S, session: u64, now: i64) -> OpRes
     for (key, _) in scan_prefix(s, Table::Requests, &keys::session(session))? {
         s.delete(Table::Requests, &key)?;
     }
+    caps::drop_session(s, session)?;
     s.delete(Table::Sessions, &keys::session(session))?;
     Ok(Response::Done)
 }

@@ -7,6 +7,7 @@ use crate::error::NamespaceError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_proto::fs::{FsError, Ino, StripeId};
+use tessera_proto::meta::CapHolder;
 
 /// Why an operation stopped: a POSIX outcome for the client, or a store failure that must
 /// stop the state machine. Handlers use `?` on both.
@@ -14,6 +15,8 @@ use tessera_proto::fs::{FsError, Ino, StripeId};
 pub(crate) enum OpError {
     Fs(FsError),
     Meta(NamespaceError),
+    /// Caps of other sessions stand in the way (`caps.rs`): the command changes nothing.
+    Recall(Vec<CapHolder>),
 }
 
 impl From<FsError> for OpError {

@@ -22,6 +22,9 @@
 //! | locks | ino, flavor, session, owner, start | `LockRec` |
 //! | requests | session, seq | `Reply` |
 //! | counters | name | `u64` |
+//! | trash | ino | `TrashRec` |
+//! | caps | ino, session | `CapRec` |
+//! | session_caps | session, ino | `()` |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -44,11 +47,13 @@ pub enum Table {
     Requests,
     Counters,
     Trash,
+    Caps,
+    SessionCaps,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -63,6 +68,8 @@ impl Table {
         Table::Requests,
         Table::Counters,
         Table::Trash,
+        Table::Caps,
+        Table::SessionCaps,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -82,6 +89,8 @@ impl Table {
             Table::Requests => "requests",
             Table::Counters => "counters",
             Table::Trash => "trash",
+            Table::Caps => "caps",
+            Table::SessionCaps => "session_caps",
         }
     }
 

@@ -245,6 +245,20 @@ pub enum Op {
         inos: Vec<Ino>,
         expired_only: bool,
     },
+    /// Capabilities for the command's session on `inos` (see `namespace/src/caps.rs`):
+    /// shared lets the mount cache what it read of the inode (attributes, and for a
+    /// directory its entries); exclusive also lets it change them locally. Answered
+    /// [`Response::Recall`] while another session holds a cap that conflicts; inodes that
+    /// do not exist are skipped.
+    GrantCaps {
+        inos: Vec<Ino>,
+        exclusive: bool,
+    },
+    /// Gives the command's session's caps on `inos` back (the mount has dropped what it
+    /// cached, or stored what it buffered). Caps it does not hold are skipped.
+    ReleaseCaps {
+        inos: Vec<Ino>,
+    },
 }
 
 /// A read of the state.
@@ -320,6 +334,18 @@ pub enum Query {
         limit: u32,
         totals: bool,
     },
+    /// Who holds caps on each of `inos` ([`Response::Caps`]).
+    CapHolders {
+        inos: Vec<Ino>,
+    },
+}
+
+/// A session's capability on one inode ([`Response::Caps`], [`Response::Recall`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CapHolder {
+    pub ino: Ino,
+    pub session: u64,
+    pub exclusive: bool,
 }
 
 /// One file in the trash, as [`Query::Trash`] lists it.
@@ -393,6 +419,14 @@ pub enum Response {
         entries: Vec<TrashEntry>,
         totals: Option<(u64, u64)>,
     },
+    /// [`Query::CapHolders`]: every cap held on the inodes asked about.
+    Caps(Vec<CapHolder>),
+    /// The command changed nothing: these caps of other sessions stand in its way. The
+    /// leader recalls them and proposes the command again once they are given back (or
+    /// their sessions expired); a client never sees this reply.
+    Recall {
+        holders: Vec<CapHolder>,
+    },
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.
@@ -456,6 +490,27 @@ impl Rpc for MetaRead {
     const METHOD: Method = Method::META_READ;
     type Request = ReadRequest;
     type Reply = Result<Reply, ServiceError>;
+}
+
+/// A mount's wait for recalls: the server-to-client channel of capabilities, as a long
+/// poll on the mount's existing connection to the leader (leader only). The reply comes
+/// as soon as the leader wants caps of `session` back, or after `wait_ms` with none.
+#[derive(Debug)]
+pub struct WaitRecall;
+
+/// What [`WaitRecall`] waits for.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WaitRecallRequest {
+    pub session: u64,
+    /// Longest wait before an empty answer, in milliseconds (the leader caps it).
+    pub wait_ms: u32,
+}
+
+impl Rpc for WaitRecall {
+    const METHOD: Method = Method::WAIT_RECALL;
+    type Request = WaitRecallRequest;
+    /// The inodes whose caps the session should give back (empty: none within the wait).
+    type Reply = Result<Vec<Ino>, ServiceError>;
 }
 
 /// What a metaserver says about its place in the group (answered by every member).

@@ -57,6 +57,8 @@ impl Method {
     pub const META_DUMP: Method = Method(0x0110);
     /// Restore a backup image into an empty namespace (metadata leader; image in the payload).
     pub const META_LOAD: Method = Method(0x0111);
+    /// A mount's long poll for capability recalls (metadata leader).
+    pub const WAIT_RECALL: Method = Method(0x0112);
 
     /// Raft AppendEntries between metaservers (body: the Raft library's own types, postcard;
     /// they never leave `metaserver/src/raft/`).
@@ -100,6 +102,7 @@ impl Method {
             Self::REBALANCE => "rebalance",
             Self::META_DUMP => "meta-dump",
             Self::META_LOAD => "meta-load",
+            Self::WAIT_RECALL => "wait-recall",
             Self::RAFT_APPEND => "raft-append",
             Self::RAFT_VOTE => "raft-vote",
             Self::RAFT_PRE_VOTE => "raft-pre-vote",

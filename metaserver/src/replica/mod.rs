@@ -13,18 +13,33 @@
 //!   member's view of the group.
 
 pub mod clock;
+mod recalls;
 
 use crate::raft::{NotLeader, RaftNode, RaftStatus};
 use crate::store::RedbStore;
+use recalls::Recalls;
 use std::sync::Arc;
-use tessera_namespace::{Command, NamespaceError, Op, Query, Reply, SYSTEM_SESSION, query};
-use tessera_proto::meta::{MembershipChange, ServiceError, WriteRequest};
+use std::time::{Duration, Instant};
+use tessera_namespace::{
+    Command, NamespaceError, Op, Query, Reply, Response, SYSTEM_SESSION, query,
+};
+use tessera_proto::fs::Ino;
+use tessera_proto::meta::{CapHolder, MembershipChange, ServiceError, WriteRequest};
+
+/// How often a command waiting for caps looks whether they were given back, when nothing
+/// woke it sooner (a session that ended by expiry wakes no one).
+const RECALL_CHECK: Duration = Duration::from_millis(50);
+
+/// How often a recall that was not answered is posted again (its long poll may have been
+/// lost with a connection).
+const RECALL_REPOST: Duration = Duration::from_secs(1);
 
 /// This member's replica of the namespace. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Replica {
     raft: RaftNode,
     store: Arc<RedbStore>,
+    recalls: Arc<Recalls>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ServiceError {
@@ -36,7 +51,11 @@ fn unavailable(e: impl std::fmt::Display) -> ServiceError {
 impl Replica {
     /// The replica of a started Raft member over the store its state machine writes.
     pub fn new(raft: RaftNode, store: Arc<RedbStore>) -> Replica {
-        Replica { raft, store }
+        Replica {
+            raft,
+            store,
+            recalls: Arc::default(),
+        }
     }
 
     /// The Raft member (for the process wiring: its routes, `--init`, shutdown).
@@ -67,16 +86,71 @@ impl Replica {
     }
 
     /// Proposes a client's change, stamped with this leader's clock, and waits until it is
-    /// committed and applied.
+    /// committed and applied. A change that other sessions' caps stand in the way of
+    /// (`Response::Recall`, nothing applied) waits while the leader recalls them, and is
+    /// proposed again, with a new time, once they are given back or their sessions ended.
     pub async fn propose(&self, req: WriteRequest) -> Result<Reply, ServiceError> {
-        let cmd = Command {
+        let gives_back = matches!(
+            req.op,
+            Op::ReleaseCaps { .. } | Op::CloseSession | Op::ExpireSession { .. }
+        );
+        let mut cmd = Command {
             session: req.session,
             seq: req.seq,
             seq_floor: req.seq_floor,
             now_ns: clock::now_ns(),
             op: req.op,
         };
-        self.raft.propose(cmd).await
+        loop {
+            let reply = self.raft.propose(cmd.clone()).await?;
+            let Ok(Response::Recall { holders }) = reply else {
+                if gives_back {
+                    self.recalls.given_back();
+                }
+                return Ok(reply);
+            };
+            self.recall(&holders).await?;
+            cmd.now_ns = clock::now_ns();
+        }
+    }
+
+    /// Asks the holders for their caps and waits until none of them holds one any more
+    /// (given back, or its session ended), as long as this member leads.
+    async fn recall(&self, holders: &[CapHolder]) -> Result<(), ServiceError> {
+        tracing::debug!(?holders, "recalling caps");
+        let mut posted = Instant::now();
+        self.recalls.post(holders);
+        loop {
+            self.lead()?;
+            let asked = holders.to_vec();
+            let still_held = self
+                .local_read(move |store| {
+                    let inos: Vec<Ino> = asked.iter().map(|h| h.ino).collect();
+                    let now = match query(&store.read_view()?, &Query::CapHolders { inos })? {
+                        Ok(Response::Caps(now)) => now,
+                        _ => Vec::new(),
+                    };
+                    Ok(asked
+                        .into_iter()
+                        .filter(|h| now.iter().any(|n| (n.ino, n.session) == (h.ino, h.session)))
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+            if still_held.is_empty() {
+                return Ok(());
+            }
+            if posted.elapsed() >= RECALL_REPOST {
+                self.recalls.post(&still_held);
+                posted = Instant::now();
+            }
+            self.recalls.wait_given_back(RECALL_CHECK).await;
+        }
+    }
+
+    /// The caps `session` is asked to give back, waiting up to `wait` (the mounts' long
+    /// poll, `WaitRecall`).
+    pub async fn wait_recall(&self, session: u64, wait: Duration) -> Vec<Ino> {
+        self.recalls.wait_for(session, wait).await
     }
 
     /// Proposes a change the metaserver makes itself (format, expiry, GC, repair, load):

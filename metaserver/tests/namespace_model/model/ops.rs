@@ -405,6 +405,9 @@ impl Model {
             Op::SetTrashRetention { .. } | Op::RestoreTrash { .. } | Op::PurgeTrash { .. } => {
                 Err(FsError::NotPermitted)
             }
+            // Not generated: caps change what mounts may cache, never the file system, and
+            // their conflicts are tested in the namespace crate (`caps.rs`).
+            Op::GrantCaps { .. } | Op::ReleaseCaps { .. } => Err(FsError::NotPermitted),
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
             Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
                 Err(FsError::NotSupported)

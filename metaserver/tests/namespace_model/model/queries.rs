@@ -201,7 +201,7 @@ impl Model {
             // Its xattr names are `user.*`: no ACL is ever stored.
             Query::AclsUsed => Ok(Response::Flag(false)),
             // Never generated (see the trash ops in `ops.rs`).
-            Query::Trash { .. } => Err(FsError::NotPermitted),
+            Query::Trash { .. } | Query::CapHolders { .. } => Err(FsError::NotPermitted),
         }
     }
 
