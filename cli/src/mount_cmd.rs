@@ -56,6 +56,14 @@ pub struct MountArgs {
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     session_lease_ms: u64,
 
+    /// Cache directory listings and attributes under capabilities granted by the metadata
+    /// leader: lookups, stats and listings of a directory listed before are answered by the
+    /// mount until another mount changes it (the leader recalls the caps first) [default:
+    /// off]. Give --meta-timeout-ms more than --session-lease-ms: a change on another mount
+    /// waits up to the lease for a mount that stopped answering.
+    #[arg(long)]
+    caps: bool,
+
     /// Allow character and block device files on the mount to be opened as devices
     /// [default: off, the mount is nodev]. Only a mount by root gets it: for other users
     /// fusermount3 keeps nodev.
@@ -152,6 +160,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         metrics_addr: args.metrics_addr,
         devices: args.dev,
         set_id_programs: args.suid,
+        caps: args.caps,
     };
     if supervise {
         let exe = std::env::current_exe().context("cannot find the tessera binary to re-run")?;

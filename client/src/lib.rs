@@ -10,6 +10,7 @@
 //!
 //! [`FsError`]: tessera_proto::fs::FsError
 
+pub mod cap_cache;
 pub mod data;
 pub mod error;
 pub mod meta;

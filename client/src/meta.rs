@@ -7,12 +7,13 @@
 //! with the first reply. `seq_floor` tells the group which replies it may forget: the lowest
 //! sequence number still in flight.
 
+use crate::cap_cache::{self, CapCache};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tessera_cluster::{CallError, ClusterClient, Retry};
-use tessera_proto::fs::Ino;
+use tessera_proto::fs::{DirEntry, Ino};
 use tessera_proto::meta::{
     ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
     PlaceStripes, Query, ReachabilityReport, ReadRequest, Reply, ReportReachability, ReportShards,
@@ -35,6 +36,8 @@ pub struct MetaClient {
     session: AtomicU64,
     next_seq: AtomicU64,
     in_flight: Mutex<BTreeSet<u64>>,
+    /// What this client caches under capabilities (`None`: nothing, every read asks).
+    caps: Option<Arc<CapCache>>,
 }
 
 impl MetaClient {
@@ -47,7 +50,16 @@ impl MetaClient {
             session: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             in_flight: Mutex::new(BTreeSet::new()),
+            caps: None,
         }
+    }
+
+    /// Caches directory listings and attributes under capabilities (`cap_cache.rs`) for a
+    /// session renewed with `lease`. Recalls are answered only while
+    /// [`answer_recalls`](Self::answer_recalls) runs: start it with the session.
+    pub fn with_caps(mut self, lease: Duration) -> Self {
+        self.caps = Some(Arc::new(CapCache::new(lease)));
+        self
     }
 
     /// The cluster client underneath, for leader-only calls this type has no method for.
@@ -70,9 +82,11 @@ impl MetaClient {
             client: client_name.to_string(),
             lease_ns: lease.as_nanos() as i64,
         };
+        let sent = Instant::now();
         match self.send(0, 0, op).await? {
             Ok(Response::Session { id, .. }) => {
                 self.session.store(id, Ordering::Relaxed);
+                self.renewed(id, sent);
                 Ok(id)
             }
             other => Err(CallError::Refused {
@@ -99,8 +113,12 @@ impl MetaClient {
         let renew = Op::RenewSession {
             lease_ns: lease.as_nanos() as i64,
         };
+        let sent = Instant::now();
         match self.write(renew).await? {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.renewed(id, sent);
+                Ok(true)
+            }
             Err(_) => {
                 self.session.store(0, Ordering::Relaxed);
                 Ok(false)
@@ -108,8 +126,28 @@ impl MetaClient {
         }
     }
 
+    /// The session's lease was renewed by a request sent at `sent`.
+    fn renewed(&self, session: u64, sent: Instant) {
+        if let Some(c) = &self.caps {
+            c.renewed(session, sent);
+        }
+    }
+
     /// Applies a change exactly once and returns its reply (a POSIX error is a reply).
+    /// What the cache holds that the change may make untrue is dropped before it is sent
+    /// and again once it is answered.
     pub async fn write(&self, op: Op) -> Result<Reply, MetaClientError> {
+        let Some(cache) = self.caps.clone() else {
+            return self.write_uncached(op).await;
+        };
+        cache.changing(&op);
+        let probe = op.clone();
+        let reply = self.write_uncached(op).await;
+        cache.changing(&probe);
+        reply
+    }
+
+    async fn write_uncached(&self, op: Op) -> Result<Reply, MetaClientError> {
         let session = self.session();
         if session == 0 {
             // Without a session there is nothing to deduplicate against.
@@ -129,8 +167,73 @@ impl MetaClient {
         result
     }
 
-    /// A linearizable read.
+    /// A linearizable read: from the cache when caps cover it, else from the leader. The
+    /// start of a directory listing fills the cache first (caps on the directory and its
+    /// entries, then the whole listing).
     pub async fn read(&self, query: Query) -> Result<Reply, MetaClientError> {
+        let Some(cache) = self.caps.clone() else {
+            return self.read_uncached(query).await;
+        };
+        let session = self.session();
+        if let Some(reply) = cache.answer(session, &query) {
+            return Ok(reply);
+        }
+        if let Query::ReadDir {
+            ino,
+            after: 0,
+            limit,
+            plus,
+        } = query
+            && let Some(entries) = self.fill(&cache, session, ino).await
+        {
+            return Ok(Ok(Response::Entries(cap_cache::page(
+                &entries, 0, limit, plus,
+            ))));
+        }
+        if let Query::Lookup { parent, .. } = &query
+            && cache.missed(session, *parent)
+            && self.fill(&cache, session, *parent).await.is_some()
+            && let Some(reply) = cache.answer(session, &query)
+        {
+            return Ok(reply);
+        }
+        let Some(epoch) = cache.begin(session) else {
+            return self.read_uncached(query).await;
+        };
+        tracing::trace!(?query, "not cached");
+        let reply = self.read_uncached(query.clone()).await?;
+        cache.learn(epoch, session, &query, &reply);
+        Ok(reply)
+    }
+
+    /// Caps on `dir` and its entries, then its whole listing (cached if nothing changed it
+    /// meanwhile). `None` if either failed or the directory is too large to cache.
+    async fn fill(&self, cache: &CapCache, session: u64, dir: Ino) -> Option<Vec<DirEntry>> {
+        let epoch = cache.begin(session)?;
+        match self.grant_caps(vec![dir], false, true).await {
+            Ok(Ok(_)) => {}
+            other => {
+                tracing::debug!(?other, dir, "caps on a directory not granted");
+                return None;
+            }
+        }
+        let whole = Query::ReadDir {
+            ino: dir,
+            after: 0,
+            limit: cap_cache::FILL_LIMIT,
+            plus: true,
+        };
+        let Ok(Ok(Response::Entries(entries))) = self.read_uncached(whole).await else {
+            return None;
+        };
+        if entries.len() >= cap_cache::FILL_LIMIT as usize {
+            return None;
+        }
+        cache.fill(epoch, session, dir, entries.clone());
+        Some(entries)
+    }
+
+    async fn read_uncached(&self, query: Query) -> Result<Reply, MetaClientError> {
         let req = ReadRequest { query };
         self.cluster
             .call::<MetaRead, _, _>(&req, &self.options)
@@ -165,14 +268,21 @@ impl MetaClient {
             .await
     }
 
-    /// Capabilities on `inos` for this client's session (`Op::GrantCaps`); waits, on the
-    /// leader, while other sessions' caps in the way are recalled.
+    /// Capabilities on `inos` (with `children`, also on the entries of those directories)
+    /// for this client's session (`Op::GrantCaps`); waits, on the leader, while other
+    /// sessions' caps in the way are recalled.
     pub async fn grant_caps(
         &self,
         inos: Vec<Ino>,
         exclusive: bool,
+        children: bool,
     ) -> Result<Reply, MetaClientError> {
-        self.write(Op::GrantCaps { inos, exclusive }).await
+        let op = Op::GrantCaps {
+            inos,
+            exclusive,
+            children,
+        };
+        self.write(op).await
     }
 
     /// Gives this session's caps on `inos` back.
@@ -256,14 +366,18 @@ impl MetaClient {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
+                let sent = Instant::now();
                 let r = client
                     .write(Op::RenewSession {
                         lease_ns: lease.as_nanos() as i64,
                     })
                     .await;
                 match r {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => client.renewed(client.session(), sent),
                     Ok(Err(e)) => {
+                        if let Some(c) = &client.caps {
+                            c.clear();
+                        }
                         tracing::error!(
                             session = client.session(),
                             "session lease lost ({e:?}); open files and locks of this client were released"
@@ -275,5 +389,55 @@ impl MetaClient {
             }
         });
         SessionKeeper { task }
+    }
+}
+
+/// Answers the leader's recalls in the background; stops when dropped.
+#[derive(Debug)]
+pub struct RecallAnswerer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RecallAnswerer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long one recall poll waits at the leader.
+const RECALL_POLL: Duration = Duration::from_secs(10);
+
+impl MetaClient {
+    /// Polls the leader for recalls of this session's caps, drops what they covered from
+    /// the cache and gives them back, until dropped. `None` without caps.
+    pub fn answer_recalls(self: &Arc<Self>) -> Option<RecallAnswerer> {
+        let cache = self.caps.clone()?;
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if client.session() == 0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                let inos = match client.wait_recall(RECALL_POLL).await {
+                    Ok(inos) => inos,
+                    Err(e) => {
+                        tracing::debug!("recall poll failed, polling again: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                if inos.is_empty() {
+                    continue;
+                }
+                cache.recalled(&inos);
+                match client.release_caps(inos).await {
+                    Ok(Ok(_)) => {}
+                    // The leader asks again while it waits; the next poll brings it back.
+                    other => tracing::warn!("giving recalled caps back failed: {other:?}"),
+                }
+            }
+        });
+        Some(RecallAnswerer { task })
     }
 }

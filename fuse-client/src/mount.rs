@@ -45,6 +45,8 @@ pub struct MountConfig {
     pub devices: bool,
     /// Mount with `suid` (set-ID programs take effect) instead of `nosuid`.
     pub set_id_programs: bool,
+    /// Cache directory listings and attributes under capabilities (`--caps`).
+    pub caps: bool,
 }
 
 /// Why mounting failed.
@@ -252,7 +254,7 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
         Some(addr) => Some(rt.block_on(start_metrics(addr, chunks.audit().clone()))?),
         None => None,
     };
-    let meta = Arc::new(MetaClient::new(
+    let meta = MetaClient::new(
         &config.meta,
         secret.clone(),
         config.rpc.clone(),
@@ -260,7 +262,11 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
             deadline: config.meta_timeout,
             ..MetaClientOptions::default()
         },
-    ));
+    );
+    let meta = Arc::new(match config.caps {
+        true => meta.with_caps(config.session_lease),
+        false => meta,
+    });
     let client_name = format!("mount:{}", mountpoint.display());
     let session = match &supervised {
         None => rt.block_on(meta.open_session(&client_name, config.session_lease))?,
@@ -269,6 +275,7 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
     // Background tasks below are spawned on this runtime.
     let _in_rt = rt.enter();
     let _keeper = meta.keep_session_alive(config.session_lease);
+    let _recalls = meta.answer_recalls();
     tracing::info!(session, "metadata session opened");
     let data = DataPath::new(meta.clone(), chunks, config.data.clone());
     let timer = data.start_timer();

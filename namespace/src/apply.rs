@@ -297,7 +297,11 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::SetTrashRetention { seconds } => trash::set_retention(s, *seconds),
         Op::RestoreTrash { ino, to } => trash::restore(s, *ino, to.clone(), now),
         Op::PurgeTrash { inos, expired_only } => trash::purge(s, inos, *expired_only, now),
-        Op::GrantCaps { inos, exclusive } => caps::grant(s, client()?, inos, *exclusive),
+        Op::GrantCaps {
+            inos,
+            exclusive,
+            children,
+        } => caps::grant(s, client()?, inos, *exclusive, *children),
         Op::ReleaseCaps { inos } => caps::release(s, client()?, inos),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),

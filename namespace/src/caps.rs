@@ -19,9 +19,9 @@
 
 use super::codec::{decode, key_u64};
 use super::overlay::Writes;
-use super::records::CapRec;
+use super::records::{CapRec, DentryRec};
 use super::state::{OpError, OpResult, Tables, TablesMut};
-use super::store::{Store, StoreRead, Table, scan_prefix};
+use super::store::{Store, StoreRead, Table, prefix_end, scan_prefix};
 use crate::error::NamespaceError;
 use std::collections::BTreeSet;
 use tessera_proto::fs::Ino;
@@ -52,16 +52,40 @@ pub(crate) fn holders<S: StoreRead + ?Sized>(
     Ok(out)
 }
 
-/// `GrantCaps`: caps on `inos` for `session`, or the caps of other sessions in the way.
+/// Most entries of one directory a `GrantCaps` with `children` covers.
+const MAX_CHILDREN: usize = 10_000;
+
+/// The entries of directory `dir` (none if it has more than [`MAX_CHILDREN`]).
+fn children<S: StoreRead + ?Sized>(s: &S, dir: Ino) -> Result<Vec<Ino>, NamespaceError> {
+    let prefix = dir.to_be_bytes();
+    let end = prefix_end(&prefix);
+    let rows = s.scan(Table::Dentries, &prefix, end.as_deref(), MAX_CHILDREN + 1)?;
+    if rows.len() > MAX_CHILDREN {
+        return Ok(Vec::new());
+    }
+    rows.iter()
+        .map(|(key, value)| Ok(decode::<DentryRec>(Table::Dentries, key, value)?.ino))
+        .collect()
+}
+
+/// `GrantCaps`: caps on `inos` (and with `children` shared ones on their entries) for
+/// `session`, or the caps of other sessions in the way.
 pub(crate) fn grant<S: Store + ?Sized>(
     s: &mut S,
     session: u64,
     inos: &[Ino],
     exclusive: bool,
+    with_children: bool,
 ) -> OpResult<Response> {
+    let mut asked: Vec<(Ino, bool)> = inos.iter().map(|&i| (i, exclusive)).collect();
+    if with_children {
+        for &ino in inos {
+            asked.extend(children(s, ino)?.into_iter().map(|c| (c, false)));
+        }
+    }
     let mut in_the_way = Vec::new();
     let mut grant = Vec::new();
-    for &ino in inos {
+    for (ino, exclusive) in asked {
         if s.inode(ino)?.is_none() {
             continue;
         }
@@ -220,7 +244,16 @@ mod tests {
 
     fn grant(ns: &mut Ns, session: u64, ino: Ino, exclusive: bool) -> crate::command::Reply {
         let inos = vec![ino];
-        as_session(ns, session, Op::GrantCaps { inos, exclusive })
+        let children = false;
+        as_session(
+            ns,
+            session,
+            Op::GrantCaps {
+                inos,
+                exclusive,
+                children,
+            },
+        )
     }
 
     fn holders(ns: &Ns, ino: Ino) -> Vec<CapHolder> {
@@ -324,6 +357,30 @@ mod tests {
             mode: tessera_proto::fs::XattrMode::Upsert,
         };
         assert_eq!(recall_of(ns.cmd(setxattr)), vec![(f, b)]);
+    }
+
+    #[test]
+    fn a_grant_with_children_covers_the_entries_of_the_directory() {
+        let mut ns = Ns::new();
+        let b = other_session(&mut ns);
+        let d = ns.mkdir(ns.root(), "d");
+        let (f, g) = (ns.create(d, "f"), ns.mkdir(d, "g"));
+        let grant = Op::GrantCaps {
+            inos: vec![d],
+            exclusive: true,
+            children: true,
+        };
+        as_session(&mut ns, b, grant).unwrap();
+        assert!(holders(&ns, d)[0].exclusive);
+        assert!(!holders(&ns, f)[0].exclusive && !holders(&ns, g)[0].exclusive);
+        let chmod = Op::SetAttr {
+            ino: g,
+            set: tessera_proto::fs::SetAttr {
+                perm: Some(0o700),
+                ..Default::default()
+            },
+        };
+        assert_eq!(recall_of(ns.cmd(chmod)), vec![(g, b)]);
     }
 
     #[test]

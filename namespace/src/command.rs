@@ -116,9 +116,14 @@ impl fmt::Display for Command {
                 )
             }
             Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
-            Op::GrantCaps { inos, exclusive } => {
+            Op::GrantCaps {
+                inos,
+                exclusive,
+                children,
+            } => {
                 let kind = if *exclusive { "exclusive" } else { "shared" };
-                write!(f, "grant {kind} caps on {} inodes", inos.len())
+                let and = if *children { " and their entries" } else { "" };
+                write!(f, "grant {kind} caps on {} inodes{and}", inos.len())
             }
             Op::ReleaseCaps { inos } => write!(f, "release caps on {} inodes", inos.len()),
         }

@@ -249,10 +249,14 @@ pub enum Op {
     /// shared lets the mount cache what it read of the inode (attributes, and for a
     /// directory its entries); exclusive also lets it change them locally. Answered
     /// [`Response::Recall`] while another session holds a cap that conflicts; inodes that
-    /// do not exist are skipped.
+    /// do not exist are skipped. With `children`, also (shared) caps on the entries of
+    /// each directory among `inos` as they are when the grant applies, so a listing read
+    /// after it is covered whole (directories of more than 10,000 entries: the directory
+    /// only).
     GrantCaps {
         inos: Vec<Ino>,
         exclusive: bool,
+        children: bool,
     },
     /// Gives the command's session's caps on `inos` back (the mount has dropped what it
     /// cached, or stored what it buffered). Caps it does not hold are skipped.

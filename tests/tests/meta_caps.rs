@@ -114,9 +114,9 @@ async fn a_change_in_the_way_of_a_cap_waits_for_the_recall() {
         session(&cluster, Duration::from_secs(600)).await,
     );
     let d = mkdir(&a, ROOT_INO, "d").await;
-    assert!(a.grant_caps(vec![d], false).await.unwrap().is_ok());
+    assert!(a.grant_caps(vec![d], false, false).await.unwrap().is_ok());
     // Shared caps coexist: b gets one too, at once.
-    assert!(b.grant_caps(vec![d], false).await.unwrap().is_ok());
+    assert!(b.grant_caps(vec![d], false, false).await.unwrap().is_ok());
     assert_eq!(holders(&a, d).await, 2);
     b.release_caps(vec![d]).await.unwrap().unwrap();
 
@@ -141,9 +141,9 @@ async fn a_change_in_the_way_of_a_cap_waits_for_the_recall() {
     assert_eq!(holders(&b, d).await, 0);
 
     // An exclusive grant waits the same way for a shared holder.
-    assert!(a.grant_caps(vec![d], false).await.unwrap().is_ok());
+    assert!(a.grant_caps(vec![d], false, false).await.unwrap().is_ok());
     let (responder, log) = answer_recalls(a.clone(), Duration::from_millis(100));
-    assert!(b.grant_caps(vec![d], true).await.unwrap().is_ok());
+    assert!(b.grant_caps(vec![d], true, false).await.unwrap().is_ok());
     responder.abort();
     assert_eq!(log.lock().unwrap().given_back.len(), 1);
     match b.read(Query::CapHolders { inos: vec![d] }).await.unwrap() {
@@ -164,7 +164,7 @@ async fn a_holder_that_does_not_answer_loses_its_caps_with_its_lease() {
     let lease = Duration::from_secs(3);
     let a = session(&cluster, lease).await;
     let opened = Instant::now();
-    assert!(a.grant_caps(vec![d], true).await.unwrap().is_ok());
+    assert!(a.grant_caps(vec![d], true, false).await.unwrap().is_ok());
 
     mkdir(&b, d, "x").await;
     let waited = opened.elapsed();
@@ -188,7 +188,7 @@ async fn a_new_leader_recalls_what_the_old_one_granted() {
         session(&cluster, Duration::from_secs(600)).await,
     );
     let d = mkdir(&a, ROOT_INO, "d").await;
-    assert!(a.grant_caps(vec![d], true).await.unwrap().is_ok());
+    assert!(a.grant_caps(vec![d], true, false).await.unwrap().is_ok());
 
     let all: Vec<u64> = (1..=3).collect();
     let old = cluster

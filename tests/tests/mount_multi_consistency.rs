@@ -2,7 +2,8 @@
 //! small shared set of names (issue #11, point 2); the recorded history must be
 //! linearizable for the namespace and close-to-open for file contents
 //! (`tessera_tests::linearize`, `tessera_tests::close_to_open`). Variants: a plain run, the
-//! Raft leader SIGKILLed mid-run (twice, restarted), and one mount SIGKILLed mid-run.
+//! Raft leader SIGKILLed mid-run (twice, restarted), and one mount SIGKILLed mid-run; each
+//! also with the mounts caching under capabilities (`--caps`).
 //!
 //! The mounts run with `--attr-ttl-ms 0`: with the default 1 s kernel cache of names and
 //! attributes, a mount may see a removed name for up to a second, by design, which is not
@@ -46,7 +47,11 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-async fn run(tag: &str, fault: Fault) {
+/// Mount flags of the runs with capabilities: a lease short enough that a killed mount's
+/// caps are lost within the run (others wait up to the lease for them).
+const CAPS: &[&str] = &["--caps", "--session-lease-ms", "5000"];
+
+async fn run(tag: &str, fault: Fault, mount_args: &[&str]) {
     let secs = env_u64("TESSERA_CHECKER_SECS").unwrap_or(25);
     let seed = env_u64("TESSERA_CHECKER_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -58,7 +63,9 @@ async fn run(tag: &str, fault: Fault) {
     eprintln!("{tag}: {secs} s, TESSERA_CHECKER_SEED={seed}");
     let mut c = DevCluster::start(tag, 0).await;
     for _ in 0..MOUNTS {
-        c.add_mount(&["--attr-ttl-ms", "0"]);
+        let mut args = vec!["--attr-ttl-ms", "0"];
+        args.extend_from_slice(mount_args);
+        c.add_mount(&args);
     }
     setup(c.mount(0).path(), PLAN).expect("make the checked directories");
 
@@ -190,15 +197,30 @@ fn refusals_dropped(history: Vec<Record>, tag: &str) -> Vec<Record> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plain_run_is_linearizable_and_close_to_open() {
-    run("consistency-plain", Fault::None).await;
+    run("consistency-plain", Fault::None, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_kills_keep_the_history_linearizable() {
-    run("consistency-leader", Fault::LeaderKill).await;
+    run("consistency-leader", Fault::LeaderKill, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_mount_leaves_a_linearizable_history() {
-    run("consistency-mount", Fault::MountKill).await;
+    run("consistency-mount", Fault::MountKill, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_plain_run_is_linearizable_and_close_to_open() {
+    run("consistency-caps", Fault::None, CAPS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_leader_kills_keep_the_history_linearizable() {
+    run("consistency-caps-leader", Fault::LeaderKill, CAPS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caps_a_killed_mount_leaves_a_linearizable_history() {
+    run("consistency-caps-mount", Fault::MountKill, CAPS).await;
 }

@@ -1,0 +1,527 @@
+//! What a client caches under capabilities (`--caps`): directory listings and attributes,
+//! answering `Lookup` (including "no such name"), `GetAttr` and `ReadDir` without a round
+//! trip while the session holds caps on them (see `namespace/src/caps.rs` for what the
+//! leader guarantees a holder).
+//!
+//! - Caps are taken when a listing starts (`ReadDir` at cookie 0): the directory and its
+//!   entries (`GrantCaps` with `children`), then the whole listing is read and kept. Any
+//!   later change by another session is recalled first, so what is kept stays true until
+//!   this client gives the caps back.
+//! - This client's own changes are not recalled: every write drops what it may change,
+//!   before it is sent and again after its reply (attributes of the inodes it names, the
+//!   names of directories whose entries it changes). A read that began before such a drop
+//!   stores nothing (the `epoch`). Attributes of an inode still held are learnt again from
+//!   the next read that has to ask the leader.
+//! - Nothing is answered once the session's lease may have run out on the leader (the
+//!   leader then stops protecting the caps): the cache trusts a renewal for 3/4 of the
+//!   lease from when it was sent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tessera_proto::fs::{Attr, DirEntry, FsError, Ino};
+use tessera_proto::meta::{Op, Query, Reply, Response};
+
+/// Entries the first read of a listing asks for; a directory with more is not cached.
+pub const FILL_LIMIT: u32 = 4096;
+
+/// Drops remembered one by one before they are forgotten together (see `State::floor`).
+const MAX_DROPS: usize = 100_000;
+
+/// Lookups in one directory that ask the leader before the directory is filled.
+const MISSES_BEFORE_FILL: u32 = 3;
+
+/// One directory's complete listing ("." and ".." first), without attributes (those are in
+/// `State::attrs`) but for "..", whose attributes are the parent's: kept only so a
+/// `readdirplus` can carry the entry (the kernel takes nothing from it).
+#[derive(Debug)]
+struct Listing {
+    entries: Vec<DirEntry>,
+    /// Name -> position in `entries`.
+    names: HashMap<Vec<u8>, usize>,
+}
+
+impl Listing {
+    fn parent(&self) -> Option<Ino> {
+        self.entries.iter().find(|e| e.name == b"..").map(|e| e.ino)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The session the caps belong to; a different one finds nothing.
+    session: u64,
+    /// Bumped by every drop; a read notes it when it starts, and stores nothing about an
+    /// inode dropped since (`drops`), or about anything if all was dropped (`floor`).
+    epoch: u64,
+    /// The epoch of each inode's last drop (cleared, with `floor` raised, when large).
+    drops: HashMap<Ino, u64>,
+    floor: u64,
+    /// Lookups in a directory that had to ask the leader since it was last filled: the
+    /// third fills it.
+    misses: HashMap<Ino, u32>,
+    /// When the last successful lease renewal (or the session's opening) was sent.
+    renewed: Option<Instant>,
+    /// Inodes this session holds caps on (granted by a fill, until recalled).
+    held: HashSet<Ino>,
+    /// Listings of held directories.
+    dirs: HashMap<Ino, Listing>,
+    /// Attributes of held inodes.
+    attrs: HashMap<Ino, Attr>,
+    /// Directory -> the cached directories whose ".." it is.
+    under: HashMap<Ino, HashSet<Ino>>,
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.epoch += 1;
+        self.floor = self.epoch;
+        self.drops.clear();
+        self.misses.clear();
+        self.held.clear();
+        self.dirs.clear();
+        self.attrs.clear();
+        self.under.clear();
+    }
+
+    fn insert_listing(&mut self, dir: Ino, listing: Listing) {
+        self.remove_listing(dir);
+        if let Some(p) = listing.parent() {
+            self.under.entry(p).or_default().insert(dir);
+        }
+        self.dirs.insert(dir, listing);
+    }
+
+    fn remove_listing(&mut self, dir: Ino) {
+        let Some(listing) = self.dirs.remove(&dir) else {
+            return;
+        };
+        if let Some(p) = listing.parent()
+            && let Some(set) = self.under.get_mut(&p)
+        {
+            set.remove(&dir);
+            if set.is_empty() {
+                self.under.remove(&p);
+            }
+        }
+    }
+
+    /// Drops what is cached about `ino` (its listing too with `listing`), noting when.
+    fn drop_ino(&mut self, ino: Ino, listing: bool) {
+        self.attrs.remove(&ino);
+        if listing {
+            self.remove_listing(ino);
+        }
+        if self.drops.len() >= MAX_DROPS {
+            self.drops.clear();
+            self.floor = self.epoch;
+        }
+        self.drops.insert(ino, self.epoch);
+    }
+
+    /// Whether `ino` was dropped since a read began at `begin`.
+    fn dropped_since(&self, begin: u64, ino: Ino) -> bool {
+        begin < self.floor || self.drops.get(&ino).is_some_and(|&e| e > begin)
+    }
+
+    /// The entry `name` of cached directory `dir`, if the listing is there.
+    fn entry(&self, dir: Ino, name: &[u8]) -> Option<Option<Ino>> {
+        let listing = self.dirs.get(&dir)?;
+        Some(listing.names.get(name).map(|&at| listing.entries[at].ino))
+    }
+}
+
+/// The cache of one client. Every method is cheap and never waits for I/O.
+#[derive(Debug)]
+pub struct CapCache {
+    lease: Duration,
+    state: Mutex<State>,
+}
+
+impl CapCache {
+    /// A cache for a session renewed with `lease`.
+    pub fn new(lease: Duration) -> Self {
+        Self {
+            lease,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, if it may answer for `session` now.
+    fn usable(&self, session: u64) -> Option<std::sync::MutexGuard<'_, State>> {
+        let s = self.state();
+        let fresh = s.renewed.is_some_and(|t| t.elapsed() < self.lease * 3 / 4);
+        (session != 0 && s.session == session && fresh).then_some(s)
+    }
+
+    /// `session`'s lease was renewed (or opened) by a request sent at `sent`. A new session
+    /// starts empty: the caps of another one are not this client's any more.
+    pub fn renewed(&self, session: u64, sent: Instant) {
+        let mut s = self.state();
+        if s.session != session {
+            s.clear();
+            s.session = session;
+            s.renewed = None;
+        }
+        if s.renewed.is_none_or(|t| t < sent) {
+            s.renewed = Some(sent);
+        }
+    }
+
+    /// The answer to `q` from the cache, if it has one.
+    pub fn answer(&self, session: u64, q: &Query) -> Option<Reply> {
+        let s = self.usable(session)?;
+        let attr = |ino: &Ino| s.attrs.get(ino).map(|a| Ok(Response::Attr(a.clone())));
+        match q {
+            Query::GetAttr { ino } => attr(ino),
+            Query::Lookup { parent, name } => match s.entry(*parent, name)? {
+                None => Some(Err(FsError::NotFound)),
+                Some(ino) => attr(&ino),
+            },
+            Query::ReadDir {
+                ino,
+                after,
+                limit,
+                plus,
+            } => {
+                let listing = s.dirs.get(ino)?;
+                let mut out = page(&listing.entries, *after, *limit, *plus);
+                if *plus {
+                    for e in out.iter_mut().filter(|e| e.name != b"..") {
+                        e.attr = Some(s.attrs.get(&e.ino)?.clone());
+                    }
+                }
+                Some(Ok(Response::Entries(out)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Where a read that asks the leader starts: the epoch to hand to
+    /// [`fill`](Self::fill) or [`learn`](Self::learn), if the cache may be used now.
+    pub fn begin(&self, session: u64) -> Option<u64> {
+        self.usable(session).map(|s| s.epoch)
+    }
+
+    /// Stores the complete listing of `dir`, read with attributes after caps on it and its
+    /// entries were granted, unless something was dropped since `epoch`.
+    pub fn fill(&self, epoch: u64, session: u64, dir: Ino, mut entries: Vec<DirEntry>) {
+        let Some(mut s) = self.usable(session) else {
+            return;
+        };
+        let changed = s.dropped_since(epoch, dir)
+            || entries
+                .iter()
+                .any(|e| e.name != b".." && s.dropped_since(epoch, e.ino));
+        if changed || entries.iter().any(|e| e.attr.is_none()) {
+            return;
+        }
+        s.misses.remove(&dir);
+        for e in entries.iter_mut().filter(|e| e.name != b"..") {
+            s.held.insert(e.ino);
+            if let Some(a) = e.attr.take() {
+                s.attrs.insert(e.ino, a);
+            }
+        }
+        s.held.insert(dir);
+        let names = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        s.insert_listing(dir, Listing { entries, names });
+    }
+
+    /// Keeps the attributes a read of `q` brought from the leader, if the inode is held and
+    /// nothing was dropped since `epoch`.
+    pub fn learn(&self, epoch: u64, session: u64, q: &Query, reply: &Reply) {
+        let (Query::GetAttr { .. } | Query::Lookup { .. }, Ok(Response::Attr(a))) = (q, reply)
+        else {
+            return;
+        };
+        let Some(mut s) = self.usable(session) else {
+            return;
+        };
+        if !s.dropped_since(epoch, a.ino) && s.held.contains(&a.ino) {
+            s.attrs.insert(a.ino, a.clone());
+        }
+    }
+
+    /// Counts a lookup in `dir` that had to ask the leader; true when it is time to fill
+    /// the directory (a directory looked in often is worth its caps).
+    pub fn missed(&self, session: u64, dir: Ino) -> bool {
+        let Some(mut s) = self.usable(session) else {
+            return false;
+        };
+        if s.misses.len() > MAX_DROPS {
+            s.misses.clear();
+        }
+        let n = s.misses.entry(dir).or_default();
+        *n += 1;
+        *n >= MISSES_BEFORE_FILL
+    }
+
+    /// Drops what a change by this client may make untrue (before it is sent and after its
+    /// reply).
+    pub fn changing(&self, op: &Op) {
+        let (inos, names) = touched(op);
+        if inos.as_ref().is_some_and(Vec::is_empty) && names.is_empty() {
+            // Nothing cached can change (and a fill's own grant must not undo the fill).
+            return;
+        }
+        let mut s = self.state();
+        s.epoch += 1;
+        let Some(inos) = inos else {
+            let held = std::mem::take(&mut s.held);
+            s.clear();
+            // Still held: only what was cached goes.
+            s.held = held;
+            return;
+        };
+        for ino in inos {
+            s.drop_ino(ino, false);
+        }
+        for (dir, name) in names {
+            // The directory's entries change, and so may the entry's own attributes (its
+            // link count, or its ".." when a directory moves).
+            let gone: Vec<Ino> = match s.entry(dir, &name) {
+                Some(entry) => entry.into_iter().collect(),
+                // Not told without the listing: any cached directory under `dir` may be it.
+                None => s.under.get(&dir).into_iter().flatten().copied().collect(),
+            };
+            for ino in gone {
+                s.drop_ino(ino, true);
+            }
+            s.drop_ino(dir, true);
+        }
+    }
+
+    /// The leader recalled the caps on `inos`: drops what they covered (the caller then
+    /// gives them back).
+    pub fn recalled(&self, inos: &[Ino]) {
+        let mut s = self.state();
+        s.epoch += 1;
+        for &ino in inos {
+            s.held.remove(&ino);
+            s.drop_ino(ino, true);
+        }
+    }
+
+    /// Drops everything (the session was lost).
+    pub fn clear(&self) {
+        self.state().clear();
+    }
+}
+
+/// Up to `limit` of `entries` after cookie `after`, with attributes if `plus`.
+pub fn page(entries: &[DirEntry], after: u64, limit: u32, plus: bool) -> Vec<DirEntry> {
+    entries
+        .iter()
+        .filter(|e| e.cookie > after)
+        .take(limit as usize)
+        .map(|e| DirEntry {
+            attr: if plus { e.attr.clone() } else { None },
+            ..e.clone()
+        })
+        .collect()
+}
+
+/// The inodes a change names, and the directory entries (directory, name) it names; `None`
+/// for a change whose reach is not known here (everything is dropped).
+type Touched = (Option<Vec<Ino>>, Vec<(Ino, Vec<u8>)>);
+
+fn touched(op: &Op) -> Touched {
+    let inos = |v: &[Ino]| (Some(v.to_vec()), Vec::new());
+    match op {
+        Op::Mknod { parent, name, .. }
+        | Op::Mkdir { parent, name, .. }
+        | Op::Symlink { parent, name, .. }
+        | Op::MakeNode { parent, name, .. }
+        | Op::Unlink { parent, name }
+        | Op::Rmdir { parent, name } => (Some(vec![*parent]), vec![(*parent, name.clone())]),
+        Op::Link {
+            ino,
+            new_parent,
+            new_name,
+        } => (
+            Some(vec![*ino, *new_parent]),
+            vec![(*new_parent, new_name.clone())],
+        ),
+        Op::Rename {
+            parent,
+            name,
+            new_parent,
+            new_name,
+            ..
+        } => (
+            Some(vec![*parent, *new_parent]),
+            vec![(*parent, name.clone()), (*new_parent, new_name.clone())],
+        ),
+        Op::MakeTmpfile { parent, .. } => inos(&[*parent]),
+        Op::SetAttr { ino, .. }
+        | Op::SetXattr { ino, .. }
+        | Op::RemoveXattr { ino, .. }
+        | Op::Open { ino }
+        | Op::OpenToRead { ino, .. }
+        | Op::Release { ino }
+        | Op::CommitSlice { ino, .. }
+        | Op::SetFlags { ino, .. }
+        | Op::Reserve { ino, .. } => inos(&[*ino]),
+        Op::ReleaseMany { inos: v } | Op::Accessed { inos: v, .. } => inos(v),
+        // Locks, sessions and caps change nothing this cache holds.
+        Op::SetLock { .. }
+        | Op::OpenSession { .. }
+        | Op::RenewSession { .. }
+        | Op::GrantCaps { .. }
+        | Op::ReleaseCaps { .. } => (Some(Vec::new()), Vec::new()),
+        _ => (None, Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_proto::fs::FileKind;
+
+    fn attr(ino: Ino, perm: u16) -> Attr {
+        Attr {
+            ino,
+            generation: 1,
+            kind: FileKind::Regular,
+            perm,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            blocks: 0,
+            flags: 0,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+        }
+    }
+
+    fn entry(name: &str, ino: Ino, cookie: u64) -> DirEntry {
+        DirEntry {
+            name: name.into(),
+            ino,
+            kind: FileKind::Regular,
+            cookie,
+            attr: Some(attr(ino, 0o644)),
+        }
+    }
+
+    /// A cache for session 1 holding directory 10 (in 1) with files "a" (11) and "b" (12).
+    fn filled() -> CapCache {
+        let c = CapCache::new(Duration::from_secs(30));
+        c.renewed(1, Instant::now());
+        let epoch = c.begin(1).unwrap();
+        let listing = vec![
+            entry(".", 10, 1),
+            entry("..", 1, 2),
+            entry("a", 11, 3),
+            entry("b", 12, 4),
+        ];
+        c.fill(epoch, 1, 10, listing);
+        c
+    }
+
+    fn lookup(c: &CapCache, name: &str) -> Option<Reply> {
+        let q = Query::Lookup {
+            parent: 10,
+            name: name.into(),
+        };
+        c.answer(1, &q)
+    }
+
+    #[test]
+    fn a_filled_listing_answers_lookups_getattr_and_readdir() {
+        let c = filled();
+        assert!(matches!(lookup(&c, "a"), Some(Ok(Response::Attr(a))) if a.ino == 11));
+        assert_eq!(lookup(&c, "zz"), Some(Err(FsError::NotFound)));
+        assert!(c.answer(1, &Query::GetAttr { ino: 12 }).is_some());
+        // "..": its attributes are the parent's, which no cap here covers.
+        assert!(c.answer(1, &Query::GetAttr { ino: 1 }).is_none());
+        let page = Query::ReadDir {
+            ino: 10,
+            after: 2,
+            limit: 1,
+            plus: false,
+        };
+        match c.answer(1, &page) {
+            Some(Ok(Response::Entries(e))) => {
+                assert_eq!(e.len(), 1);
+                assert_eq!(
+                    (e[0].name.as_slice(), e[0].attr.is_none()),
+                    (&b"a"[..], true)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another session's view, or none: nothing.
+        assert!(c.answer(2, &Query::GetAttr { ino: 12 }).is_none());
+    }
+
+    #[test]
+    fn own_changes_and_recalls_drop_what_they_touch() {
+        let c = filled();
+        c.changing(&Op::Unlink {
+            parent: 10,
+            name: "a".into(),
+        });
+        assert!(lookup(&c, "b").is_none());
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
+
+        let c = filled();
+        c.recalled(&[12]);
+        assert!(c.answer(1, &Query::GetAttr { ino: 12 }).is_none());
+        assert!(
+            lookup(&c, "b").is_none(),
+            "b's attributes went with its cap"
+        );
+        assert!(lookup(&c, "a").is_some(), "the listing and a's cap stay");
+        // A read that asked the leader teaches the cache again, for held inodes only.
+        let q = Query::GetAttr { ino: 11 };
+        c.changing(&Op::SetAttr {
+            ino: 11,
+            set: Default::default(),
+        });
+        assert!(c.answer(1, &q).is_none());
+        let epoch = c.begin(1).unwrap();
+        c.learn(epoch, 1, &q, &Ok(Response::Attr(attr(11, 0o600))));
+        assert!(matches!(c.answer(1, &q), Some(Ok(Response::Attr(a))) if a.perm == 0o600));
+        let q12 = Query::GetAttr { ino: 12 };
+        c.learn(epoch, 1, &q12, &Ok(Response::Attr(attr(12, 0o600))));
+        assert!(c.answer(1, &q12).is_none(), "12 is not held any more");
+
+        // A fill that began before a drop stores nothing.
+        let c = CapCache::new(Duration::from_secs(30));
+        c.renewed(1, Instant::now());
+        let epoch = c.begin(1).unwrap();
+        c.changing(&Op::SetAttr {
+            ino: 11,
+            set: Default::default(),
+        });
+        c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
+        assert!(lookup(&c, "a").is_none());
+    }
+
+    #[test]
+    fn nothing_is_answered_once_the_lease_may_have_run_out() {
+        let c = CapCache::new(Duration::from_millis(40));
+        c.renewed(1, Instant::now());
+        let epoch = c.begin(1).unwrap();
+        c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_some());
+        std::thread::sleep(Duration::from_millis(35));
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
+        // A new session starts empty.
+        c.renewed(2, Instant::now());
+        assert!(c.answer(2, &Query::GetAttr { ino: 11 }).is_none());
+    }
+}
