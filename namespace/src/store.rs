@@ -22,6 +22,9 @@
 //! | locks | ino, flavor, session, owner, start | `LockRec` |
 //! | requests | session, seq | `Reply` |
 //! | counters | name | `u64` |
+//! | trash | ino | `TrashRec` |
+//! | quotas | directory ino | `QuotaRec` (`quota.rs`) |
+//! | file_links | ino, parent, name | `()`: one row per name of a non-directory |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -44,11 +47,13 @@ pub enum Table {
     Requests,
     Counters,
     Trash,
+    Quotas,
+    FileLinks,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -63,6 +68,8 @@ impl Table {
         Table::Requests,
         Table::Counters,
         Table::Trash,
+        Table::Quotas,
+        Table::FileLinks,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -82,6 +89,8 @@ impl Table {
             Table::Requests => "requests",
             Table::Counters => "counters",
             Table::Trash => "trash",
+            Table::Quotas => "quotas",
+            Table::FileLinks => "file_links",
         }
     }
 

@@ -245,6 +245,21 @@ pub enum Op {
         inos: Vec<Ino>,
         expired_only: bool,
     },
+
+    /// Puts a quota on directory `ino` (`ENOTDIR` otherwise): at most `bytes` bytes of file
+    /// (logical sizes) and `inodes` inodes below it, `None` for no limit on that count. A
+    /// new quota walks the subtree once, in this command, to count what it already holds;
+    /// changing the limits of an existing quota keeps its counts. Usage may start above a
+    /// limit: then only changes that add to it are refused (`EDQUOT`).
+    SetQuota {
+        ino: Ino,
+        bytes: Option<u64>,
+        inodes: Option<u64>,
+    },
+    /// Removes the quota of directory `ino` (`ENOENT` if it has none).
+    UnsetQuota {
+        ino: Ino,
+    },
 }
 
 /// A read of the state.
@@ -320,6 +335,31 @@ pub enum Query {
         limit: u32,
         totals: bool,
     },
+    /// Every directory quota, in inode order ([`Response::Quotas`]).
+    Quotas,
+    /// [`Query::StatFs`] as seen from `ino`: inside a quota directory (the nearest one above
+    /// `ino` with a limit), the quota is the size and its usage the used part, as `df` on a
+    /// CephFS or JuiceFS quota directory shows.
+    StatFsAt {
+        ino: Ino,
+        total_bytes: u64,
+        total_files: u64,
+    },
+}
+
+/// One directory quota, as [`Query::Quotas`] lists it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QuotaEntry {
+    /// The directory.
+    pub ino: Ino,
+    /// Its path from the root, if it is still linked.
+    pub path: Option<Vec<u8>>,
+    /// Limits; `None`: that count is not limited.
+    pub max_bytes: Option<u64>,
+    pub max_inodes: Option<u64>,
+    /// Logical bytes of the files below it, and inodes below it (itself not included).
+    pub used_bytes: u64,
+    pub used_inodes: u64,
 }
 
 /// One file in the trash, as [`Query::Trash`] lists it.
@@ -393,6 +433,8 @@ pub enum Response {
         entries: Vec<TrashEntry>,
         totals: Option<(u64, u64)>,
     },
+    /// [`Query::Quotas`].
+    Quotas(Vec<QuotaEntry>),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

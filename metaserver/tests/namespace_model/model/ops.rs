@@ -405,6 +405,9 @@ impl Model {
             Op::SetTrashRetention { .. } | Op::RestoreTrash { .. } | Op::PurgeTrash { .. } => {
                 Err(FsError::NotPermitted)
             }
+            // Never generated: quotas have their own recounting tests in the namespace crate
+            // (`quota_tests.rs`); without one set, accounting changes nothing visible.
+            Op::SetQuota { .. } | Op::UnsetQuota { .. } => Err(FsError::NotPermitted),
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
             Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
                 Err(FsError::NotSupported)
