@@ -1,7 +1,8 @@
 //! Metadata backups: a deterministic image of the namespace that a NEW cluster can load.
 //!
 //! The image holds the durable namespace (inodes, entries, readdir cookies, xattrs, chunks,
-//! stripes with their shard and chunkserver ids, the GC queue, the trash and the counters) and nothing
+//! stripes with their shard and chunkserver ids, the GC queue, the trash, the quotas with
+//! the file links they use, and the counters) and nothing
 //! that belongs to the running cluster: client sessions, open files, locks, remembered
 //! replies, and the next session id. Before the tables are written, every session is ended
 //! on a private copy of the state (as if every client had unmounted): opens drop to zero and

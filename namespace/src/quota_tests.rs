@@ -408,3 +408,21 @@ fn random_histories_keep_usage_exact() {
         }
     }
 }
+
+#[test]
+fn quotas_and_file_links_survive_dump_and_load() {
+    let mut ns = Ns::new();
+    let q = ns.mkdir(1, "q");
+    let f = ns.create(q, "f");
+    resize(&mut ns, f, 40).unwrap();
+    set(&mut ns, q, Some(100), Some(5));
+    let (image, _) = crate::dump::dump(&ns.store).unwrap();
+    let mut fresh = Ns::new();
+    fresh.sys(Op::LoadImage { image }).unwrap();
+    assert_eq!(quotas(&fresh), quotas(&ns));
+    // Accounting goes on from the loaded rows: the file's name is known.
+    assert_eq!(resize(&mut fresh, f, 101), Err(FsError::QuotaExceeded));
+    resize(&mut fresh, f, 100).unwrap();
+    assert_eq!(used(&fresh, q), (100, 1));
+    check(&fresh);
+}
