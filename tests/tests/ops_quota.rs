@@ -4,9 +4,7 @@
 //! Also the trash's bytes as the root's `tessera.trash_bytes` attribute (issue 13, point 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tessera_tests::MetaOptions;
@@ -211,24 +209,11 @@ async fn hard_links_count_in_each_quota_and_truncate_moves_both() {
     assert_eq!(std::fs::metadata(m.join("b/f")).unwrap().nlink(), 1);
 }
 
+/// The root's `tessera.trash_bytes` attribute (`getfattr -n tessera.trash_bytes MOUNT`).
 fn trash_bytes(mount: &Path) -> u64 {
-    let path = CString::new(mount.as_os_str().as_bytes()).unwrap();
-    let name = CString::new("tessera.trash_bytes").unwrap();
     let mut buf = [0u8; 64];
-    // SAFETY: both strings are NUL-terminated and the buffer's length is passed.
-    let n = unsafe {
-        nix::libc::getxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    assert!(n >= 0, "getxattr: {}", std::io::Error::last_os_error());
-    std::str::from_utf8(&buf[..n as usize])
-        .unwrap()
-        .parse()
-        .unwrap()
+    let n = rustix::fs::getxattr(mount, "tessera.trash_bytes", &mut buf[..]).unwrap();
+    std::str::from_utf8(&buf[..n]).unwrap().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
