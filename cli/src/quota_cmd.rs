@@ -31,11 +31,11 @@ enum QuotaAction {
         /// Directory, as a path from the file system's root (e.g. /projects/a).
         dir: String,
         /// Most bytes of file data below DIR: a number with an optional K, M, G, T (powers
-        /// of 1024) suffix. Default: no byte limit.
+        /// of 1024) suffix [default: no byte limit].
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         bytes: Option<u64>,
-        /// Most inodes (files, directories, symlinks) below DIR, DIR itself not counted.
-        /// Default: no inode limit.
+        /// Most inodes (files, directories, symlinks) below DIR, DIR itself not counted
+        /// [default: no inode limit].
         #[arg(long, value_name = "N")]
         inodes: Option<u64>,
     },
