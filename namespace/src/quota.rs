@@ -67,6 +67,19 @@ pub(crate) fn remove_link<S: Store + ?Sized>(
     s.delete(Table::FileLinks, &link_key(ino, parent, name))
 }
 
+/// Writes the `file_links` row of every name of a non-directory (a loaded backup leaves
+/// them out: they repeat the entries).
+pub(crate) fn rebuild_links<S: Store + ?Sized>(s: &mut S) -> Result<(), NamespaceError> {
+    for (key, value) in s.scan(Table::Dentries, &[], None, usize::MAX)? {
+        let entry: DentryRec = decode(Table::Dentries, &key, &value)?;
+        if !entry.kind.is_dir() {
+            let parent = key_u64(Table::Dentries, &key, 0)?;
+            add_link(s, entry.ino, parent, &key[8..])?;
+        }
+    }
+    Ok(())
+}
+
 fn quota<S: StoreRead + ?Sized>(s: &S, dir: Ino) -> Result<Option<QuotaRec>, NamespaceError> {
     s.rec(Table::Quotas, &keys::inode(dir))
 }
@@ -398,16 +411,10 @@ pub(crate) fn statfs_at<S: StoreRead + ?Sized>(
         .map(|d| quota(s, *d))
         .collect::<Result<Vec<_>, _>>()?;
     let quotas: Vec<QuotaRec> = quotas.into_iter().flatten().collect();
-    if let Some((max, q)) = quotas
-        .iter()
-        .find_map(|q| q.max_bytes.map(|m| (m, q)))
-    {
+    if let Some((max, q)) = quotas.iter().find_map(|q| q.max_bytes.map(|m| (m, q))) {
         limit_bytes(&mut st, max, q.used_bytes);
     }
-    if let Some((max, q)) = quotas
-        .iter()
-        .find_map(|q| q.max_inodes.map(|m| (m, q)))
-    {
+    if let Some((max, q)) = quotas.iter().find_map(|q| q.max_inodes.map(|m| (m, q))) {
         st.files = max;
         st.ffree = max.saturating_sub(q.used_inodes).min(st.ffree);
     }

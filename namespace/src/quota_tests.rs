@@ -401,7 +401,11 @@ fn random_histories_keep_usage_exact() {
         dirs.retain(|&i| ns.attr(i).is_ok_and(|at| at.nlink > 0));
         for q in quotas(&ns) {
             let (bytes, inodes) = recount(&ns, q.ino);
-            assert_eq!((q.used_bytes, q.used_inodes), (bytes, inodes), "step {step}");
+            assert_eq!(
+                (q.used_bytes, q.used_inodes),
+                (bytes, inodes),
+                "step {step}"
+            );
             // Usage that the limits allow never goes past them (the quotas start empty).
             assert!(q.max_bytes.is_none_or(|m| bytes <= m), "step {step}");
             assert!(q.max_inodes.is_none_or(|m| inodes <= m), "step {step}");
@@ -420,6 +424,10 @@ fn quotas_and_file_links_survive_dump_and_load() {
     let mut fresh = Ns::new();
     fresh.sys(Op::LoadImage { image }).unwrap();
     assert_eq!(quotas(&fresh), quotas(&ns));
+    let links = |ns: &Ns| {
+        crate::StoreRead::scan(&ns.store, crate::Table::FileLinks, &[], None, usize::MAX).unwrap()
+    };
+    assert_eq!(links(&fresh), links(&ns), "file links rebuilt on load");
     // Accounting goes on from the loaded rows: the file's name is known.
     assert_eq!(resize(&mut fresh, f, 101), Err(FsError::QuotaExceeded));
     resize(&mut fresh, f, 100).unwrap();

@@ -132,7 +132,10 @@ async fn df_inside_a_quota_shows_the_quota() {
     let m = c.mount(0).path();
     std::fs::create_dir_all(m.join("q/sub")).unwrap();
     std::fs::write(m.join("q/sub/f"), vec![7u8; 3 << 20]).unwrap();
-    ok(&c, &["quota", "set", "/q", "--bytes", "10M", "--inodes", "100"]);
+    ok(
+        &c,
+        &["quota", "set", "/q", "--bytes", "10M", "--inodes", "100"],
+    );
     for p in [m.join("q"), m.join("q/sub"), m.join("q/sub/f")] {
         let s = nix::sys::statvfs::statvfs(&p).unwrap();
         let frsize = s.fragment_size();
