@@ -12,6 +12,11 @@ use tessera_tests::mount::DevCluster;
 
 const EDQUOT: i32 = 122;
 
+/// The most a writer's `write` calls may accept past what gets committed: what a mount
+/// buffers for one file before a write waits for its flush (twice `max_dirty`, 64 MiB),
+/// plus one write.
+const BOUND: u64 = (128 << 20) + (1 << 20);
+
 async fn cluster(tag: &str, mounts: usize) -> DevCluster {
     let opts = MetaOptions {
         trash_retention_s: 3600,
@@ -69,21 +74,29 @@ async fn bytes_limit_from_two_mounts_is_edquot_and_committed_usage_stays_under_i
 
     let writers: Vec<_> = [a.join("q/one"), b.join("q/two")]
         .into_iter()
-        .map(|p| std::thread::spawn(move || write_until_refused(p, 96 << 20)))
+        .map(|p| std::thread::spawn(move || write_until_refused(p, BOUND * 2)))
         .collect();
     let results: Vec<(u64, i32)> = writers.into_iter().map(|t| t.join().unwrap()).collect();
     for (accepted, err) in &results {
         assert_eq!(*err, EDQUOT, "a writer was not refused: {results:?}");
-        assert!(*accepted <= 96 << 20);
+        assert!(*accepted < BOUND * 2, "never refused: {results:?}");
     }
     let (used, inodes) = usage(&c, "/q");
     assert!(used <= limit, "committed {used} past the limit {limit}");
     assert_eq!(inodes, 2);
     // Past the attribute time, so the kernel asks for the sizes again.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let sizes = std::fs::metadata(a.join("q/one")).unwrap().len()
-        + std::fs::metadata(a.join("q/two")).unwrap().len();
-    assert_eq!(sizes, used, "file sizes and the quota's count differ");
+    let one = std::fs::metadata(a.join("q/one")).unwrap().len();
+    let two = std::fs::metadata(a.join("q/two")).unwrap().len();
+    assert_eq!(one + two, used, "file sizes and the quota's count differ");
+    // What each writer had accepted but never got committed: within its mount's buffer.
+    for ((accepted, _), size) in results.iter().zip([one, two]) {
+        assert!(
+            accepted - size <= BOUND,
+            "overshoot {} past {BOUND}",
+            accepted - size
+        );
+    }
     let accepted: u64 = results.iter().map(|r| r.0).sum();
     eprintln!(
         "quota bytes: limit {limit}, committed {used}, accepted by write() {accepted} \
