@@ -15,6 +15,7 @@ mod mount_cmd;
 mod mount_helper;
 mod pipe;
 mod progress;
+mod quota_cmd;
 mod rebalance_cmd;
 mod secret_cmd;
 mod status_cmd;
@@ -78,6 +79,9 @@ enum Command {
     /// Deleted files kept for the retention time: show and set it (--retention SECONDS),
     /// `list` them, `restore INO [--to PATH]` one, `purge INO...|--all`.
     Trash(trash_cmd::TrashArgs),
+    /// Directory quotas on bytes and inodes: `set DIR --bytes SIZE --inodes N`, `get DIR`,
+    /// `list`, `unset DIR`. Past a limit, writes and creates fail with EDQUOT.
+    Quota(quota_cmd::QuotaArgs),
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Mount(args) => finish(mount_cmd::run(args)),
         Command::Info(args) => finish(info_cmd::run(args)),
         Command::Trash(args) => finish(trash_cmd::run(args)),
+        Command::Quota(args) => finish(quota_cmd::run(args)),
         Command::Dump(args) => finish(backup_cmd::dump(args)),
         Command::Load(args) => finish(backup_cmd::load(args)),
     }

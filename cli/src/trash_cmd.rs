@@ -223,7 +223,7 @@ async fn list(meta: &MetaClient, json: bool) -> anyhow::Result<()> {
 }
 
 /// The inode of directory `path` (from the file system's root).
-async fn resolve_dir(meta: &MetaClient, path: &str) -> anyhow::Result<Ino> {
+pub async fn resolve_dir(meta: &MetaClient, path: &str) -> anyhow::Result<Ino> {
     let mut ino = ROOT_INO;
     for part in path.split('/').filter(|p| !p.is_empty()) {
         let found = query(

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tessera_proto::fs::{
-    Attr, DirEntry, FileKind, FsError, Ino, LockFlavor, LockInfo, LockKind, RenameMode, SetAttr,
-    StatFs, XattrMode,
+    Attr, DirEntry, FileKind, FsError, Ino, LockFlavor, LockInfo, LockKind, ROOT_INO, RenameMode,
+    SetAttr, StatFs, XattrMode,
 };
 use tessera_proto::meta::{ChunkserverState, Op, Query, Reply, Response};
 
@@ -24,6 +24,11 @@ use crate::meta::MetaClient;
 fn is_acl(name: &[u8]) -> bool {
     name.starts_with(b"system.posix_acl_")
 }
+
+/// A read-only virtual attribute of the root: the bytes of the files in the trash, in
+/// decimal (`getfattr -n tessera.trash_bytes MOUNT`), which `statvfs` has no field for.
+/// Not listed by `listxattr`, as CephFS's `ceph.dir.*` attributes are not.
+pub const TRASH_BYTES: &[u8] = b"tessera.trash_bytes";
 
 /// `ENOENT` for an inode number means the kernel's cached name is stale (see `getattr`).
 fn stale(e: FsError) -> FsError {
@@ -459,6 +464,34 @@ impl Namespace {
 
     /// File-system totals: capacity is the sum of the live chunkservers' capacities.
     pub async fn statfs(&self) -> Result<StatFs, FsError> {
+        let (total_bytes, total_files) = self.capacity().await?;
+        let q = Query::StatFs {
+            total_bytes,
+            total_files,
+        };
+        match self.read("statfs", q).await?? {
+            Response::StatFs(s) => Ok(s),
+            other => Err(unexpected("statfs", &other)),
+        }
+    }
+
+    /// [`Self::statfs`] as `df` on a path sees it: inside a directory quota, the quota is
+    /// the size and its usage the used part.
+    pub async fn statfs_at(&self, ino: Ino) -> Result<StatFs, FsError> {
+        let (total_bytes, total_files) = self.capacity().await?;
+        let q = Query::StatFsAt {
+            ino,
+            total_bytes,
+            total_files,
+        };
+        match self.read("statfs", q).await?? {
+            Response::StatFs(s) => Ok(s),
+            other => Err(unexpected("statfs", &other)),
+        }
+    }
+
+    /// Bytes the live chunkservers hold, and the inode budget.
+    async fn capacity(&self) -> Result<(u64, u64), FsError> {
         let servers = self
             .meta
             .list_chunkservers()
@@ -470,13 +503,19 @@ impl Namespace {
             .map(|s| s.capacity)
             .sum();
         // Inodes cost only metadata: report a large, fixed budget.
-        let q = Query::StatFs {
-            total_bytes,
-            total_files: 1 << 32,
+        Ok((total_bytes, 1 << 32))
+    }
+
+    /// Bytes of the files in the trash (a scan of the whole trash on the leader).
+    async fn trash_bytes(&self) -> Result<u64, FsError> {
+        let q = Query::Trash {
+            after: 0,
+            limit: 0,
+            totals: true,
         };
-        match self.read("statfs", q).await?? {
-            Response::StatFs(s) => Ok(s),
-            other => Err(unexpected("statfs", &other)),
+        match self.read("trash", q).await?? {
+            Response::Trash { totals, .. } => Ok(totals.map_or(0, |(_, bytes)| bytes)),
+            other => Err(unexpected("trash", &other)),
         }
     }
 
@@ -488,6 +527,9 @@ impl Namespace {
         flags: u32,
     ) -> Result<(), FsError> {
         self.check_acl_name(name)?;
+        if name == TRASH_BYTES {
+            return Err(FsError::NotPermitted);
+        }
         if name == CAPS {
             self.caps_table().remove(&ino);
         }
@@ -511,6 +553,9 @@ impl Namespace {
 
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>, FsError> {
         self.check_acl_name(name)?;
+        if name == TRASH_BYTES && ino == ROOT_INO {
+            return Ok(self.trash_bytes().await?.to_string().into_bytes());
+        }
         if is_acl(name) && !self.acls_may_exist().await? {
             return Err(FsError::NoData);
         }

@@ -12,8 +12,8 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
-    acl, attr, caps, data, dir, dump, flags, lock, read, rename, reserve, session, stripes, trash,
-    xattr,
+    acl, attr, caps, data, dir, dump, flags, lock, quota, read, rename, reserve, session, stripes,
+    trash, xattr,
 };
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
@@ -99,7 +99,17 @@ fn remember<S: Store + ?Sized>(
     store.put_rec(Table::Requests, &keys::request(cmd.session, cmd.seq), reply)
 }
 
+/// Runs the command, keeping directory quotas in step with what it changed (`quota.rs`).
 fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
+    let track = quota::Track::start(s, &cmd.op)?;
+    let resp = dispatch(s, cmd)?;
+    if let Some(track) = track {
+        track.finish(s)?;
+    }
+    Ok(resp)
+}
+
+fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
     let now = cmd.now_ns;
     // Operations that belong to a client session (opens, locks) refuse the system session.
     let client = || -> OpResult<u64> {
@@ -303,6 +313,8 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             children,
         } => caps::grant(s, client()?, inos, *exclusive, *children),
         Op::ReleaseCaps { inos } => caps::release(s, client()?, inos),
+        Op::SetQuota { ino, bytes, inodes } => quota::set(s, *ino, *bytes, *inodes),
+        Op::UnsetQuota { ino } => quota::unset(s, *ino),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
             _ => Err(FsError::NotPermitted.into()),
@@ -359,6 +371,12 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, Names
             totals,
         } => trash::list(store, *after, *limit, *totals),
         Query::CapHolders { inos } => Ok(caps::query_holders(store, inos)?),
+        Query::Quotas => quota::list(store),
+        Query::StatFsAt {
+            ino,
+            total_bytes,
+            total_files,
+        } => quota::statfs_at(store, *ino, *total_bytes, *total_files),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),

@@ -115,6 +115,10 @@ impl fmt::Display for Command {
                     inos.len()
                 )
             }
+            Op::SetQuota { ino, bytes, inodes } => {
+                write!(f, "set-quota {ino} bytes {bytes:?} inodes {inodes:?}")
+            }
+            Op::UnsetQuota { ino } => write!(f, "unset-quota {ino}"),
             Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
             Op::GrantCaps {
                 inos,

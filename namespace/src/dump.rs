@@ -1,7 +1,8 @@
 //! Metadata backups: a deterministic image of the namespace that a NEW cluster can load.
 //!
 //! The image holds the durable namespace (inodes, entries, readdir cookies, xattrs, chunks,
-//! stripes with their shard and chunkserver ids, the GC queue, the trash and the counters) and nothing
+//! stripes with their shard and chunkserver ids, the GC queue, the trash, the quotas and the
+//! counters; the file links quotas use are rebuilt from the entries on load) and nothing
 //! that belongs to the running cluster: client sessions, open files, locks, remembered
 //! replies, and the next session id. Before the tables are written, every session is ended
 //! on a private copy of the state (as if every client had unmounted): opens drop to zero and
@@ -44,9 +45,15 @@ const VOLATILE: [Table; 7] = [
 /// Counters that belong to the running cluster.
 const VOLATILE_COUNTERS: [&[u8]; 1] = [counter::NEXT_SESSION];
 
+/// Tables an image leaves out because `load` derives them from the others: `file_links`
+/// repeats every file name, and would make images of many files half again as large.
+const DERIVED: [Table; 1] = [Table::FileLinks];
+
 /// Tables an image holds, in image order.
 fn dumped() -> impl Iterator<Item = Table> {
-    Table::ALL.into_iter().filter(|t| !VOLATILE.contains(t))
+    Table::ALL
+        .into_iter()
+        .filter(|t| !VOLATILE.contains(t) && !DERIVED.contains(t))
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -200,7 +207,7 @@ pub(crate) fn load<S: Store + ?Sized>(s: &mut S, image: &[u8]) -> OpResult<Respo
     // What belongs to the running cluster stays: its sessions may have the root open.
     let root_opens = s.inode(ROOT_INO)?.map_or(0, |r| r.opens);
     let next_session = s.counter(counter::NEXT_SESSION)?;
-    for table in dumped() {
+    for table in dumped().chain(DERIVED) {
         for (k, _) in s.scan(table, &[], None, usize::MAX)? {
             s.delete(table, &k)?;
         }
@@ -211,6 +218,7 @@ pub(crate) fn load<S: Store + ?Sized>(s: &mut S, image: &[u8]) -> OpResult<Respo
             s.put(table, k, v)?;
         }
     }
+    super::quota::rebuild_links(s)?;
     if next_session != 0 {
         s.put_counter(counter::NEXT_SESSION, next_session)?;
     }

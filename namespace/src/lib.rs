@@ -9,7 +9,7 @@
 //!
 //! Layout: `command` (what can be asked), `apply` (dispatch, idempotency), one file per
 //! concern for the handlers (`dir`, `rename`, `attr`, `xattr`, `data`, `session`, `lock`,
-//! `read`), shared bookkeeping in `nodes` and `state`, bytes in `codec` and `records`,
+//! `read`, `trash`, `quota`), shared bookkeeping in `nodes` and `state`, bytes in `codec` and `records`,
 //! storage in `store` and `overlay`, whole-state views in `digest` and `dump`, and the one
 //! error type in `error`.
 
@@ -32,6 +32,7 @@ mod lock;
 mod names;
 mod nodes;
 mod overlay;
+mod quota;
 mod read;
 mod records;
 mod rename;

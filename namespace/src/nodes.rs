@@ -1,10 +1,12 @@
 //! Inode life cycle and directory entries: the bookkeeping every namespace operation shares
-//! (link counts, entry counts, cookies, parent pointers, orphans, freeing).
+//! (link counts, entry counts, cookies, parent pointers, the `file_links` rows quotas use,
+//! orphans, freeing).
 //!
 //! Each helper does a read-modify-write through the command's overlay, so a sequence of them
 //! composes correctly even when two steps touch the same directory (rename within a directory).
 
 use super::data;
+use super::quota;
 use super::records::{DentryRec, InodeRec, OrphanRec};
 use super::state::{Tables, TablesMut, counter, keys};
 use super::store::{Store, Table, scan_prefix};
@@ -112,6 +114,9 @@ pub(crate) fn add_entry<S: Store + ?Sized>(
         &keys::dentry(dir, name),
         &DentryRec { ino, kind, cookie },
     )?;
+    if !kind.is_dir() {
+        quota::add_link(s, ino, dir, name)?;
+    }
     s.put_rec(
         Table::DirCookies,
         &keys::cookie(dir, cookie),
@@ -129,6 +134,9 @@ pub(crate) fn remove_entry<S: Store + ?Sized>(
 ) -> Result<(), NamespaceError> {
     s.delete(Table::Dentries, &keys::dentry(dir, name))?;
     s.delete(Table::DirCookies, &keys::cookie(dir, entry.cookie))?;
+    if !entry.kind.is_dir() {
+        quota::remove_link(s, entry.ino, dir, name)?;
+    }
     s.update_inode(dir, |d| {
         // The entry was counted, and a subdirectory's ".." link too (2 + subdirectories).
         debug_assert!(
@@ -169,6 +177,12 @@ pub(crate) fn repoint_entry<S: Store + ?Sized>(
             cookie: old.cookie,
         },
     )?;
+    if !old.kind.is_dir() {
+        quota::remove_link(s, old.ino, dir, name)?;
+    }
+    if !kind.is_dir() {
+        quota::add_link(s, ino, dir, name)?;
+    }
     s.update_inode(dir, |d| {
         match (old.kind.is_dir(), kind.is_dir()) {
             (true, false) => {
@@ -243,7 +257,9 @@ pub(crate) fn free_inode<S: Store + ?Sized>(
     }
     s.delete(Table::Inodes, &key)?;
     s.delete(Table::Orphans, &key)?;
-    for table in [Table::Xattrs, Table::Locks] {
+    // Its names are gone already (`file_links` rows go with them); a file named before
+    // that table existed has none.
+    for table in [Table::Xattrs, Table::Locks, Table::FileLinks] {
         for (k, _) in scan_prefix(s, table, &key)? {
             s.delete(table, &k)?;
         }

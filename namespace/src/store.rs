@@ -25,6 +25,8 @@
 //! | trash | ino | `TrashRec` |
 //! | caps | ino, session | `CapRec` |
 //! | session_caps | session, ino | `()` |
+//! | quotas | directory ino | `QuotaRec` (`quota.rs`) |
+//! | file_links | ino, parent, name | `()`: one row per name of a non-directory |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -49,11 +51,13 @@ pub enum Table {
     Trash,
     Caps,
     SessionCaps,
+    Quotas,
+    FileLinks,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 18] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -70,6 +74,8 @@ impl Table {
         Table::Trash,
         Table::Caps,
         Table::SessionCaps,
+        Table::Quotas,
+        Table::FileLinks,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -91,6 +97,8 @@ impl Table {
             Table::Trash => "trash",
             Table::Caps => "caps",
             Table::SessionCaps => "session_caps",
+            Table::Quotas => "quotas",
+            Table::FileLinks => "file_links",
         }
     }
 

@@ -219,7 +219,7 @@ fn sum<S: StoreRead + ?Sized>(s: &S) -> OpResult<(u64, u64)> {
 /// The path of directory `dir` from the root ("/a/b"), or `None` if it no longer has one.
 /// Found by walking parent pointers and looking each directory up in its parent's entries;
 /// `known` caches answers across one listing; the walk is bounded so a corrupt cycle ends.
-fn dir_path<S: StoreRead + ?Sized>(
+pub(crate) fn dir_path<S: StoreRead + ?Sized>(
     s: &S,
     dir: Ino,
     known: &mut HashMap<Ino, Option<Vec<u8>>>,

@@ -279,6 +279,10 @@ pub enum FsError {
     /// `lseek` SEEK_DATA/SEEK_HOLE from an offset with no data (or at or past the end).
     #[error("no data or hole at or after that offset (ENXIO)")]
     NoSuchOffset,
+    /// A directory quota (`tessera quota`) would be passed: a create, link, rename, write or
+    /// size change that adds bytes or inodes to a quota directory already at its limit.
+    #[error("disk quota exceeded (EDQUOT)")]
+    QuotaExceeded,
 }
 
 impl FsError {
@@ -312,6 +316,7 @@ impl FsError {
             FsError::Stale => 116,
             FsError::Interrupted => 4,
             FsError::NoSuchOffset => 6,
+            FsError::QuotaExceeded => 122,
         }
     }
 }

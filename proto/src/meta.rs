@@ -263,6 +263,21 @@ pub enum Op {
     ReleaseCaps {
         inos: Vec<Ino>,
     },
+
+    /// Puts a quota on directory `ino` (`ENOTDIR` otherwise): at most `bytes` bytes of file
+    /// (logical sizes) and `inodes` inodes below it, `None` for no limit on that count. A
+    /// new quota walks the subtree once, in this command, to count what it already holds;
+    /// changing the limits of an existing quota keeps its counts. Usage may start above a
+    /// limit: then only changes that add to it are refused (`EDQUOT`).
+    SetQuota {
+        ino: Ino,
+        bytes: Option<u64>,
+        inodes: Option<u64>,
+    },
+    /// Removes the quota of directory `ino` (`ENOENT` if it has none).
+    UnsetQuota {
+        ino: Ino,
+    },
 }
 
 /// A read of the state.
@@ -342,6 +357,16 @@ pub enum Query {
     CapHolders {
         inos: Vec<Ino>,
     },
+    /// Every directory quota, in inode order ([`Response::Quotas`]).
+    Quotas,
+    /// [`Query::StatFs`] as seen from `ino`: inside a quota directory (the nearest one above
+    /// `ino` with a limit), the quota is the size and its usage the used part, as `df` on a
+    /// CephFS or JuiceFS quota directory shows.
+    StatFsAt {
+        ino: Ino,
+        total_bytes: u64,
+        total_files: u64,
+    },
 }
 
 /// A session's capability on one inode ([`Response::Caps`], [`Response::Recall`]).
@@ -350,6 +375,21 @@ pub struct CapHolder {
     pub ino: Ino,
     pub session: u64,
     pub exclusive: bool,
+}
+
+/// One directory quota, as [`Query::Quotas`] lists it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QuotaEntry {
+    /// The directory.
+    pub ino: Ino,
+    /// Its path from the root, if it is still linked.
+    pub path: Option<Vec<u8>>,
+    /// Limits; `None`: that count is not limited.
+    pub max_bytes: Option<u64>,
+    pub max_inodes: Option<u64>,
+    /// Logical bytes of the files below it, and inodes below it (itself not included).
+    pub used_bytes: u64,
+    pub used_inodes: u64,
 }
 
 /// One file in the trash, as [`Query::Trash`] lists it.
@@ -431,6 +471,8 @@ pub enum Response {
     Recall {
         holders: Vec<CapHolder>,
     },
+    /// [`Query::Quotas`].
+    Quotas(Vec<QuotaEntry>),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

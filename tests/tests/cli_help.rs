@@ -43,10 +43,16 @@ fn top_level_help_lists_every_command_and_the_environment() {
     assert!(out.contains("TESSERA_META") && out.contains("TESSERA_SECRET_FILE"));
 }
 
+/// Admin commands with subcommands, each checked as a command of its own.
+const SUBCOMMANDS: [&str; 4] = ["quota set", "quota get", "quota list", "quota unset"];
+
 #[test]
 fn every_flag_is_explained_and_value_flags_say_their_default() {
-    for c in COMMANDS.iter().filter(|c| **c != "help") {
-        let (code, out, err) = run(&[c, "--help"]);
+    let commands = COMMANDS.iter().filter(|c| **c != "help").copied();
+    for c in commands.chain(SUBCOMMANDS) {
+        let mut args: Vec<&str> = c.split(' ').collect();
+        args.push("--help");
+        let (code, out, err) = run(&args);
         assert_eq!(code, 0, "{c}: {err}");
         let mut options = 0;
         for line in out.lines() {
@@ -65,7 +71,7 @@ fn every_flag_is_explained_and_value_flags_say_their_default() {
                 );
             }
         }
-        if *c != "gen-secret" {
+        if c != "gen-secret" && !c.contains(' ') {
             assert!(options > 0, "{c} lists no options:\n{out}");
         }
     }

@@ -31,6 +31,13 @@ impl DataPath {
             .checked_add(bytes.len() as u64)
             .filter(|&e| e <= tessera_proto::fs::FILE_SIZE_MAX)
             .ok_or(FsError::FileTooLarge)?;
+        // A background flush refused by a directory quota: the writer hears it at its next
+        // write, not only at fsync or close (where it is reported again, and cleared), so
+        // it stops buffering data that cannot be committed.
+        let refused = *data.error.lock().unwrap_or_else(|e| e.into_inner());
+        if refused == Some(FsError::QuotaExceeded) {
+            return Err(FsError::QuotaExceeded);
+        }
         let (full, soft, hard) = {
             let mut d = data.lock();
             d.write(off, bytes);

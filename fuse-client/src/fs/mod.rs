@@ -32,7 +32,9 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use tessera_proto::fs::{Attr, DirEntry, FileKind, FsError, LockKind, SetAttr, XATTR_ACL_ACCESS};
+use tessera_proto::fs::{
+    Attr, DirEntry, FileKind, FsError, Ino, LockKind, SetAttr, XATTR_ACL_ACCESS,
+};
 
 pub use atimes::AtimeMode;
 use atimes::Atimes;
@@ -213,8 +215,12 @@ impl Inner {
 
     /// `statfs` with the room that preallocations hold (in this mount's code's shard
     /// bytes) counted as used.
-    async fn free_space(&self) -> Result<tessera_proto::fs::StatFs, FsError> {
-        let mut s = self.ns.statfs().await?;
+    /// With `at`, as seen from that inode (inside a directory quota: the quota).
+    async fn free_space(&self, at: Option<Ino>) -> Result<tessera_proto::fs::StatFs, FsError> {
+        let mut s = match at {
+            Some(ino) => self.ns.statfs_at(ino).await?,
+            None => self.ns.statfs().await?,
+        };
         let held = self.data.shard_bytes_for(s.reserved_bytes) / u64::from(s.frsize.max(1));
         s.bfree = s.bfree.saturating_sub(held);
         s.bavail = s.bavail.saturating_sub(held);
@@ -908,9 +914,9 @@ impl Filesystem for TesseraFs {
         reply.ok();
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         self.run(FsOp::Statfs, |i| async move {
-            match i.free_space().await {
+            match i.free_space(Some(ino.0)).await {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
                 ),
@@ -1209,7 +1215,7 @@ impl Filesystem for TesseraFs {
                 if !zero {
                     // As on ext4, preallocating more than the free space (less what other
                     // preallocations hold) fails; what fits is reserved until written.
-                    let s = i.free_space().await?;
+                    let s = i.free_space(None).await?;
                     let free = s.bavail.saturating_mul(u64::from(s.frsize));
                     let stored = i.data.stored_in(ino.0, Some(&d), offset, end).await?;
                     if i.data.shard_bytes_for(length.saturating_sub(stored)) > free {

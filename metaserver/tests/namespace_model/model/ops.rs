@@ -408,6 +408,9 @@ impl Model {
             // Not generated: caps change what mounts may cache, never the file system, and
             // their conflicts are tested in the namespace crate (`caps.rs`).
             Op::GrantCaps { .. } | Op::ReleaseCaps { .. } => Err(FsError::NotPermitted),
+            // Never generated: quotas have their own recounting tests in the namespace crate
+            // (`quota_tests.rs`); without one set, accounting changes nothing visible.
+            Op::SetQuota { .. } | Op::UnsetQuota { .. } => Err(FsError::NotPermitted),
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
             Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
                 Err(FsError::NotSupported)

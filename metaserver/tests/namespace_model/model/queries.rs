@@ -202,6 +202,8 @@ impl Model {
             Query::AclsUsed => Ok(Response::Flag(false)),
             // Never generated (see the trash ops in `ops.rs`).
             Query::Trash { .. } | Query::CapHolders { .. } => Err(FsError::NotPermitted),
+            // Never generated (see the quota ops in `ops.rs`).
+            Query::Quotas | Query::StatFsAt { .. } => Err(FsError::NotPermitted),
         }
     }
 
