@@ -140,10 +140,7 @@ pub(crate) async fn read(
     }
 }
 
-async fn write(
-    meta: &MetaClient,
-    op: Op,
-) -> anyhow::Result<Result<Response, FsError>> {
+async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Result<Response, FsError>> {
     meta.write(op)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the metadata leader: {e}"))

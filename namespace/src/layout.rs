@@ -120,7 +120,13 @@ mod tests {
         let mut ns = Ns::new();
         let root = ns.root();
         let a = ns.mkdir(root, "a");
-        for bad in ["ec=0+2", "ec=6", "ec=200+100", "ec=4+2 stripe=1G", "fast please"] {
+        for bad in [
+            "ec=0+2",
+            "ec=6",
+            "ec=200+100",
+            "ec=4+2 stripe=1G",
+            "fast please",
+        ] {
             assert_eq!(set(&mut ns, a, bad), Err(FsError::Invalid), "{bad}");
         }
         assert_eq!(get(&ns, a), Err(FsError::NoData), "nothing stored");

@@ -35,7 +35,9 @@ pub struct Layout {
 
 /// Why a layout string was refused; the message says what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("bad layout {value:?}: {why} (expected e.g. \"ec=6+3 stripe=8M\": ec=K+M with K >= 1, M >= 0, K+M <= {MAX_SHARDS}; optional stripe=1..64M)")]
+#[error(
+    "bad layout {value:?}: {why} (expected e.g. \"ec=6+3 stripe=8M\": ec=K+M with K >= 1, M >= 0, K+M <= {MAX_SHARDS}; optional stripe=1..64M)"
+)]
 pub struct LayoutError {
     pub value: String,
     pub why: String,
@@ -152,7 +154,10 @@ mod tests {
         );
         assert_eq!(l.to_string(), "ec=6+3 stripe=8M");
         assert_eq!(Layout::parse("ec=1+2").unwrap().to_string(), "ec=1+2");
-        assert_eq!(Layout::parse("ec=4+0 stripe=4096").unwrap().to_string(), "ec=4+0 stripe=4K");
+        assert_eq!(
+            Layout::parse("ec=4+0 stripe=4096").unwrap().to_string(),
+            "ec=4+0 stripe=4K"
+        );
         assert_eq!(Layout::from_bytes(b"ec=2+1\0").unwrap().k, 2);
     }
 
