@@ -71,7 +71,8 @@ pub fn run(args: LayoutArgs) -> anyhow::Result<()> {
                         "{dir} is not a directory (a file's layout is fixed once it has data)"
                     ),
                     Err(e) => bail!("cannot set the layout of {dir}: {e}"),
-                    Ok(_) => println!("{dir}: {} (for files created from now on)", describe(&layout)),
+                    // A directory: for what is created in it from now on; an empty file: its own.
+                    Ok(_) => println!("{dir}: layout set to {}", describe(&layout)),
                 }
             }
             LayoutAction::Get { path } => {
