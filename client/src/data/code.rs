@@ -86,6 +86,14 @@ impl DataPath {
         Ok(code)
     }
 
+    /// Shard bytes `data` file bytes of `ino` take in its code (for `fallocate`'s room
+    /// check: a file under `ec=1+2` takes three times its size).
+    pub async fn shard_bytes_in_file(&self, ino: Ino, data: u64) -> Result<u64, FsError> {
+        let c = self.file_code(ino).await?;
+        let (k, m) = (u64::from(c.k.max(1)), u64::from(c.m));
+        Ok(data.div_ceil(k) * (k + m))
+    }
+
     /// The codec for `code`.
     pub(crate) fn codec_for(&self, code: FileCode) -> Result<Arc<Codec>, ClientError> {
         let (k, m) = (code.k, code.m);
