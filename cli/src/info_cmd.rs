@@ -15,7 +15,7 @@ use tessera_proto::meta::{ChunkserverInfo, ChunkserverState, Query, Response};
 /// Flags of `tessera info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// A regular file inside a Tessera mount.
+    /// A regular file inside a Tessera mount (or a directory: the layout its new files get).
     path: PathBuf,
 
     #[command(flatten)]
@@ -80,12 +80,15 @@ struct Report {
     /// Largest stripe data length seen (the mount's --stripe-size, unless every stripe of
     /// the file is shorter); `null` for a file without data.
     stripe_size: Option<u64>,
+    /// The layout the file was created with (`tessera layout`), e.g. "ec=6+3 stripe=8M";
+    /// `null`: none, its data is in the code of the mount that wrote it.
+    layout: Option<String>,
     chunks: Vec<ChunkRow>,
     stripes: Vec<StripeRow>,
 }
 
 /// Checks that `path` is in a Tessera mount, from /proc/self/mountinfo.
-fn check_mount(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_mount(path: &Path) -> anyhow::Result<()> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Ok(()); // Not Linux-like: let the metaserver lookup decide.
     };
@@ -166,7 +169,13 @@ fn slice_row(s: &Slice) -> SliceRow {
     }
 }
 
-fn report(path: &Path, ino: u64, layout: FileLayout, servers: &[ChunkserverInfo]) -> Report {
+fn report(
+    path: &Path,
+    ino: u64,
+    recorded: Option<String>,
+    layout: FileLayout,
+    servers: &[ChunkserverInfo],
+) -> Report {
     let by_id: BTreeMap<u64, &ChunkserverInfo> = servers.iter().map(|s| (s.id, s)).collect();
     let codes: BTreeSet<(u8, u8)> = layout
         .stripes
@@ -216,6 +225,7 @@ fn report(path: &Path, ino: u64, layout: FileLayout, servers: &[ChunkserverInfo]
         size: layout.size,
         codes: codes.iter().map(|(k, m)| format!("{k}+{m}")).collect(),
         stripe_size: layout.stripes.iter().map(|s| s.layout.data_len).max(),
+        layout: recorded,
         chunks: layout
             .chunks
             .iter()
@@ -238,6 +248,10 @@ fn print_text(r: &Report) {
             "layout       {} (k data + m parity shards), stripes of up to {size} data bytes",
             codes.join(", ")
         ),
+    }
+    match &r.layout {
+        Some(l) => println!("created with {l} (tessera layout)"),
+        None => println!("created with no layout (the writing mount's --ec)"),
     }
     println!("chunks       {}", r.chunks.len());
     for c in &r.chunks {
@@ -292,8 +306,43 @@ async fn gather(args: &InfoArgs, path: &Path, ino: u64) -> anyhow::Result<Report
             path.display()
         ),
     };
+    let recorded = match crate::layout_cmd::read(&meta, ino).await? {
+        Some(Ok(l)) => Some(l.to_string()),
+        Some(Err(e)) => Some(format!("unreadable: {e}")),
+        None => None,
+    };
     let servers = meta.list_chunkservers().await?;
-    Ok(report(path, ino, layout, &servers))
+    Ok(report(path, ino, recorded, layout, &servers))
+}
+
+/// A directory: the layout its new files get.
+fn directory(args: &InfoArgs, path: &Path, ino: u64) -> anyhow::Result<()> {
+    let meta = args.cluster.admin_client()?;
+    let layout = runtime()?.block_on(crate::layout_cmd::read(&meta, ino))?;
+    if args.json {
+        let value = match layout {
+            Some(Ok(l)) => Some(l.to_string()),
+            Some(Err(e)) => Some(format!("unreadable: {e}")),
+            None => None,
+        };
+        let obj = serde_json::json!({
+            "path": path.display().to_string(),
+            "ino": ino,
+            "directory": true,
+            "layout": value,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(());
+    }
+    let words = match layout {
+        Some(Ok(l)) => crate::layout_cmd::describe(&l),
+        Some(Err(e)) => format!("unreadable ({e}); the writing mount's --ec applies"),
+        None => "no layout (the writing mount's --ec and --stripe-size)".into(),
+    };
+    println!("directory    {}", path.display());
+    println!("inode        {ino}");
+    println!("new files    {words}");
+    Ok(())
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
@@ -301,13 +350,16 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open {}", args.path.display()))?;
     let meta =
         std::fs::metadata(&path).with_context(|| format!("cannot stat {}", path.display()))?;
+    check_mount(&path)?;
+    if meta.is_dir() {
+        return directory(&args, &path, meta.ino());
+    }
     if !meta.is_file() {
         bail!(
             "{} is not a regular file (only files have a data layout)",
             path.display()
         );
     }
-    check_mount(&path)?;
     let report = runtime()?.block_on(gather(&args, &path, meta.ino()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -8,6 +8,7 @@ mod chunk_cmd;
 mod cluster;
 mod fsck_cmd;
 mod info_cmd;
+mod layout_cmd;
 mod log_rate;
 mod membership_cmd;
 mod meta_cmd;
@@ -85,6 +86,10 @@ enum Command {
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
+    /// Per-directory layouts: `set DIR ec=K+M [stripe=BYTES]` gives files created under DIR
+    /// that erasure code (ec=1+M: plain copies) and stripe size, `get PATH` shows it,
+    /// `unset DIR` removes it (new files then get the writing mount's --ec).
+    Layout(layout_cmd::LayoutArgs),
     /// Write a metadata backup of the whole namespace to FILE (deterministic: the same files
     /// give the same bytes). Restore it into a new cluster with `tessera load`.
     Dump(backup_cmd::DumpArgs),
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Command::Meta(args) => finish(meta_cmd::run(*args)),
         Command::Mount(args) => finish(mount_cmd::run(args)),
         Command::Info(args) => finish(info_cmd::run(args)),
+        Command::Layout(args) => finish(layout_cmd::run(args)),
         Command::Trash(args) => finish(trash_cmd::run(args)),
         Command::Quota(args) => finish(quota_cmd::run(args)),
         Command::Dump(args) => finish(backup_cmd::dump(args)),

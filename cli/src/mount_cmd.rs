@@ -20,12 +20,14 @@ pub struct MountArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
 
-    /// Erasure code of new data: K data shards plus M parity shards per stripe (needs at
-    /// least K+M chunkservers; any M may be lost).
+    /// Erasure code of new data in files without a layout (`tessera layout`): K data
+    /// shards plus M parity shards per stripe (needs at least K+M chunkservers; any M may
+    /// be lost).
     #[arg(long, value_name = "K+M", default_value = "4+2", value_parser = parse_ec)]
     ec: (u8, u8),
 
-    /// Most bytes of file data per stripe, e.g. 4M (suffixes K, M: powers of 1024).
+    /// Most bytes of file data per stripe, e.g. 4M (suffixes K, M: powers of 1024), for
+    /// files whose layout sets none.
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     stripe_size: u64,
 

@@ -222,7 +222,8 @@ async fn list(meta: &MetaClient, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The inode of directory `path` (from the file system's root).
+/// The inode `path` names (from the file system's root); used for directories here and by
+/// `tessera quota` and `tessera layout`.
 pub async fn resolve_dir(meta: &MetaClient, path: &str) -> anyhow::Result<Ino> {
     let mut ino = ROOT_INO;
     for part in path.split('/').filter(|p| !p.is_empty()) {

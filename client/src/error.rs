@@ -32,7 +32,7 @@ pub enum ClientError {
     Code { k: u8, m: u8, source: CodecError },
     /// Fewer chunkservers with room than a stripe needs shards stored.
     #[error(
-        "only {have} chunkservers have room for shards of a stripe that needs at least {want}; start more chunkservers or use a smaller --ec"
+        "only {have} chunkservers have room for shards of a stripe that needs at least {want}; start more chunkservers, or use a smaller --ec or directory layout (`tessera layout`)"
     )]
     TooFewServers { have: usize, want: usize },
     /// Fewer chunkservers up and reachable from this mount than a stripe needs shards stored.

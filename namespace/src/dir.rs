@@ -6,6 +6,7 @@
 
 use super::command::Response;
 use super::flags;
+use super::layout;
 use super::names::{check_name, check_target};
 use super::nodes::{NewInode, add_entry, create_inode, drop_link, remove_entry};
 use super::records::{InodeRec, OrphanRec};
@@ -39,6 +40,7 @@ pub(crate) fn make<S: Store + ?Sized>(
         return Err(FsError::TooManyLinks.into());
     }
     let (ino, rec) = create_inode(s, new, parent, now)?;
+    layout::inherit(s, parent, ino, kind)?;
     add_entry(s, parent, name, ino, kind, now)?;
     if let Some(session) = open_in {
         session::open(s, session, ino)?;
@@ -61,6 +63,7 @@ pub(crate) fn make_unnamed<S: Store + ?Sized>(
     let dir = s.need_live_dir(parent)?;
     flags::need_mutable(&dir)?;
     let (ino, _) = create_inode(s, new, parent, now)?;
+    layout::inherit(s, parent, ino, FileKind::Regular)?;
     session::open(s, session, ino)?;
     s.update_inode(ino, |r| {
         r.nlink = 0;

@@ -28,6 +28,7 @@ mod dir;
 pub mod dump;
 mod error;
 mod flags;
+mod layout;
 mod lock;
 mod names;
 mod nodes;

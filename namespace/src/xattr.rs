@@ -2,12 +2,14 @@
 //!
 //! Names and values are opaque here: namespace rules (`user.` only on files and directories,
 //! `trusted.` for root) are enforced by the kernel before FUSE sees the call. POSIX ACLs are
-//! the exception: setting one changes the mode too (`acl.rs`).
+//! the exception: setting one changes the mode too (`acl.rs`); so is `tessera.layout`, which
+//! only takes a valid layout and is fixed on a file with data (`layout.rs`).
 
 use super::acl;
 use super::codec::{decode, key_tail};
 use super::command::Response;
 use super::flags;
+use super::layout;
 use super::names::{check_xattr_name, check_xattr_value};
 use super::state::{OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table, scan_prefix};
@@ -31,7 +33,11 @@ pub(crate) fn set<S: Store + ?Sized>(
         (XattrMode::Replace, false) => return Err(FsError::NoData.into()),
         _ => {}
     }
-    if name == acl::ACCESS {
+    if layout::is_layout(name) {
+        // Validated and stored in canonical form; a file's layout is fixed once it has data.
+        let canonical = layout::check_set(s, ino, value)?;
+        s.put_rec(Table::Xattrs, &key, &canonical)?;
+    } else if name == acl::ACCESS {
         // The mode follows the ACL; an ACL the mode can say is not stored.
         acl::set_access(s, ino, value)?;
     } else {
@@ -56,6 +62,9 @@ pub(crate) fn remove<S: Store + ?Sized>(
     let key = keys::xattr(ino, name);
     if s.get(Table::Xattrs, &key)?.is_none() {
         return Err(FsError::NoData.into());
+    }
+    if layout::is_layout(name) {
+        layout::check_changeable(s, ino)?;
     }
     s.delete(Table::Xattrs, &key)?;
     s.update_inode(ino, |r| r.ctime = now)?;

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod cluster;
 pub mod frame;
 pub mod fs;
+pub mod layout;
 pub mod meta;
 pub mod method;
 pub mod proof;

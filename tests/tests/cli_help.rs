@@ -6,13 +6,14 @@ use std::process::Command;
 
 use tessera_tests::{TempDir, tessera_bin};
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "gen-secret",
     "chunk",
     "meta",
     "status",
     "mount",
     "info",
+    "layout",
     "dump",
     "load",
     "help",

@@ -133,11 +133,11 @@ async fn info_lists_every_stripe_and_where_each_shard_is() {
     }
     assert!(text.contains("4+2"), "{text}");
 
-    // A directory and a path outside any mount are refused with one line.
-    let (code, _, err) = info(&c, m.path(), false);
-    assert_ne!(code, 0);
-    assert!(err.contains("not a regular file"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // A directory shows the layout its new files get (none here: the mount's --ec).
+    let (code, text, err) = info(&c, m.path(), false);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("new files    no layout"), "{text}");
+    // A path outside any mount is refused with one line.
     let outside = c.dir.join("outside");
     std::fs::write(&outside, b"x").unwrap();
     let (code, _, err) = info(&c, &outside, false);

@@ -4,6 +4,8 @@
 //! - `dirty.rs`: the per-inode write buffer (disjoint extents).
 //! - `write.rs`: when to flush: full stripes at once in the background, the rest on
 //!   `fsync`, close, the timer, or past the buffer limits (which also pace a writer).
+//! - `code.rs`: the erasure code and stripe size of a file's new data: its layout (from
+//!   the metadata service), or this mount's for a file without one.
 //! - `flush/`: one flush as a pipeline of stages, a file each: cut, pack, place (one call
 //!   for every stripe of the flush), encode, put (failed shards re-placed), commit (one
 //!   `CommitSlice`).
@@ -17,6 +19,7 @@
 //! the same bytes; they are flushed when a full stripe is buffered, when too much is
 //! buffered, on `fsync`, `flush` (close) and `release`, and by a timer.
 
+mod code;
 mod copy;
 mod dirty;
 mod flush;
@@ -171,6 +174,8 @@ pub struct DataPath {
     rule: reach::WriteRule,
     /// Ranges this mount preallocated, by inode (`reserve.rs`).
     reserved: Mutex<HashMap<Ino, Vec<(u64, u64)>>>,
+    /// The code of each file's new data, as its layout says (`code.rs`).
+    codes: Mutex<HashMap<Ino, code::FileCode>>,
 }
 
 impl DataPath {
@@ -186,6 +191,7 @@ impl DataPath {
             seen: Mutex::new(HashMap::new()),
             rule: reach::WriteRule::default(),
             reserved: Mutex::new(HashMap::new()),
+            codes: Mutex::new(HashMap::new()),
         })
     }
 

@@ -11,7 +11,9 @@ use super::DataPath;
 use crate::error::ClientError;
 
 impl DataPath {
-    /// Shard bytes `data` file bytes take in this mount's erasure code.
+    /// Shard bytes `data` file bytes take in this mount's erasure code (an estimate for
+    /// `statfs`'s held room, which sums every file's preallocations whatever their layout;
+    /// one file's check uses [`DataPath::shard_bytes_in_file`]).
     pub fn shard_bytes_for(&self, data: u64) -> u64 {
         let (k, m) = (u64::from(self.cfg.k.max(1)), u64::from(self.cfg.m));
         data.div_ceil(k) * (k + m)

@@ -41,7 +41,7 @@ impl DataPath {
         let (full, soft, hard) = {
             let mut d = data.lock();
             d.write(off, bytes);
-            let s = self.cfg.stripe_size;
+            let s = self.stripe_size_hint(data.ino);
             let held = d.bytes() + d.flushing_bytes();
             let over = |bytes: u64, extents: u64| {
                 held > bytes.saturating_mul(self.cfg.max_dirty)
@@ -63,16 +63,25 @@ impl DataPath {
             let (me, data) = (self.clone(), data.clone());
             self.rt.spawn(async move {
                 let _g = data.flush_lock.lock().await;
+                // Full stripes of the file's own stripe size (its layout's).
+                let stripe = match me.file_code(data.ino).await {
+                    Ok(c) => c.stripe_size,
+                    Err(e) => {
+                        let mut err = data.error.lock().unwrap_or_else(|p| p.into_inner());
+                        err.get_or_insert(e.into());
+                        return;
+                    }
+                };
                 let pieces = {
                     let mut d = data.lock();
                     if soft {
                         // Full stripes if there are any (a fast sequential writer), so no
                         // stripe is cut short; else everything (many small extents).
                         d.flush_queued = false;
-                        let full = d.take_full_stripes(me.cfg.stripe_size);
+                        let full = d.take_full_stripes(stripe);
                         if full.is_empty() { d.take_all() } else { full }
                     } else {
-                        d.take_full_stripes(me.cfg.stripe_size)
+                        d.take_full_stripes(stripe)
                     }
                 };
                 if let Err(e) = me.store(&data, pieces).await {

@@ -1218,7 +1218,8 @@ impl Filesystem for TesseraFs {
                     let s = i.free_space(None).await?;
                     let free = s.bavail.saturating_mul(u64::from(s.frsize));
                     let stored = i.data.stored_in(ino.0, Some(&d), offset, end).await?;
-                    if i.data.shard_bytes_for(length.saturating_sub(stored)) > free {
+                    let need = length.saturating_sub(stored);
+                    if i.data.shard_bytes_in_file(ino.0, need).await? > free {
                         return Err(FsError::NoSpace);
                     }
                     i.data.reserve(ino.0, offset, length).await?;

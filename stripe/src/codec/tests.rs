@@ -152,7 +152,8 @@ fn erasures(n: usize, m: usize) -> Vec<Vec<usize>> {
 
 #[test]
 fn reconstructs_from_any_k_shards() {
-    for (k, m) in [(4, 2), (3, 3), (2, 1)] {
+    // 1+2 and 6+3: the per-directory layouts the integration test (ops_layouts) uses.
+    for (k, m) in [(4, 2), (3, 3), (2, 1), (1, 2), (6, 3)] {
         let c = Codec::new(k, m).unwrap();
         for len in [1, 100, 4096 * 3 + 1] {
             let input = data(len, 3);
@@ -176,6 +177,26 @@ fn reconstructs_from_any_k_shards() {
                 }
             }
         }
+    }
+}
+
+/// With one data shard the Reed-Solomon parity rows are all 1: `ec=1+M` stores plain
+/// copies (same bytes, same shard id), and any one of them gives the data back.
+#[test]
+fn one_data_shard_means_plain_copies() {
+    let c = Codec::new(1, 2).unwrap();
+    let input = data(10_001, 9);
+    let e = c.encode(&input).unwrap();
+    assert_eq!(e.shards.len(), 3);
+    for i in 1..3 {
+        assert_eq!(e.shards[i], e.shards[0]);
+        assert_eq!(e.ids[i], e.ids[0]);
+    }
+    let layout = layout_of(&e);
+    for keep in 0..3 {
+        let only: Vec<usize> = (0..3).filter(|&i| i != keep).collect();
+        let got = c.reconstruct(&layout, slots(&e, &only)).unwrap();
+        assert_eq!(&got[..], &input[..], "from copy {keep} alone");
     }
 }
 

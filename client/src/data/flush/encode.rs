@@ -2,23 +2,10 @@
 //! shards (`tessera-stripe`), each named by its BLAKE3 hash and the stripe by a hash over
 //! them, so identical data gets identical ids (and deduplicates).
 
-use std::sync::Arc;
-
 use tessera_stripe::{Codec, Encoded};
 
 use super::pack::Pack;
-use crate::data::DataPath;
 use crate::error::ClientError;
-
-impl DataPath {
-    /// The erasure code of new data (`--ec`).
-    pub(super) fn codec(&self) -> Result<Arc<Codec>, ClientError> {
-        let (k, m) = (self.cfg.k, self.cfg.m);
-        self.chunks
-            .codec(k, m)
-            .map_err(|source| ClientError::Code { k, m, source })
-    }
-}
 
 /// The shards of one pack.
 pub(super) fn encode(codec: &Codec, pack: &Pack) -> Result<Encoded, ClientError> {

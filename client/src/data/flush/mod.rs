@@ -10,6 +10,9 @@
 //!    ones placed again; what is still missing is left to repair (a degraded stripe).
 //! 6. `commit.rs`: one `CommitSlice` for the whole flush.
 //!
+//! Every stage works in the file's own code and stripe size (`code.rs`: its layout, or
+//! this mount's `--ec` for a file without one).
+//!
 //! Encode and put run for `parallel_stripes` stripes at a time; placement comes first
 //! because it needs only each stripe's length. A commit answered `EAGAIN` (the same content
 //! is a stripe that garbage collection is deleting right now) runs the pipeline again.
@@ -89,9 +92,11 @@ impl DataPath {
 
     /// One run of the pipeline over `pieces`.
     async fn store_once(&self, ino: Ino, pieces: &[Segment]) -> Result<Attr, ClientError> {
-        let stripe = self.cfg.stripe_size;
+        // The file's layout (decided by the metadata service), not necessarily this mount's.
+        let code = self.file_code(ino).await?;
+        let stripe = code.stripe_size;
         let Packed { packs, holes } = pack::pack(cut::cut_all(pieces, stripe), stripe);
-        let codec = self.codec()?;
+        let codec = self.codec_for(code)?;
         let min = self.rule.min_shards(codec.k(), codec.m());
         let unreachable = self.chunks.health().unreachable_servers();
         let wants = packs
