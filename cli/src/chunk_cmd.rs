@@ -32,12 +32,12 @@ pub struct ChunkArgs {
 
     /// Most bytes of shard files to store, e.g. 500G. Suffixes K, M, G, T are powers of 1024
     /// [default: no limit but the disk's free space].
-    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", value_parser = crate::units::parse_bytes)]
     capacity: Option<u64>,
 
     /// Read rate of the background scrubber in bytes per second (suffixes as for
     /// --capacity); 0 means unthrottled.
-    #[arg(long, value_name = "BYTES_PER_SEC", default_value = "32M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value = "32M", value_parser = crate::units::parse_bytes)]
     scrub_rate: u64,
 
     /// Pause between the end of one scrub pass and the start of the next, in milliseconds
@@ -55,7 +55,7 @@ pub struct ChunkArgs {
 
     /// Most bytes of incoming requests (shard uploads) held in memory at once, across all
     /// connections; a large request waits for room before it is read (backpressure).
-    #[arg(long, value_name = "BYTES", default_value = "512M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "512M", value_parser = crate::units::parse_bytes)]
     buffer_budget: u64,
 
     /// Close a connection whose request is not complete this long (milliseconds) after its
@@ -92,49 +92,4 @@ pub fn run(args: ChunkArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(tessera_chunkserver::run(config))?;
     Ok(())
-}
-
-/// Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024; an
-/// optional trailing "i", "B" or "iB" is accepted, so "4MiB" and "4M" agree).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix('B').unwrap_or(t);
-    let t = t.strip_suffix('i').unwrap_or(t);
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("unknown size suffix in {s:?}: use K, M, G or T")),
-            };
-            (&t[..i], shift)
-        }
-        _ => (t, 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 512M, 2T)"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("1234"), Ok(1234));
-        assert_eq!(parse_size("32M"), Ok(32 << 20));
-        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 }

@@ -32,7 +32,7 @@ enum QuotaAction {
         dir: String,
         /// Most bytes of file data below DIR: a number with an optional K, M, G, T (powers
         /// of 1024) suffix [default: no byte limit].
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_bytes)]
         bytes: Option<u64>,
         /// Most inodes (files, directories, symlinks) below DIR, DIR itself not counted
         /// [default: no inode limit].
@@ -94,30 +94,6 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
             }
         }
     })
-}
-
-/// "10G", "512K", "1000": powers of 1024 for the suffixes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                'P' => 50,
-                _ => return Err(format!("unknown size suffix {c:?}: use K, M, G, T or P")),
-            };
-            (&s[..i], shift)
-        }
-        _ => (s, 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 1000, 512K, 10G)"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s} is too large"))
 }
 
 async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Response> {
@@ -203,19 +179,4 @@ async fn list(meta: &MetaClient, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("512K"), Ok(512 << 10));
-        assert_eq!(parse_size("10g"), Ok(10 << 30));
-        assert!(parse_size("10X").is_err());
-        assert!(parse_size("G").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 }
