@@ -191,7 +191,7 @@ impl CapCache {
                 let listing = s.dirs.get(ino)?;
                 let mut out = page(&listing.entries, *after, *limit, *plus);
                 if *plus {
-                    for e in out.iter_mut().filter(|e| e.name != b"..") {
+                    for e in out.iter_mut().filter(|e| e.name != b"." && e.name != b"..") {
                         e.attr = Some(s.attrs.get(&e.ino)?.clone());
                     }
                 }
@@ -223,7 +223,15 @@ impl CapCache {
         s.misses.remove(&dir);
         for e in entries.iter_mut().filter(|e| e.name != b"..") {
             s.held.insert(e.ino);
-            if let Some(a) = e.attr.take() {
+            // "." keeps a copy: a readdirplus carries it, and the kernel takes nothing from
+            // it, so a later change of the directory's own attributes (its access time
+            // after each listing) need not send the listing back to the leader.
+            let attr = if e.name == b"." {
+                e.attr.clone()
+            } else {
+                e.attr.take()
+            };
+            if let Some(a) = attr {
                 s.attrs.insert(e.ino, a);
             }
         }
@@ -234,6 +242,13 @@ impl CapCache {
             .map(|(i, e)| (e.name.clone(), i))
             .collect();
         s.insert_listing(dir, Listing { entries, names });
+    }
+
+    /// Whether the session holds caps on every one of `inos` (a listing of a held directory
+    /// whose entries are all held needs no new grant).
+    pub fn holds(&self, session: u64, mut inos: impl Iterator<Item = Ino>) -> bool {
+        self.usable(session)
+            .is_some_and(|s| inos.all(|i| s.held.contains(&i)))
     }
 
     /// Keeps the attributes a read of `q` brought from the leader, if the inode is held and

@@ -210,21 +210,40 @@ impl MetaClient {
     /// meanwhile). `None` if either failed or the directory is too large to cache.
     async fn fill(&self, cache: &CapCache, session: u64, dir: Ino) -> Option<Vec<DirEntry>> {
         let epoch = cache.begin(session)?;
-        match self.grant_caps(vec![dir], false, true).await {
-            Ok(Ok(_)) => {}
-            other => {
-                tracing::debug!(?other, dir, "caps on a directory not granted");
-                return None;
-            }
-        }
         let whole = Query::ReadDir {
             ino: dir,
             after: 0,
             limit: cap_cache::FILL_LIMIT,
             plus: true,
         };
-        let Ok(Ok(Response::Entries(entries))) = self.read_uncached(whole).await else {
-            return None;
+        // A directory still held (its listing went with a change of this mount's own)
+        // needs no grant unless it gained entries this session holds no caps on.
+        let mut granted = false;
+        let entries = loop {
+            if !granted && !cache.holds(session, std::iter::once(dir)) {
+                match self.grant_caps(vec![dir], false, true).await {
+                    Ok(Ok(_)) => granted = true,
+                    other => {
+                        tracing::debug!(?other, dir, "caps on a directory not granted");
+                        return None;
+                    }
+                }
+            }
+            let Ok(Ok(Response::Entries(entries))) = self.read_uncached(whole.clone()).await else {
+                return None;
+            };
+            let held = cache.holds(
+                session,
+                entries.iter().filter(|e| e.name != b"..").map(|e| e.ino),
+            );
+            if granted || held {
+                break entries;
+            }
+            // Entries without caps: take them (the next round grants and reads again).
+            match self.grant_caps(vec![dir], false, true).await {
+                Ok(Ok(_)) => granted = true,
+                _ => return None,
+            }
         };
         if entries.len() >= cap_cache::FILL_LIMIT as usize {
             return None;
