@@ -282,8 +282,8 @@ impl CapCache {
 
     /// Drops what a change by this client may make untrue (before it is sent and after its
     /// reply).
-    pub fn changing(&self, op: &Op) {
-        let (inos, names) = touched(op);
+    pub fn changing(&self, reach: &Reach) {
+        let Reach { inos, names } = reach;
         if inos.as_ref().is_some_and(Vec::is_empty) && names.is_empty() {
             // Nothing cached can change (and a fill's own grant must not undo the fill).
             return;
@@ -297,13 +297,13 @@ impl CapCache {
             s.held = held;
             return;
         };
-        for ino in inos {
+        for &ino in inos {
             s.drop_ino(ino, false);
         }
-        for (dir, name) in names {
+        for &(dir, ref name) in names {
             // The directory's entries change, and so may the entry's own attributes (its
             // link count, or its ".." when a directory moves).
-            let gone: Vec<Ino> = match s.entry(dir, &name) {
+            let gone: Vec<Ino> = match s.entry(dir, name) {
                 Some(entry) => entry.into_iter().collect(),
                 // Not told without the listing: any cached directory under `dir` may be it.
                 None => s.under.get(&dir).into_iter().flatten().copied().collect(),
@@ -345,11 +345,26 @@ pub fn page(entries: &[DirEntry], after: u64, limit: u32, plus: bool) -> Vec<Dir
         .collect()
 }
 
-/// The inodes a change names, and the directory entries (directory, name) it names; `None`
-/// for a change whose reach is not known here (everything is dropped).
-type Touched = (Option<Vec<Ino>>, Vec<(Ino, Vec<u8>)>);
+/// What a change may make untrue in the cache: the inodes it names (`None`: its reach is not
+/// known here, everything goes) and the directory entries (directory, name) it names.
+/// Worked out once per write, for the drop before it is sent and the one after its reply.
+#[derive(Debug)]
+pub struct Reach {
+    inos: Option<Vec<Ino>>,
+    names: Vec<(Ino, Vec<u8>)>,
+}
 
-fn touched(op: &Op) -> Touched {
+impl Reach {
+    pub fn of(op: &Op) -> Reach {
+        let (inos, names) = touched(op);
+        Reach { inos, names }
+    }
+}
+
+/// [`Reach`]'s two parts.
+type Parts = (Option<Vec<Ino>>, Vec<(Ino, Vec<u8>)>);
+
+fn touched(op: &Op) -> Parts {
     let inos = |v: &[Ino]| (Some(v.to_vec()), Vec::new());
     match op {
         Op::Mknod { parent, name, .. }
@@ -485,10 +500,10 @@ mod tests {
     #[test]
     fn own_changes_and_recalls_drop_what_they_touch() {
         let c = filled();
-        c.changing(&Op::Unlink {
+        c.changing(&Reach::of(&Op::Unlink {
             parent: 10,
             name: "a".into(),
-        });
+        }));
         assert!(lookup(&c, "b").is_none());
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
 
@@ -502,10 +517,10 @@ mod tests {
         assert!(lookup(&c, "a").is_some(), "the listing and a's cap stay");
         // A read that asked the leader teaches the cache again, for held inodes only.
         let q = Query::GetAttr { ino: 11 };
-        c.changing(&Op::SetAttr {
+        c.changing(&Reach::of(&Op::SetAttr {
             ino: 11,
             set: Default::default(),
-        });
+        }));
         assert!(c.answer(1, &q).is_none());
         let epoch = c.begin(1).unwrap();
         c.learn(epoch, 1, &q, &Ok(Response::Attr(attr(11, 0o600))));
@@ -518,10 +533,10 @@ mod tests {
         let c = CapCache::new(Duration::from_secs(30));
         c.renewed(1, Instant::now());
         let epoch = c.begin(1).unwrap();
-        c.changing(&Op::SetAttr {
+        c.changing(&Reach::of(&Op::SetAttr {
             ino: 11,
             set: Default::default(),
-        });
+        }));
         c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
         assert!(lookup(&c, "a").is_none());
     }

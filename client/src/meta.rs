@@ -7,7 +7,7 @@
 //! with the first reply. `seq_floor` tells the group which replies it may forget: the lowest
 //! sequence number still in flight.
 
-use crate::cap_cache::{self, CapCache};
+use crate::cap_cache::{self, CapCache, Reach};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,10 +140,10 @@ impl MetaClient {
         let Some(cache) = self.caps.clone() else {
             return self.write_uncached(op).await;
         };
-        cache.changing(&op);
-        let probe = op.clone();
+        let reach = Reach::of(&op);
+        cache.changing(&reach);
         let reply = self.write_uncached(op).await;
-        cache.changing(&probe);
+        cache.changing(&reach);
         reply
     }
 
@@ -218,38 +218,41 @@ impl MetaClient {
         };
         // A directory still held (its listing went with a change of this mount's own)
         // needs no grant unless it gained entries this session holds no caps on.
-        let mut granted = false;
-        let entries = loop {
-            if !granted && !cache.holds(session, std::iter::once(dir)) {
-                match self.grant_caps(vec![dir], false, true).await {
-                    Ok(Ok(_)) => granted = true,
-                    other => {
-                        tracing::debug!(?other, dir, "caps on a directory not granted");
-                        return None;
-                    }
-                }
-            }
-            let Ok(Ok(Response::Entries(entries))) = self.read_uncached(whole.clone()).await else {
-                return None;
-            };
-            let held = cache.holds(
-                session,
-                entries.iter().filter(|e| e.name != b"..").map(|e| e.ino),
-            );
-            if granted || held {
-                break entries;
-            }
-            // Entries without caps: take them (the next round grants and reads again).
-            match self.grant_caps(vec![dir], false, true).await {
-                Ok(Ok(_)) => granted = true,
-                _ => return None,
-            }
-        };
+        let granted = !cache.holds(session, std::iter::once(dir));
+        if granted {
+            self.grant_dir(dir).await?;
+        }
+        let mut entries = self.read_entries(whole.clone()).await?;
+        let entry_inos = entries.iter().filter(|e| e.name != b"..").map(|e| e.ino);
+        if !granted && !cache.holds(session, entry_inos) {
+            self.grant_dir(dir).await?;
+            entries = self.read_entries(whole).await?;
+        }
         if entries.len() >= cap_cache::FILL_LIMIT as usize {
             return None;
         }
         cache.fill(epoch, session, dir, entries.clone());
         Some(entries)
+    }
+
+    /// Shared caps on directory `dir` and its entries.
+    async fn grant_dir(&self, dir: Ino) -> Option<()> {
+        match self.grant_caps(vec![dir], false, true).await {
+            Ok(Ok(_)) => Some(()),
+            other => {
+                tracing::debug!(?other, dir, "caps on a directory not granted");
+                None
+            }
+        }
+    }
+
+    /// The entries a `ReadDir` answers, `None` on any failure (the caller asks again
+    /// without the cache).
+    async fn read_entries(&self, q: Query) -> Option<Vec<DirEntry>> {
+        match self.read_uncached(q).await {
+            Ok(Ok(Response::Entries(entries))) => Some(entries),
+            _ => None,
+        }
     }
 
     async fn read_uncached(&self, query: Query) -> Result<Reply, MetaClientError> {

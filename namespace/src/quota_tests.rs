@@ -79,17 +79,6 @@ fn resize(ns: &mut Ns, ino: Ino, size: u64) -> Result<(), FsError> {
     .map(|_| ())
 }
 
-fn mv(ns: &mut Ns, p: Ino, n: &str, np: Ino, nn: &str, mode: RenameMode) -> Result<(), FsError> {
-    ns.cmd(Op::Rename {
-        parent: p,
-        name: n.into(),
-        new_parent: np,
-        new_name: nn.into(),
-        mode,
-    })
-    .map(|_| ())
-}
-
 fn link(ns: &mut Ns, ino: Ino, dir: Ino, name: &str) -> Result<(), FsError> {
     ns.cmd(Op::Link {
         ino,
@@ -201,10 +190,10 @@ fn renames_move_usage_between_realms() {
     let f = ns.create(t2, "f");
     resize(&mut ns, f, 300).unwrap();
     ns.create(t, "g");
-    mv(&mut ns, 1, "t", a, "t", RenameMode::Replace).unwrap();
+    ns.rename(1, "t", a, "t", RenameMode::Replace).unwrap();
     assert_eq!(used(&ns, a), (300, 4));
     check(&ns);
-    mv(&mut ns, a, "t", b, "t", RenameMode::Replace).unwrap();
+    ns.rename(a, "t", b, "t", RenameMode::Replace).unwrap();
     assert_eq!(used(&ns, a), (0, 0));
     assert_eq!(used(&ns, b), (300, 4));
     check(&ns);
@@ -212,17 +201,18 @@ fn renames_move_usage_between_realms() {
     let big = ns.create(a, "big");
     resize(&mut ns, big, 800).unwrap();
     assert_eq!(
-        mv(&mut ns, a, "big", b, "big", RenameMode::Replace),
+        ns.rename(a, "big", b, "big", RenameMode::Replace),
         Err(FsError::QuotaExceeded)
     );
-    mv(&mut ns, b, "t", 1, "t", RenameMode::Replace).unwrap();
+    ns.rename(b, "t", 1, "t", RenameMode::Replace).unwrap();
     assert_eq!(used(&ns, b), (0, 0));
-    mv(&mut ns, a, "big", b, "big", RenameMode::Replace).unwrap();
+    ns.rename(a, "big", b, "big", RenameMode::Replace).unwrap();
     check(&ns);
     // Exchange across realms swaps usage.
     let small = ns.create(a, "small");
     resize(&mut ns, small, 7).unwrap();
-    mv(&mut ns, a, "small", b, "big", RenameMode::Exchange).unwrap();
+    ns.rename(a, "small", b, "big", RenameMode::Exchange)
+        .unwrap();
     assert_eq!(used(&ns, a), (800, 1));
     assert_eq!(used(&ns, b), (7, 1));
     check(&ns);
@@ -237,7 +227,7 @@ fn a_quota_directory_moves_with_its_usage_and_goes_when_removed() {
     set(&mut ns, q, None, None);
     let f = ns.create(q, "f");
     resize(&mut ns, f, 5).unwrap();
-    mv(&mut ns, 1, "q", top, "q", RenameMode::Replace).unwrap();
+    ns.rename(1, "q", top, "q", RenameMode::Replace).unwrap();
     assert_eq!(used(&ns, top), (5, 2));
     assert_eq!(used(&ns, q), (5, 1));
     unlink(&mut ns, q, "f").unwrap();
@@ -390,7 +380,7 @@ fn random_histories_keep_usage_exact() {
                 })
                 .map(|_| ())
             }),
-            4 | 5 => mv(&mut ns, d, n, d2, n2, RenameMode::Replace),
+            4 | 5 => ns.rename(d, n, d2, n2, RenameMode::Replace),
             _ => match ns.lookup(d, n) {
                 Ok(at) if at.kind == FileKind::Regular => {
                     resize(&mut ns, at.ino, (next(20) * 100) as u64)

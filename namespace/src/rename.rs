@@ -176,25 +176,7 @@ fn exchange<S: Store + ?Sized>(
 mod tests {
     use crate::command::Op;
     use crate::testkit::Ns;
-    use tessera_proto::fs::{FileKind, FsError, Ino, RenameMode};
-
-    fn mv(
-        ns: &mut Ns,
-        p: Ino,
-        n: &str,
-        np: Ino,
-        nn: &str,
-        mode: RenameMode,
-    ) -> Result<(), FsError> {
-        ns.cmd(Op::Rename {
-            parent: p,
-            name: n.into(),
-            new_parent: np,
-            new_name: nn.into(),
-            mode,
-        })
-        .map(|_| ())
-    }
+    use tessera_proto::fs::{FileKind, FsError, RenameMode};
 
     #[test]
     fn directory_into_its_own_subtree_is_einval() {
@@ -204,25 +186,25 @@ mod tests {
         let b = ns.mkdir(a, "b");
         let c = ns.mkdir(b, "c");
         assert_eq!(
-            mv(&mut ns, root, "a", c, "x", RenameMode::Replace),
+            ns.rename(root, "a", c, "x", RenameMode::Replace),
             Err(FsError::Invalid)
         );
         assert_eq!(
-            mv(&mut ns, root, "a", a, "x", RenameMode::Replace),
+            ns.rename(root, "a", a, "x", RenameMode::Replace),
             Err(FsError::Invalid)
         );
         assert_eq!(
-            mv(&mut ns, root, "a", b, "x", RenameMode::Exchange),
+            ns.rename(root, "a", b, "x", RenameMode::Exchange),
             Err(FsError::NotFound)
         );
         assert_eq!(ns.names(c), Vec::<String>::new());
         // A target that is an ancestor of the source.
         assert_eq!(
-            mv(&mut ns, b, "c", root, "a", RenameMode::Replace),
+            ns.rename(b, "c", root, "a", RenameMode::Replace),
             Err(FsError::NotEmpty)
         );
         assert_eq!(
-            mv(&mut ns, b, "c", root, "a", RenameMode::Exchange),
+            ns.rename(b, "c", root, "a", RenameMode::Exchange),
             Err(FsError::Invalid)
         );
     }
@@ -239,13 +221,16 @@ mod tests {
         })
         .unwrap();
         let before = (ns.attr(root).unwrap(), ns.attr(f).unwrap());
-        mv(&mut ns, root, "f", root, "f", RenameMode::Replace).unwrap();
-        mv(&mut ns, root, "f", root, "g", RenameMode::Replace).unwrap();
-        mv(&mut ns, root, "f", root, "g", RenameMode::Exchange).unwrap();
+        ns.rename(root, "f", root, "f", RenameMode::Replace)
+            .unwrap();
+        ns.rename(root, "f", root, "g", RenameMode::Replace)
+            .unwrap();
+        ns.rename(root, "f", root, "g", RenameMode::Exchange)
+            .unwrap();
         assert_eq!((ns.attr(root).unwrap(), ns.attr(f).unwrap()), before);
         assert_eq!(ns.names(root), vec!["f", "g"]);
         assert_eq!(
-            mv(&mut ns, root, "f", root, "f", RenameMode::NoReplace),
+            ns.rename(root, "f", root, "f", RenameMode::NoReplace),
             Err(FsError::Exists)
         );
     }
@@ -260,26 +245,27 @@ mod tests {
         let e = ns.mkdir(root, "e");
         ns.create(e, "x");
         assert_eq!(
-            mv(&mut ns, root, "d", root, "f", RenameMode::Replace),
+            ns.rename(root, "d", root, "f", RenameMode::Replace),
             Err(FsError::NotDir)
         );
         assert_eq!(
-            mv(&mut ns, root, "f", root, "d", RenameMode::Replace),
+            ns.rename(root, "f", root, "d", RenameMode::Replace),
             Err(FsError::IsDir)
         );
         assert_eq!(
-            mv(&mut ns, root, "d", root, "e", RenameMode::Replace),
+            ns.rename(root, "d", root, "e", RenameMode::Replace),
             Err(FsError::NotEmpty)
         );
         assert_eq!(
-            mv(&mut ns, root, "f", root, "g", RenameMode::NoReplace),
+            ns.rename(root, "f", root, "g", RenameMode::NoReplace),
             Err(FsError::Exists)
         );
         assert_eq!(
-            mv(&mut ns, root, "zz", root, "g", RenameMode::Replace),
+            ns.rename(root, "zz", root, "g", RenameMode::Replace),
             Err(FsError::NotFound)
         );
-        mv(&mut ns, root, "f", root, "g", RenameMode::Replace).unwrap();
+        ns.rename(root, "f", root, "g", RenameMode::Replace)
+            .unwrap();
         assert_eq!(ns.attr(g), Err(FsError::NotFound));
         assert_eq!(ns.lookup(root, "g").unwrap().ino, f);
         assert_eq!(ns.attr(f).unwrap().ctime_ns, ns.now);
@@ -290,7 +276,8 @@ mod tests {
             name: "x".into(),
         })
         .unwrap();
-        mv(&mut ns, root, "d", root, "e", RenameMode::Replace).unwrap();
+        ns.rename(root, "d", root, "e", RenameMode::Replace)
+            .unwrap();
         assert_eq!(ns.attr(root).unwrap().nlink, root_links - 1);
         assert_eq!(ns.lookup(root, "e").unwrap().ino, d);
         assert_eq!(ns.names(root), vec!["g", "e"]);
@@ -303,7 +290,7 @@ mod tests {
         let a = ns.mkdir(root, "a");
         let b = ns.mkdir(root, "b");
         let c = ns.mkdir(a, "c");
-        mv(&mut ns, a, "c", b, "c", RenameMode::Replace).unwrap();
+        ns.rename(a, "c", b, "c", RenameMode::Replace).unwrap();
         assert_eq!(ns.attr(a).unwrap().nlink, 2);
         assert_eq!(ns.attr(b).unwrap().nlink, 3);
         assert_eq!(ns.attr(a).unwrap().mtime_ns, ns.now);
@@ -329,13 +316,13 @@ mod tests {
         let b = ns.mkdir(root, "b");
         let d = ns.mkdir(a, "d");
         let f = ns.create(b, "f");
-        mv(&mut ns, a, "d", b, "f", RenameMode::Exchange).unwrap();
+        ns.rename(a, "d", b, "f", RenameMode::Exchange).unwrap();
         assert_eq!(ns.lookup(a, "d").unwrap().ino, f);
         assert_eq!(ns.lookup(b, "f").unwrap().ino, d);
         assert_eq!(ns.attr(a).unwrap().nlink, 2);
         assert_eq!(ns.attr(b).unwrap().nlink, 3);
         assert_eq!(
-            mv(&mut ns, a, "d", b, "zz", RenameMode::Exchange),
+            ns.rename(a, "d", b, "zz", RenameMode::Exchange),
             Err(FsError::NotFound)
         );
     }
@@ -353,10 +340,10 @@ mod tests {
             gid: 6,
         };
         assert_eq!(
-            mv(&mut ns, root, "f", d, "g", whiteout(true)),
+            ns.rename(root, "f", d, "g", whiteout(true)),
             Err(FsError::Exists)
         );
-        mv(&mut ns, root, "f", d, "g", whiteout(false)).unwrap();
+        ns.rename(root, "f", d, "g", whiteout(false)).unwrap();
         assert_eq!(ns.lookup(d, "g").unwrap().ino, f);
         assert_eq!(ns.attr(g), Err(FsError::NotFound));
         let w = ns.lookup(root, "f").unwrap();
@@ -366,7 +353,7 @@ mod tests {
             (FileKind::CharDevice, 0, 0, 5, 6, 1)
         );
         // A directory moves the same way; its old name becomes a whiteout too.
-        mv(&mut ns, root, "d", root, "e", whiteout(true)).unwrap();
+        ns.rename(root, "d", root, "e", whiteout(true)).unwrap();
         assert_eq!(ns.lookup(root, "e").unwrap().ino, d);
         assert_eq!(ns.lookup(root, "d").unwrap().kind, FileKind::CharDevice);
         assert_eq!(ns.names(root), vec!["f", "e", "d"]);

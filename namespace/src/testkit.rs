@@ -4,7 +4,7 @@
 use super::command::{Command, Op, Query, Reply, Response, SYSTEM_SESSION};
 use super::store::MemStore;
 use super::{apply, query};
-use tessera_proto::fs::{Attr, FileKind, FsError, Ino, ROOT_INO};
+use tessera_proto::fs::{Attr, FileKind, FsError, Ino, ROOT_INO, RenameMode};
 
 #[derive(Debug)]
 pub(crate) struct Ns {
@@ -115,6 +115,25 @@ impl Ns {
 
     pub fn mkdir(&mut self, parent: Ino, name: &str) -> Ino {
         self.mkdir_r(parent, name.as_bytes()).unwrap().ino
+    }
+
+    /// `Rename` of `p`/`n` to `np`/`nn`.
+    pub fn rename(
+        &mut self,
+        p: Ino,
+        n: &str,
+        np: Ino,
+        nn: &str,
+        mode: RenameMode,
+    ) -> Result<(), FsError> {
+        self.cmd(Op::Rename {
+            parent: p,
+            name: n.into(),
+            new_parent: np,
+            new_name: nn.into(),
+            mode,
+        })
+        .map(|_| ())
     }
 
     pub fn attr(&self, ino: Ino) -> Result<Attr, FsError> {
