@@ -12,8 +12,8 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
-    acl, attr, caps, data, dir, dump, flags, lock, quota, read, rename, reserve, session, stripes,
-    trash, xattr,
+    acl, attr, caps, data, dir, dump, flags, lock, quota, read, rename, reserve, session, snapshot,
+    stripes, trash, xattr,
 };
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
@@ -44,10 +44,25 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, N
         Err(OpError::Meta(e)) => return Err(e),
         Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
     };
-    let writes = if reply.is_ok() {
+    let mut writes = if reply.is_ok() {
         overlay.into_writes()
     } else {
         Writes::new()
+    };
+    // Snapshots are read-only to every command but the snapshot commands.
+    let reply = match reply {
+        Ok(resp) if !snapshot::is_snapshot_op(&cmd.op) => {
+            match snapshot::refuse_changes(&*store, &mut writes) {
+                Ok(()) => Ok(resp),
+                Err(OpError::Fs(e)) => {
+                    writes.clear();
+                    Err(e)
+                }
+                Err(OpError::Meta(e)) => return Err(e),
+                Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
+            }
+        }
+        other => other,
     };
     // Not applied, and not remembered: the leader proposes it again after the recall.
     let holders = caps::in_the_way(&*store, &writes, cmd.session, cmd.now_ns)?;
@@ -315,6 +330,13 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::ReleaseCaps { inos } => caps::release(s, client()?, inos),
         Op::SetQuota { ino, bytes, inodes } => quota::set(s, *ino, *bytes, *inodes),
         Op::UnsetQuota { ino } => quota::unset(s, *ino),
+        Op::SnapshotCreate { dir, name } => snapshot::create(s, *dir, name, now),
+        Op::SnapshotDelete { dir, name } => snapshot::delete(s, *dir, name, now),
+        Op::SnapshotRestore {
+            from,
+            to_parent,
+            to_name,
+        } => snapshot::restore(s, *from, *to_parent, to_name, now),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
             _ => Err(FsError::NotPermitted.into()),
@@ -377,6 +399,7 @@ pub fn query<S: StoreRead + ?Sized>(store: &S, q: &Query) -> Result<Reply, Names
             total_bytes,
             total_files,
         } => quota::statfs_at(store, *ino, *total_bytes, *total_files),
+        Query::Snapshots { dir } => snapshot::list(store, *dir),
     };
     match result {
         Ok(resp) => Ok(Ok(resp)),

@@ -119,6 +119,19 @@ impl fmt::Display for Command {
                 write!(f, "set-quota {ino} bytes {bytes:?} inodes {inodes:?}")
             }
             Op::UnsetQuota { ino } => write!(f, "unset-quota {ino}"),
+            Op::SnapshotCreate { dir, name: n } => write!(f, "snapshot {dir} as {}", name(n)),
+            Op::SnapshotDelete { dir, name: n } => {
+                write!(f, "delete snapshot {} of {dir}", name(n))
+            }
+            Op::SnapshotRestore {
+                from,
+                to_parent,
+                to_name,
+            } => write!(
+                f,
+                "restore {from} from a snapshot -> {to_parent}/{}",
+                name(to_name)
+            ),
             Op::LoadImage { image } => write!(f, "load-image ({} bytes)", image.len()),
             Op::GrantCaps {
                 inos,

@@ -193,7 +193,7 @@ fn decref<S: Store + ?Sized>(s: &mut S, id: &StripeId, now: i64) -> Result<(), N
 
 /// Adds a reference to a stripe, creating its row from `known` (layouts sent with the
 /// command) if the metaserver has not seen it.
-fn incref<S: Store + ?Sized>(
+pub(crate) fn incref<S: Store + ?Sized>(
     s: &mut S,
     id: &StripeId,
     known: &[StripeInfo],

@@ -11,6 +11,7 @@ use super::names::{check_name, check_target};
 use super::nodes::{NewInode, add_entry, create_inode, drop_link, remove_entry};
 use super::records::{InodeRec, OrphanRec};
 use super::session;
+use super::snapshot;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, Table};
 use crate::error::NamespaceError;
@@ -173,6 +174,7 @@ pub(crate) fn rmdir<S: Store + ?Sized>(
     if child.size > 0 {
         return Err(FsError::NotEmpty.into());
     }
+    snapshot::need_no_snapshots(s, entry.ino)?;
     remove_entry(s, parent, name, &entry, now)?;
     drop_link(s, entry.ino, (parent, name), now)?;
     Ok(Response::Done)

@@ -9,7 +9,7 @@
 //!
 //! Layout: `command` (what can be asked), `apply` (dispatch, idempotency), one file per
 //! concern for the handlers (`dir`, `rename`, `attr`, `xattr`, `data`, `session`, `lock`,
-//! `read`, `trash`, `quota`), shared bookkeeping in `nodes` and `state`, bytes in `codec` and `records`,
+//! `read`, `trash`, `quota`, `snapshot`), shared bookkeeping in `nodes` and `state`, bytes in `codec` and `records`,
 //! storage in `store` and `overlay`, whole-state views in `digest` and `dump`, and the one
 //! error type in `error`.
 
@@ -39,6 +39,7 @@ mod records;
 mod rename;
 mod reserve;
 mod session;
+mod snapshot;
 mod state;
 mod store;
 mod stripes;

@@ -199,6 +199,8 @@ pub(crate) struct Track {
     before: BTreeMap<Ino, Option<Footprint>>,
     /// Entries the command creates: their inodes are known only afterwards.
     made: Vec<(Ino, Vec<u8>)>,
+    /// Entries the command creates with everything below them (a snapshot restore).
+    made_trees: Vec<(Ino, Vec<u8>)>,
 }
 
 impl Track {
@@ -209,6 +211,7 @@ impl Track {
         }
         let mut inos = BTreeSet::new();
         let mut made = Vec::new();
+        let mut made_trees = Vec::new();
         let mut above = Above::default();
         match op {
             Op::Mknod { parent, name, .. }
@@ -222,6 +225,9 @@ impl Track {
             | Op::RestoreTrash { ino, .. } => {
                 inos.insert(*ino);
             }
+            Op::SnapshotRestore {
+                to_parent, to_name, ..
+            } => made_trees.push((*to_parent, to_name.clone())),
             Op::Unlink { parent, name } | Op::Rmdir { parent, name } => {
                 inos.extend(s.dentry(*parent, name)?.map(|d| d.ino));
             }
@@ -252,7 +258,11 @@ impl Track {
         for ino in inos {
             before.insert(ino, footprint(s, ino, &mut above)?);
         }
-        Ok(Some(Track { before, made }))
+        Ok(Some(Track {
+            before,
+            made,
+            made_trees,
+        }))
     }
 
     /// Moves the change in usage into the quota rows; `EDQUOT` when it adds to one past its
@@ -261,6 +271,15 @@ impl Track {
         let mut inos: BTreeSet<Ino> = self.before.keys().copied().collect();
         for (parent, name) in &self.made {
             inos.extend(s.dentry(*parent, name)?.map(|d| d.ino));
+        }
+        for (parent, name) in &self.made_trees {
+            match s.dentry(*parent, name)? {
+                Some(d) if d.kind.is_dir() => walk(s, d.ino, &mut inos)?,
+                Some(d) => {
+                    inos.insert(d.ino);
+                }
+                None => {}
+            }
         }
         let mut above = Above::default();
         let mut delta: BTreeMap<Ino, (i128, i64)> = BTreeMap::new();

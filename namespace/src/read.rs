@@ -3,6 +3,7 @@
 use super::codec::{decode, key_u64};
 use super::command::Response;
 use super::names::check_name;
+use super::snapshot;
 use super::state::{OpError, OpResult, Tables, counter, keys};
 use super::store::{StoreRead, Table, prefix_end};
 use crate::error::NamespaceError;
@@ -23,7 +24,13 @@ pub(crate) fn lookup<S: StoreRead + ?Sized>(s: &S, parent: Ino, name: &[u8]) -> 
         _ => check_name(name)?,
     }
     s.need_dir(parent)?;
-    let entry = s.dentry(parent, name)?.ok_or(FsError::NotFound)?;
+    let Some(entry) = s.dentry(parent, name)? else {
+        // `.snapshots` is answered, but not listed (a real entry of that name wins).
+        return match snapshot::holder(s, parent)? {
+            Some(holder) if name == snapshot::SNAPSHOTS_NAME => getattr(s, holder),
+            _ => Err(FsError::NotFound.into()),
+        };
+    };
     let rec = s
         .inode(entry.ino)?
         .ok_or(OpError::Meta(NamespaceError::Invariant {

@@ -121,6 +121,9 @@ fn replace<S: Store + ?Sized>(
         if d.kind.is_dir() && s.need_inode(d.ino)?.size > 0 {
             return Err(FsError::NotEmpty.into());
         }
+        if d.kind.is_dir() {
+            super::snapshot::need_no_snapshots(s, d.ino)?;
+        }
     }
     // A directory arriving from elsewhere adds a link to the new parent, unless it replaces
     // a directory there (which gives one back).

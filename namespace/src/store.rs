@@ -27,6 +27,8 @@
 //! | session_caps | session, ino | `()` |
 //! | quotas | directory ino | `QuotaRec` (`quota.rs`) |
 //! | file_links | ino, parent, name | `()`: one row per name of a non-directory |
+//! | snapshot_dirs | directory ino | its `.snapshots` directory's ino (`snapshot.rs`) |
+//! | snapshots | directory ino, name | `SnapshotRec` |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -53,11 +55,13 @@ pub enum Table {
     SessionCaps,
     Quotas,
     FileLinks,
+    SnapshotDirs,
+    Snapshots,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 20] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -76,6 +80,8 @@ impl Table {
         Table::SessionCaps,
         Table::Quotas,
         Table::FileLinks,
+        Table::SnapshotDirs,
+        Table::Snapshots,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -99,6 +105,8 @@ impl Table {
             Table::SessionCaps => "session_caps",
             Table::Quotas => "quotas",
             Table::FileLinks => "file_links",
+            Table::SnapshotDirs => "snapshot_dirs",
+            Table::Snapshots => "snapshots",
         }
     }
 

@@ -283,6 +283,9 @@ pub enum FsError {
     /// size change that adds bytes or inodes to a quota directory already at its limit.
     #[error("disk quota exceeded (EDQUOT)")]
     QuotaExceeded,
+    /// A change to a snapshot (`tessera snapshot`): snapshots are read-only images.
+    #[error("read-only file system: a snapshot cannot be changed (EROFS)")]
+    ReadOnly,
 }
 
 impl FsError {
@@ -317,6 +320,7 @@ impl FsError {
             FsError::Interrupted => 4,
             FsError::NoSuchOffset => 6,
             FsError::QuotaExceeded => 122,
+            FsError::ReadOnly => 30,
         }
     }
 }

@@ -278,6 +278,31 @@ pub enum Op {
     UnsetQuota {
         ino: Ino,
     },
+
+    /// Takes snapshot `name` of directory `dir` (`tessera snapshot`, `namespace/src/
+    /// snapshot.rs`): a read-only copy of the subtree's metadata as it is when the command
+    /// applies, reached as `dir/.snapshots/name`, sharing every stripe with the live files.
+    /// `EEXIST` if the name is taken, `EROFS` for a directory inside a snapshot. Answers
+    /// [`Response::Snapshots`] with the new snapshot.
+    SnapshotCreate {
+        dir: Ino,
+        name: Vec<u8>,
+    },
+    /// Deletes snapshot `name` of `dir` (`ENOENT` if there is none): its inodes are freed
+    /// (files still open somewhere live on until their last release) and its stripe
+    /// references dropped.
+    SnapshotDelete {
+        dir: Ino,
+        name: Vec<u8>,
+    },
+    /// Copies `from`, a file or directory inside a snapshot (`EINVAL` otherwise), with
+    /// everything below it, to `to_parent`/`to_name` as live, writable files sharing its
+    /// stripes (no data is copied). `EEXIST` if the name is taken; quotas count the copy.
+    SnapshotRestore {
+        from: Ino,
+        to_parent: Ino,
+        to_name: Vec<u8>,
+    },
 }
 
 /// A read of the state.
@@ -367,6 +392,11 @@ pub enum Query {
         total_bytes: u64,
         total_files: u64,
     },
+    /// The snapshots of `dir`, or of every directory with `None` ([`Response::Snapshots`],
+    /// in directory and name order).
+    Snapshots {
+        dir: Option<Ino>,
+    },
 }
 
 /// A session's capability on one inode ([`Response::Caps`], [`Response::Recall`]).
@@ -404,6 +434,25 @@ pub struct TrashEntry {
     pub name: Vec<u8>,
     /// That directory's path from the root, if it still exists.
     pub parent_path: Option<Vec<u8>>,
+}
+
+/// One snapshot, as [`Query::Snapshots`] lists it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    /// The directory it is a snapshot of, and that directory's path now (`None` once it is
+    /// no longer reachable from the root).
+    pub dir: Ino,
+    pub dir_path: Option<Vec<u8>>,
+    pub name: Vec<u8>,
+    /// The snapshot's root directory (`dir/.snapshots/name`).
+    pub root: Ino,
+    /// When it was taken (ns since the epoch, the leader's clock).
+    pub created_ns: i64,
+    /// What it holds: directories (its root included), other inodes, and the logical bytes
+    /// of its regular files (each counted once however many names it has).
+    pub dirs: u64,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// One stripe row, as [`Query::Stripes`] lists it.
@@ -473,6 +522,8 @@ pub enum Response {
     },
     /// [`Query::Quotas`].
     Quotas(Vec<QuotaEntry>),
+    /// [`Query::Snapshots`], and [`Op::SnapshotCreate`] with the one it took.
+    Snapshots(Vec<SnapshotEntry>),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

@@ -203,7 +203,9 @@ impl Model {
             // Never generated (see the trash ops in `ops.rs`).
             Query::Trash { .. } | Query::CapHolders { .. } => Err(FsError::NotPermitted),
             // Never generated (see the quota ops in `ops.rs`).
-            Query::Quotas | Query::StatFsAt { .. } => Err(FsError::NotPermitted),
+            Query::Quotas | Query::StatFsAt { .. } | Query::Snapshots { .. } => {
+                Err(FsError::NotPermitted)
+            }
         }
     }
 

@@ -1,0 +1,480 @@
+//! Snapshots (`tessera snapshot`): a read-only image of a directory's subtree at one point
+//! of the namespace history, reached on every mount as `DIR/.snapshots/NAME`.
+//!
+//! A snapshot is a copy of the subtree's metadata made by one command, so it is the tree as
+//! it stood between two commands of the log: point in time by construction. The copy is real
+//! inodes in the ordinary tables (so every read path, cache and mount works on it unchanged)
+//! whose chunk records name the same stripes as the originals; each copied slice takes a
+//! stripe reference, so no data is copied and shard space does not change, and a live file
+//! rewritten or deleted later leaves the snapshot's stripes alive. Cost per snapshot: one
+//! inode row, its entry (name, cookie, and for files a `file_links` row), its xattrs and its
+//! chunk rows per inode of the subtree, written in the one command (so the command's apply
+//! time, during which every other command waits, grows with the subtree: see
+//! docs/design-notes.md "Snapshots").
+//!
+//! Copies carry the internal flag [`SNAPSHOT`]; [`refuse_changes`] turns any command that
+//! would change one into `EROFS`, whatever the command (so no handler needs its own check).
+//! The exceptions are what reading needs: opens and releases (the `opens` count) and the
+//! access time, which is kept as it was. `DIR/.snapshots` is a directory of its own (also
+//! flagged), found by [`holder`]: `lookup` answers the name though `DIR` has no such entry,
+//! so `readdir` of `DIR` does not show it. Snapshots do not count in quotas (quota walks go
+//! by entries, and the holder is none); a restore makes live files and counts.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tessera_proto::fs::{COOKIE_FIRST, FileKind, FsError, Ino};
+use tessera_proto::meta::{Op, Response, SnapshotEntry};
+
+use super::codec::{Key, decode, key_u64};
+use super::data;
+use super::flags;
+use super::names::check_name;
+use super::nodes::{add_entry, free_inode, remove_entry};
+use super::overlay::Writes;
+use super::records::{ChunkRec, DentryRec, InodeRec, OrphanRec};
+use super::state::{OpError, OpResult, Tables, TablesMut, counter, keys};
+use super::store::{Store, StoreRead, Table, scan_prefix};
+use super::trash::dir_path;
+use crate::error::NamespaceError;
+
+/// Internal inode flag, never shown: the inode belongs to a snapshot (or is a `.snapshots`
+/// directory) and may not change.
+pub(crate) const SNAPSHOT: u32 = 1 << 30;
+
+/// The name under which a directory's snapshots are found.
+pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
+
+/// `snapshots[(dir, name)]`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRec {
+    pub root: Ino,
+    pub created_ns: i64,
+    pub dirs: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+fn snapshot_key(dir: Ino, name: &[u8]) -> Vec<u8> {
+    Key::new().u64(dir).bytes(name).done()
+}
+
+fn is_snapshot(rec: &InodeRec) -> bool {
+    rec.flags & SNAPSHOT != 0
+}
+
+/// Whether the command is one of the snapshot commands, which alone change snapshots.
+pub(crate) fn is_snapshot_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::SnapshotCreate { .. } | Op::SnapshotDelete { .. } | Op::SnapshotRestore { .. }
+    )
+}
+
+/// `dir`'s `.snapshots` directory, if it ever had a snapshot.
+pub(crate) fn holder<S: StoreRead + ?Sized>(
+    s: &S,
+    dir: Ino,
+) -> Result<Option<Ino>, NamespaceError> {
+    s.rec(Table::SnapshotDirs, &keys::inode(dir))
+}
+
+/// `ENOTEMPTY` for a directory that holds snapshots: removing it (rmdir, or a rename over
+/// it) would leave them unreachable.
+pub(crate) fn need_no_snapshots<S: StoreRead + ?Sized>(s: &S, dir: Ino) -> OpResult<()> {
+    if holder(s, dir)?.is_some() {
+        return Err(FsError::NotEmpty.into());
+    }
+    Ok(())
+}
+
+/// What a copy made.
+#[derive(Default)]
+struct Copier {
+    /// Marks the copies as snapshot inodes (a snapshot) or as live ones (a restore).
+    snapshot: bool,
+    now: i64,
+    /// Non-directories copied so far: a second name of the same inode links the same copy.
+    made: HashMap<Ino, Ino>,
+    dirs: u64,
+    files: u64,
+    bytes: u64,
+}
+
+impl Copier {
+    /// A new inode like `from` (attributes, times, xattrs, chunk rows with a stripe
+    /// reference per slice), not yet linked anywhere: one link for a non-directory (the
+    /// caller adds its entry), "." and its entry for a directory (entries come as added).
+    fn copy_inode<S: Store + ?Sized>(
+        &mut self,
+        s: &mut S,
+        from: Ino,
+        rec: &InodeRec,
+        parent: Ino,
+    ) -> OpResult<Ino> {
+        let ino = s.counter(counter::NEXT_INO)?;
+        s.put_counter(counter::NEXT_INO, ino + 1)?;
+        s.add_counter(counter::INODES, 1)?;
+        let is_dir = rec.kind.is_dir();
+        let mut copy = rec.clone();
+        copy.nlink = if is_dir { 2 } else { 1 };
+        copy.parent = if is_dir { parent } else { 0 };
+        if is_dir {
+            copy.size = 0;
+            copy.next_cookie = COOKIE_FIRST;
+        }
+        copy.opens = 0;
+        // Preallocated, unwritten ranges read as zeros either way; the copy holds none.
+        copy.reserved = Vec::new();
+        copy.generation = s.counter(counter::GENERATION)?;
+        copy.flags = if self.snapshot {
+            rec.flags | SNAPSHOT
+        } else {
+            rec.flags & !SNAPSHOT
+        } & !flags::UNNAMED;
+        s.put_inode(ino, &copy)?;
+        let new_prefix = keys::inode(ino);
+        for (key, value) in scan_prefix(s, Table::Xattrs, &keys::inode(from))? {
+            s.put(
+                Table::Xattrs,
+                &[&new_prefix[..], &key[8..]].concat(),
+                &value,
+            )?;
+        }
+        for (key, value) in scan_prefix(s, Table::Chunks, &keys::inode(from))? {
+            let chunk: ChunkRec = decode(Table::Chunks, &key, &value)?;
+            for r in chunk.slices.iter().filter_map(|sl| sl.data) {
+                data::incref(s, &r.stripe, &[])?;
+            }
+            s.put(
+                Table::Chunks,
+                &[&new_prefix[..], &key[8..]].concat(),
+                &value,
+            )?;
+        }
+        if is_dir {
+            self.dirs += 1;
+        } else {
+            self.files += 1;
+            if rec.kind == FileKind::Regular {
+                self.bytes = self.bytes.saturating_add(rec.size);
+            }
+        }
+        Ok(ino)
+    }
+
+    /// Copies `src` (and for a directory everything below it) as `to_parent`/`to_name`.
+    fn copy_tree<S: Store + ?Sized>(
+        &mut self,
+        s: &mut S,
+        src: Ino,
+        to_parent: Ino,
+        to_name: &[u8],
+    ) -> OpResult<Ino> {
+        let now = self.now;
+        let rec = s.need_inode(src)?;
+        let root = self.copy_inode(s, src, &rec, to_parent)?;
+        add_entry(s, to_parent, to_name, root, rec.kind, now)?;
+        if !rec.kind.is_dir() {
+            return Ok(root);
+        }
+        let mut dirs = vec![(src, root, rec)];
+        while let Some((from_dir, to_dir, from_rec)) = dirs.pop() {
+            for (key, value) in scan_prefix(s, Table::Dentries, &keys::inode(from_dir))? {
+                let entry: DentryRec = decode(Table::Dentries, &key, &value)?;
+                let name = &key[8..];
+                let child = match self.made.get(&entry.ino) {
+                    Some(&copy) => {
+                        s.update_inode(copy, |r| r.nlink += 1)?;
+                        copy
+                    }
+                    None => {
+                        let child_rec = s.inode(entry.ino)?.ok_or(NamespaceError::Invariant {
+                            what: "directory entry names a missing inode",
+                            ino: entry.ino,
+                        })?;
+                        let copy = self.copy_inode(s, entry.ino, &child_rec, to_dir)?;
+                        if entry.kind.is_dir() {
+                            dirs.push((entry.ino, copy, child_rec));
+                        } else {
+                            self.made.insert(entry.ino, copy);
+                        }
+                        copy
+                    }
+                };
+                add_entry(s, to_dir, name, child, entry.kind, now)?;
+            }
+            // Adding the entries stamped the copy "now"; it keeps the original's times.
+            s.update_inode(to_dir, |r| {
+                r.atime = from_rec.atime;
+                r.mtime = from_rec.mtime;
+                r.ctime = from_rec.ctime;
+            })?;
+        }
+        Ok(root)
+    }
+}
+
+/// [`Op::SnapshotCreate`].
+pub(crate) fn create<S: Store + ?Sized>(
+    s: &mut S,
+    dir: Ino,
+    name: &[u8],
+    now: i64,
+) -> OpResult<Response> {
+    check_name(name)?;
+    let rec = s.need_live_dir(dir)?;
+    if is_snapshot(&rec) {
+        return Err(FsError::ReadOnly.into());
+    }
+    if s.get(Table::Snapshots, &snapshot_key(dir, name))?.is_some() {
+        return Err(FsError::Exists.into());
+    }
+    let holder = match holder(s, dir)? {
+        Some(h) => h,
+        None => make_holder(s, dir, &rec, now)?,
+    };
+    let mut copier = Copier {
+        snapshot: true,
+        now,
+        ..Copier::default()
+    };
+    let root = copier.copy_tree(s, dir, holder, name)?;
+    let snap = SnapshotRec {
+        root,
+        created_ns: now,
+        dirs: copier.dirs,
+        files: copier.files,
+        bytes: copier.bytes,
+    };
+    s.put_rec(Table::Snapshots, &snapshot_key(dir, name), &snap)?;
+    let entry = entry(s, dir, name, &snap, &mut HashMap::new())?;
+    Ok(Response::Snapshots(vec![entry]))
+}
+
+/// `dir/.snapshots`: owned like `dir`, readable by all, changed by snapshot commands only.
+fn make_holder<S: Store + ?Sized>(
+    s: &mut S,
+    dir: Ino,
+    dir_rec: &InodeRec,
+    now: i64,
+) -> OpResult<Ino> {
+    let ino = s.counter(counter::NEXT_INO)?;
+    s.put_counter(counter::NEXT_INO, ino + 1)?;
+    s.add_counter(counter::INODES, 1)?;
+    let rec = InodeRec {
+        kind: FileKind::Directory,
+        perm: 0o555,
+        nlink: 2,
+        uid: dir_rec.uid,
+        gid: dir_rec.gid,
+        rdev: 0,
+        size: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        generation: s.counter(counter::GENERATION)?,
+        parent: dir,
+        next_cookie: COOKIE_FIRST,
+        target: Vec::new(),
+        opens: 0,
+        blocks: 0,
+        flags: SNAPSHOT,
+        reserved: Vec::new(),
+    };
+    s.put_inode(ino, &rec)?;
+    s.put_rec(Table::SnapshotDirs, &keys::inode(dir), &ino)?;
+    Ok(ino)
+}
+
+/// [`Op::SnapshotDelete`].
+pub(crate) fn delete<S: Store + ?Sized>(
+    s: &mut S,
+    dir: Ino,
+    name: &[u8],
+    now: i64,
+) -> OpResult<Response> {
+    let key = snapshot_key(dir, name);
+    if s.get(Table::Snapshots, &key)?.is_none() {
+        return Err(FsError::NotFound.into());
+    }
+    let holder = holder(s, dir)?.ok_or(NamespaceError::Invariant {
+        what: "a snapshot row without a .snapshots directory",
+        ino: dir,
+    })?;
+    let entry = s.dentry(holder, name)?.ok_or(NamespaceError::Invariant {
+        what: "a snapshot row without its entry in .snapshots",
+        ino: holder,
+    })?;
+    remove_entry(s, holder, name, &entry, now)?;
+    free_tree(s, entry.ino, now)?;
+    s.delete(Table::Snapshots, &key)?;
+    if s.need_inode(holder)?.size == 0 {
+        s.delete(Table::SnapshotDirs, &keys::inode(dir))?;
+        free_tree(s, holder, now)?;
+    }
+    Ok(Response::Done)
+}
+
+/// Frees `root` (its entry already removed) and everything below it: inodes still open
+/// somewhere become orphans, freed at their last release like any unlinked file.
+fn free_tree<S: Store + ?Sized>(s: &mut S, root: Ino, now: i64) -> OpResult<()> {
+    let mut inos = BTreeSet::from([root]);
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for (key, value) in scan_prefix(s, Table::Dentries, &keys::inode(d))? {
+            let entry: DentryRec = decode(Table::Dentries, &key, &value)?;
+            s.delete(Table::Dentries, &key)?;
+            s.delete(Table::DirCookies, &keys::cookie(d, entry.cookie))?;
+            if entry.kind.is_dir() {
+                dirs.push(entry.ino);
+            } else {
+                super::quota::remove_link(s, entry.ino, d, &key[8..])?;
+            }
+            inos.insert(entry.ino);
+        }
+    }
+    for ino in inos {
+        let rec = s.update_inode(ino, |r| {
+            r.nlink = 0;
+            if r.kind.is_dir() {
+                r.size = 0;
+            }
+            r.ctime = now;
+        })?;
+        if rec.opens > 0 {
+            s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
+        } else {
+            free_inode(s, ino, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`Op::SnapshotRestore`].
+pub(crate) fn restore<S: Store + ?Sized>(
+    s: &mut S,
+    from: Ino,
+    to_parent: Ino,
+    to_name: &[u8],
+    now: i64,
+) -> OpResult<Response> {
+    check_name(to_name)?;
+    let rec = s.need_inode(from)?;
+    // The `.snapshots` directory itself is no snapshot's content.
+    if !is_snapshot(&rec) || rec.nlink == 0 || is_holder(s, from, &rec)? {
+        return Err(FsError::Invalid.into());
+    }
+    let parent = s.need_live_dir(to_parent)?;
+    if is_snapshot(&parent) {
+        return Err(FsError::ReadOnly.into());
+    }
+    flags::need_mutable(&parent)?;
+    if s.dentry(to_parent, to_name)?.is_some() {
+        return Err(FsError::Exists.into());
+    }
+    let mut copier = Copier {
+        snapshot: false,
+        now,
+        ..Copier::default()
+    };
+    let ino = copier.copy_tree(s, from, to_parent, to_name)?;
+    Ok(Response::Attr(s.need_inode(ino)?.attr(ino)))
+}
+
+fn is_holder<S: StoreRead + ?Sized>(s: &S, ino: Ino, rec: &InodeRec) -> OpResult<bool> {
+    Ok(rec.kind.is_dir() && holder(s, rec.parent)? == Some(ino))
+}
+
+/// [`tessera_proto::meta::Query::Snapshots`].
+pub(crate) fn list<S: StoreRead + ?Sized>(s: &S, dir: Option<Ino>) -> OpResult<Response> {
+    let prefix = dir.map(keys::inode).unwrap_or_default();
+    let mut paths = HashMap::new();
+    let mut out = Vec::new();
+    for (key, value) in scan_prefix(s, Table::Snapshots, &prefix)? {
+        let snap: SnapshotRec = decode(Table::Snapshots, &key, &value)?;
+        let dir = key_u64(Table::Snapshots, &key, 0)?;
+        out.push(entry(s, dir, &key[8..], &snap, &mut paths)?);
+    }
+    Ok(Response::Snapshots(out))
+}
+
+fn entry<S: StoreRead + ?Sized>(
+    s: &S,
+    dir: Ino,
+    name: &[u8],
+    snap: &SnapshotRec,
+    paths: &mut HashMap<Ino, Option<Vec<u8>>>,
+) -> OpResult<SnapshotEntry> {
+    Ok(SnapshotEntry {
+        dir,
+        dir_path: dir_path(s, dir, paths, 0)?,
+        name: name.to_vec(),
+        root: snap.root,
+        created_ns: snap.created_ns,
+        dirs: snap.dirs,
+        files: snap.files,
+        bytes: snap.bytes,
+    })
+}
+
+/// `EROFS` if `writes` (a command's, not a snapshot command's) change a snapshot inode:
+/// its row, entries, xattrs or chunks. Allowed, because reading needs them: a change of
+/// the row's open count, and of its access time, which is put back as it was (a snapshot's
+/// times do not move). Inodes of a deleted snapshot (no links) are freed as usual.
+pub(crate) fn refuse_changes<S: StoreRead + ?Sized>(base: &S, writes: &mut Writes) -> OpResult<()> {
+    if base.scan(Table::SnapshotDirs, &[], None, 1)?.is_empty() {
+        return Ok(());
+    }
+    let mut frozen: HashMap<Ino, Option<InodeRec>> = HashMap::new();
+    for ((table, key), value) in writes.iter_mut() {
+        if !COVERED.contains(table) {
+            continue;
+        }
+        let ino = key_u64(*table, key, 0)?;
+        let rec = match frozen.get(&ino) {
+            Some(known) => known.clone(),
+            None => {
+                let rec = base.inode(ino)?.filter(|r| is_snapshot(r) && r.nlink > 0);
+                frozen.insert(ino, rec.clone());
+                rec
+            }
+        };
+        let Some(old) = rec else {
+            continue;
+        };
+        if base.get(*table, key)?.as_deref() == value.as_deref() {
+            continue;
+        }
+        let new = match (table, value.as_deref()) {
+            (Table::Inodes, Some(bytes)) => InodeRec::decode(key, bytes)?,
+            _ => return Err(OpError::Fs(FsError::ReadOnly)),
+        };
+        let kept = InodeRec {
+            opens: new.opens,
+            ..old.clone()
+        };
+        let only_reading = InodeRec {
+            atime: old.atime,
+            ..new
+        } == kept;
+        if !only_reading {
+            return Err(OpError::Fs(FsError::ReadOnly));
+        }
+        *value = Some(kept.encode());
+    }
+    Ok(())
+}
+
+/// Tables whose rows belong to one inode (the key starts with its number).
+const COVERED: [Table; 5] = [
+    Table::Inodes,
+    Table::Dentries,
+    Table::DirCookies,
+    Table::Xattrs,
+    Table::Chunks,
+];
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;
