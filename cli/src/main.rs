@@ -19,6 +19,7 @@ mod progress;
 mod quota_cmd;
 mod rebalance_cmd;
 mod secret_cmd;
+mod snapshot_cmd;
 mod status_cmd;
 mod tls_args;
 mod trash_cmd;
@@ -83,6 +84,10 @@ enum Command {
     /// Directory quotas on bytes and inodes: `set DIR --bytes SIZE --inodes N`, `get DIR`,
     /// `list`, `unset DIR`. Past a limit, writes and creates fail with EDQUOT.
     Quota(quota_cmd::QuotaArgs),
+    /// Read-only snapshots of a directory, sharing its data: `create DIR NAME` (then read
+    /// it at DIR/.snapshots/NAME on any mount), `list [DIR]`, `delete DIR NAME`,
+    /// `restore DIR NAME [PATH] [--to PATH]`.
+    Snapshot(snapshot_cmd::SnapshotArgs),
     /// Show where a file's bytes live: its chunks, slices, stripes, and every shard with the
     /// chunkserver that holds it.
     Info(info_cmd::InfoArgs),
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
         Command::Layout(args) => finish(layout_cmd::run(args)),
         Command::Trash(args) => finish(trash_cmd::run(args)),
         Command::Quota(args) => finish(quota_cmd::run(args)),
+        Command::Snapshot(args) => finish(snapshot_cmd::run(args)),
         Command::Dump(args) => finish(backup_cmd::dump(args)),
         Command::Load(args) => finish(backup_cmd::load(args)),
     }

@@ -9,7 +9,7 @@ use tessera_proto::fs::Ino;
 use tessera_proto::meta::{Op, Query, QuotaEntry, Response};
 
 use crate::cluster::{ClusterArgs, runtime};
-use crate::trash_cmd::resolve_dir;
+use crate::trash_cmd::{resolve_dir, write};
 use crate::units;
 
 /// Flags of `tessera quota`.
@@ -94,14 +94,6 @@ pub fn run(args: QuotaArgs) -> anyhow::Result<()> {
             }
         }
     })
-}
-
-async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Response> {
-    match meta.write(op).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => bail!("{e}"),
-        Err(e) => bail!("cannot reach the metadata leader: {e}"),
-    }
 }
 
 async fn all(meta: &MetaClient) -> anyhow::Result<Vec<QuotaEntry>> {

@@ -69,7 +69,7 @@ pub fn run(args: TrashArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Response> {
+pub(crate) async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Response> {
     match meta.write(op).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => bail!("{e}"),
@@ -77,7 +77,7 @@ async fn write(meta: &MetaClient, op: Op) -> anyhow::Result<Response> {
     }
 }
 
-async fn query(meta: &MetaClient, q: Query) -> anyhow::Result<Response> {
+pub(crate) async fn query(meta: &MetaClient, q: Query) -> anyhow::Result<Response> {
     match meta.read(q).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => bail!("{e}"),
@@ -167,7 +167,7 @@ fn origin(e: &TrashEntry) -> String {
     }
 }
 
-fn age(deleted_ns: i64) -> String {
+pub(crate) fn age(deleted_ns: i64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tessera_proto::fs::{Attr, DirEntry, FsError, Ino};
-use tessera_proto::meta::{Op, Query, Reply, Response};
+use tessera_proto::meta::{Op, Query, Reply, Response, SNAPSHOTS_NAME};
 
 /// Entries the first read of a listing asks for; a directory with more is not cached.
 pub const FILL_LIMIT: u32 = 4096;
@@ -179,6 +179,8 @@ impl CapCache {
         match q {
             Query::GetAttr { ino } => attr(ino),
             Query::Lookup { parent, name } => match s.entry(*parent, name)? {
+                // Not an entry, so a held listing cannot say it is absent.
+                None if name == SNAPSHOTS_NAME => None,
                 None => Some(Err(FsError::NotFound)),
                 Some(ino) => attr(&ino),
             },

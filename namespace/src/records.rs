@@ -7,7 +7,9 @@ use super::codec::{decode_body, encode_as, split_version, unknown_version};
 use super::store::Table;
 use crate::error::NamespaceError;
 use serde::{Deserialize, Serialize};
-use tessera_proto::fs::{Attr, FileKind, INODE_FLAGS, Ino, LockKind, Slice, StripeLayout};
+use tessera_proto::fs::{
+    Attr, FileKind, INODE_FLAGS, INODE_READ_ONLY, Ino, LockKind, Slice, StripeLayout,
+};
 
 /// The format inode records are written in. Format 1 had no `blocks`, `flags` or
 /// `reserved`; its records read back with [`BLOCKS_UNCOUNTED`] (the first change to such a
@@ -142,7 +144,7 @@ impl InodeRec {
             rdev: self.rdev,
             size: self.size,
             blocks: self.st_blocks(),
-            flags: self.flags & INODE_FLAGS,
+            flags: self.flags & (INODE_FLAGS | INODE_READ_ONLY),
             atime_ns: self.atime,
             mtime_ns: self.mtime,
             ctime_ns: self.ctime,

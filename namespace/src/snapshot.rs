@@ -23,7 +23,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
-use tessera_proto::fs::{COOKIE_FIRST, FileKind, FsError, Ino};
+use tessera_proto::fs::{COOKIE_FIRST, FileKind, FsError, INODE_READ_ONLY, Ino};
+pub(crate) use tessera_proto::meta::SNAPSHOTS_NAME;
 use tessera_proto::meta::{Op, Response, SnapshotEntry};
 
 use super::codec::{Key, decode, key_u64};
@@ -38,12 +39,10 @@ use super::store::{Store, StoreRead, Table, scan_prefix};
 use super::trash::dir_path;
 use crate::error::NamespaceError;
 
-/// Internal inode flag, never shown: the inode belongs to a snapshot (or is a `.snapshots`
-/// directory) and may not change.
-pub(crate) const SNAPSHOT: u32 = 1 << 30;
-
-/// The name under which a directory's snapshots are found.
-pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
+/// Inode flag: the inode belongs to a snapshot (or is a `.snapshots` directory) and may not
+/// change. Shown in the attributes (so a mount refuses opens for writing), never as a
+/// Linux inode flag.
+pub(crate) const SNAPSHOT: u32 = INODE_READ_ONLY;
 
 /// `snapshots[(dir, name)]`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -154,6 +154,7 @@ fn a_snapshot_copies_the_tree_shares_its_stripes_and_is_not_listed() {
     let f2 = ns.lookup(root, "f").unwrap();
     let f1 = ns.attr(t.f).unwrap();
     assert_ne!(f2.ino, f1.ino);
+    assert!(f2.read_only() && !f1.read_only(), "{f2:?} {f1:?}");
     assert_eq!((f2.size, f2.mtime_ns, f2.nlink), (100, f1.mtime_ns, 2));
     let sub2 = ns.lookup(root, "sub").unwrap().ino;
     assert_eq!(ns.lookup(sub2, "h").unwrap().ino, f2.ino);
@@ -279,6 +280,7 @@ fn restore_makes_live_copies_and_delete_gives_every_reference_back() {
     let sub2 = ns.lookup(snap.root, "sub").unwrap().ino;
     let back = restore(&mut ns, sub2, t.d, "sub").unwrap();
     assert_eq!(ns.names(back), ["g", "h"]);
+    assert!(!ns.attr(back).unwrap().read_only());
     let g = ns.lookup(back, "g").unwrap().ino;
     assert_eq!(data_stripe(&ns, g), Some(StripeId([2; 32])));
     ns.create(back, "writable");

@@ -48,6 +48,11 @@ pub const INODE_APPEND: u32 = 0x20;
 /// The inode flags Tessera keeps (`FS_IOC_GETFLAGS` values).
 pub const INODE_FLAGS: u32 = INODE_IMMUTABLE | INODE_APPEND;
 
+/// [`Attr::flags`] bit that is no Linux inode flag (never in `FS_IOC_GETFLAGS`): the inode
+/// is part of a snapshot (`tessera snapshot`), so every change is `EROFS` and a mount
+/// refuses opens for writing with `EROFS` as a read-only file system would.
+pub const INODE_READ_ONLY: u32 = 1 << 30;
+
 /// Largest file size: the last byte must still have a chunk index and offset that fit `u64`.
 pub const FILE_SIZE_MAX: u64 = 1 << 60;
 
@@ -151,6 +156,11 @@ impl Attr {
     /// `chattr +a`.
     pub fn append_only(&self) -> bool {
         self.flags & INODE_APPEND != 0
+    }
+
+    /// Part of a snapshot ([`INODE_READ_ONLY`]).
+    pub fn read_only(&self) -> bool {
+        self.flags & INODE_READ_ONLY != 0
     }
 }
 

@@ -436,6 +436,10 @@ pub struct TrashEntry {
     pub parent_path: Option<Vec<u8>>,
 }
 
+/// The name under which a directory's snapshots are found (`DIR/.snapshots/NAME`): looked
+/// up like an entry, but not one (a directory's listing does not show it).
+pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
+
 /// One snapshot, as [`Query::Snapshots`] lists it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotEntry {

@@ -123,6 +123,9 @@ pub fn needs_cap(old: u32, new: u32) -> bool {
 /// `EPERM` for an open the flags forbid (Linux `may_open`): writing an immutable file, or
 /// writing an append-only file without O_APPEND, or truncating it.
 pub fn check_open(a: &Attr, writes: bool, append: bool, truncate: bool) -> Result<(), FsError> {
+    if a.read_only() && (writes || truncate) {
+        return Err(FsError::ReadOnly);
+    }
     if a.immutable() && (writes || truncate) {
         return Err(FsError::NotPermitted);
     }

@@ -33,7 +33,7 @@ use fuser::{
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tessera_proto::fs::{
-    Attr, DirEntry, FileKind, FsError, Ino, LockKind, SetAttr, XATTR_ACL_ACCESS,
+    Attr, DirEntry, FileKind, FsError, INODE_FLAGS, Ino, LockKind, SetAttr, XATTR_ACL_ACCESS,
 };
 
 pub use atimes::AtimeMode;
@@ -1165,7 +1165,7 @@ impl Filesystem for TesseraFs {
             let r = async {
                 let a = i.ns.getattr(ino.0).await?;
                 let Some(flags) = wanted else {
-                    return Ok(a.flags);
+                    return Ok(a.flags & INODE_FLAGS);
                 };
                 // The kernel checked this already (`fileattr_set_prepare`); a request
                 // that reached us otherwise is held to the same rule.
@@ -1174,7 +1174,7 @@ impl Filesystem for TesseraFs {
                 }
                 let a = i.ns.set_flags(ino.0, flags).await?;
                 i.forget_attrs(ino.0);
-                Ok(a.flags)
+                Ok(a.flags & INODE_FLAGS)
             }
             .await;
             match r {
