@@ -256,3 +256,38 @@ async fn a_file_in_the_trash_stops_counting_and_counts_again_when_restored() {
     let (code, out) = c.admin(&["quota", "get", "/q"]);
     assert_ne!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_count_in_no_quota_and_restores_count_like_new_files() {
+    let c = cluster("quota-snapshot", 1).await;
+    let m = c.mount(0).path();
+    std::fs::create_dir_all(m.join("q/sub")).unwrap();
+    std::fs::write(m.join("q/sub/f"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(m.join("q/g"), vec![8u8; 100_000]).unwrap();
+    ok(&c, &["quota", "set", "/q", "--bytes", "700000"]);
+    assert_eq!(usage(&c, "/q"), (400_000, 3));
+
+    ok(&c, &["snapshot", "create", "/q", "s"]);
+    assert_eq!(usage(&c, "/q"), (400_000, 3), "a snapshot counted");
+    // The live files go: usage drops though the snapshot still holds them.
+    std::fs::remove_dir_all(m.join("q/sub")).unwrap();
+    assert_eq!(usage(&c, "/q"), (100_000, 1));
+    ok(&c, &["snapshot", "restore", "/q", "s", "sub"]);
+    assert_eq!(usage(&c, "/q"), (400_000, 3), "a restore did not count");
+    // Past the limit a restore is refused, and changes nothing.
+    ok(
+        &c,
+        &["snapshot", "restore", "/q", "s", "sub", "--to", "/q/sub2"],
+    );
+    assert_eq!(usage(&c, "/q"), (700_000, 5));
+    let (code, out) = c.admin(&["snapshot", "restore", "/q", "s", "g", "--to", "/q/g2"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("EDQUOT"), "{out}");
+    assert!(!m.join("q/g2").exists());
+    ok(&c, &["snapshot", "delete", "/q", "s"]);
+    assert_eq!(
+        usage(&c, "/q"),
+        (700_000, 5),
+        "deleting a snapshot moved usage"
+    );
+}
