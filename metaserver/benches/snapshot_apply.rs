@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 use tessera_metaserver::store::{LogPos, RedbStore};
-use tessera_namespace::{Command, Op, Response, SYSTEM_SESSION};
+use tessera_namespace::{Command, Op, Response, SYSTEM_SESSION, StoreRead, Table};
 use tessera_proto::fs::{
     ChunkSlice, FileKind, Ino, ROOT_INO, ShardId, ShardPlace, Slice, StripeId, StripeInfo,
     StripeLayout, StripeRef,
@@ -73,6 +73,22 @@ fn stripe(n: u64) -> StripeInfo {
                 .collect(),
         },
     }
+}
+
+/// Bytes of every key and value in the namespace tables (the metadata itself, without
+/// redb's pages and free space).
+fn record_bytes(store: &RedbStore) -> u64 {
+    let view = store.read_view().unwrap();
+    Table::ALL
+        .iter()
+        .map(|&t| {
+            view.scan(t, &[], None, usize::MAX)
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 fn ino(r: &Response) -> Ino {
@@ -157,6 +173,7 @@ fn main() {
     }
     let size = || std::fs::metadata(&path).unwrap().len();
     let before = size();
+    let records_before = record_bytes(&log.store);
     eprintln!(
         "built {files} files in {:.1} s; database {before} bytes",
         built.elapsed().as_secs_f64()
@@ -173,13 +190,16 @@ fn main() {
     };
     let after = size();
     let grown = after.saturating_sub(before);
+    let inodes = (s[0].files + s[0].dirs).max(1);
+    let records = record_bytes(&log.store) - records_before;
     println!(
         "snapshot of {} files and {} directories: applied and committed in {:.0} ms; \
-         database {before} -> {after} bytes (+{grown}, {} bytes per inode)",
+         records +{records} bytes ({} per inode); database file {before} -> {after} bytes \
+         (+{grown})",
         s[0].files,
         s[0].dirs,
         took.as_secs_f64() * 1000.0,
-        grown / (s[0].files + s[0].dirs).max(1)
+        records / inodes,
     );
     let started = Instant::now();
     log.apply(vec![Op::SnapshotDelete {
