@@ -1,13 +1,15 @@
 //! Duties only the leader has besides upkeep: format an empty namespace (and set the trash
-//! retention where no one has), expire client sessions whose lease ran out, and free files
-//! whose time in the trash ran out. Each duty proposes ordinary commands, so followers apply
+//! retention where no one has), expire client sessions whose lease ran out, free files
+//! whose time in the trash ran out, and copy snapshots taken of large trees. Each duty proposes ordinary commands, so followers apply
 //! the same; repair, GC and the orphan sweep are in `upkeep/`.
 
 use crate::replica::{Replica, clock};
 use std::time::{Duration, Instant};
-use tessera_namespace::{expired_sessions, expired_trash, trash_retention_setting};
+use tessera_namespace::{
+    expired_sessions, expired_trash, trash_retention_setting, unfinished_snapshots,
+};
 use tessera_proto::fs::{FsError, ROOT_INO};
-use tessera_proto::meta::{Op, Query};
+use tessera_proto::meta::{Op, Query, Response};
 
 /// Loops forever; does its work only while this node leads.
 pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_retention_s: u64) {
@@ -26,6 +28,9 @@ pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_
             if formatted && !retention_set {
                 retention_set = ensure_trash_retention(&replica, trash_retention_s).await;
             }
+            if formatted {
+                advance_snapshots(&replica).await;
+            }
             if Instant::now() >= next_session_check {
                 expire_sessions(&replica).await;
                 expire_trash(&replica, &mut trash_earliest).await;
@@ -35,6 +40,50 @@ pub async fn run_leader_duties(replica: Replica, session_check: Duration, trash_
         // Poll fast until formatted: clients of a new cluster are waiting for the root.
         let pause = if formatted { 200 } else { 50 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Entries one `SnapshotStep` copies: about 12 ms of apply time, during which other
+/// commands wait.
+const SNAPSHOT_STEP: u32 = 1000;
+
+/// Most steps per pass of the duty loop, so the other duties keep their pace.
+const SNAPSHOT_STEPS_PER_PASS: usize = 50;
+
+/// Proposes `SnapshotStep`s for snapshots still being copied (`snapshot_copy.rs` in the
+/// namespace): other commands run between the steps. A new leader picks up where the last
+/// one stopped: the job's progress is in the replicated state.
+async fn advance_snapshots(replica: &Replica) {
+    let jobs = match replica
+        .local_read(|store| unfinished_snapshots(&store.read_view()?))
+        .await
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!("cannot list snapshot copies: {e}");
+            return;
+        }
+    };
+    let mut steps = 0;
+    for job in jobs {
+        while steps < SNAPSHOT_STEPS_PER_PASS {
+            steps += 1;
+            let step = Op::SnapshotStep {
+                job,
+                budget: SNAPSHOT_STEP,
+            };
+            match replica.propose_system(step).await {
+                Ok(Ok(Response::Flag(true))) => {
+                    tracing::info!(job, "snapshot copy finished");
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                other => {
+                    tracing::warn!(job, "snapshot copy step failed: {other:?}");
+                    return;
+                }
+            }
+        }
     }
 }
 

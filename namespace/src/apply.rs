@@ -13,7 +13,7 @@ use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
     acl, attr, caps, data, dir, dump, flags, lock, quota, read, rename, reserve, session, snapshot,
-    stripes, trash, xattr,
+    snapshot_copy, stripes, trash, xattr,
 };
 use crate::error::NamespaceError;
 use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
@@ -37,44 +37,76 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, N
         }
     }
 
-    let mut overlay = Overlay::new(&*store);
-    let reply = match run(&mut overlay, cmd) {
-        Ok(resp) => Ok(resp),
-        Err(OpError::Fs(e)) => Err(e),
-        Err(OpError::Meta(e)) => return Err(e),
-        Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
+    let (mut reply, mut writes) = match run_in_overlay(&*store, cmd)? {
+        Ran::Done(reply, writes) => (reply, writes),
+        Ran::Recall(holders) => return Ok(Ok(Response::Recall { holders })),
     };
-    let mut writes = if reply.is_ok() {
-        overlay.into_writes()
-    } else {
-        Writes::new()
-    };
-    // Snapshots are read-only to every command but the snapshot commands.
-    let reply = match reply {
-        Ok(resp) if !snapshot::is_snapshot_op(&cmd.op) => {
-            match snapshot::refuse_changes(&*store, &mut writes) {
-                Ok(()) => Ok(resp),
-                Err(OpError::Fs(e)) => {
-                    writes.clear();
-                    Err(e)
-                }
+    let mut copies = Writes::new();
+    if reply.is_ok() && !snapshot::is_snapshot_op(&cmd.op) {
+        // What a snapshot still being copied holds is copied before it changes, and the
+        // command runs again on top of that copy (`snapshot_copy.rs`).
+        let changed = snapshot_copy::changed(&*store, &writes)?;
+        if !changed.is_empty() {
+            let mut cow = Overlay::new(&*store);
+            let preserved = match snapshot_copy::preserve(&mut cow, &changed, cmd.now_ns) {
+                Ok(any) => any,
                 Err(OpError::Meta(e)) => return Err(e),
-                Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
+                Err(_) => false,
+            };
+            if preserved {
+                let again = match run_in_overlay(&cow, cmd)? {
+                    Ran::Done(reply, writes) => (reply, writes),
+                    Ran::Recall(holders) => return Ok(Ok(Response::Recall { holders })),
+                };
+                (reply, writes) = again;
+                if reply.is_ok() {
+                    copies = cow.into_writes();
+                }
             }
         }
-        other => other,
-    };
+    }
+    // Snapshots are read-only to every command but the snapshot commands.
+    if reply.is_ok() && !snapshot::is_snapshot_op(&cmd.op) {
+        match snapshot::refuse_changes(&*store, &mut writes) {
+            Ok(()) => {}
+            Err(OpError::Fs(e)) => {
+                writes.clear();
+                copies.clear();
+                reply = Err(e);
+            }
+            Err(OpError::Meta(e)) => return Err(e),
+            Err(OpError::Recall(holders)) => return Ok(Ok(Response::Recall { holders })),
+        }
+    }
     // Not applied, and not remembered: the leader proposes it again after the recall.
     let holders = caps::in_the_way(&*store, &writes, cmd.session, cmd.now_ns)?;
     if !holders.is_empty() {
         return Ok(Ok(Response::Recall { holders }));
     }
+    flush(store, copies)?;
     flush(store, writes)?;
 
     if cmd.session != SYSTEM_SESSION && cmd.seq != 0 {
         remember(store, cmd, &reply)?;
     }
     Ok(reply)
+}
+
+/// What running a command in an overlay gave.
+enum Ran {
+    /// Its reply, and its writes (none when it failed).
+    Done(Reply, Writes),
+    Recall(Vec<tessera_proto::meta::CapHolder>),
+}
+
+fn run_in_overlay<S: StoreRead + ?Sized>(base: &S, cmd: &Command) -> Result<Ran, NamespaceError> {
+    let mut overlay = Overlay::new(base);
+    Ok(match run(&mut overlay, cmd) {
+        Ok(resp) => Ran::Done(Ok(resp), overlay.into_writes()),
+        Err(OpError::Fs(e)) => Ran::Done(Err(e), Writes::new()),
+        Err(OpError::Meta(e)) => return Err(e),
+        Err(OpError::Recall(holders)) => Ran::Recall(holders),
+    })
 }
 
 /// The reply of a command that was applied before (a log entry replayed after a restart):
@@ -330,7 +362,12 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::ReleaseCaps { inos } => caps::release(s, client()?, inos),
         Op::SetQuota { ino, bytes, inodes } => quota::set(s, *ino, *bytes, *inodes),
         Op::UnsetQuota { ino } => quota::unset(s, *ino),
-        Op::SnapshotCreate { dir, name } => snapshot::create(s, *dir, name, now),
+        Op::SnapshotCreate { dir, name, budget } => {
+            snapshot::create(s, *dir, name, u64::from(*budget), now)
+        }
+        Op::SnapshotStep { job, budget } => {
+            snapshot_copy::step(s, *job, u64::from(*budget), now).map(Response::Flag)
+        }
         Op::SnapshotDelete { dir, name } => snapshot::delete(s, *dir, name, now),
         Op::SnapshotRestore {
             from,

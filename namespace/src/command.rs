@@ -119,7 +119,10 @@ impl fmt::Display for Command {
                 write!(f, "set-quota {ino} bytes {bytes:?} inodes {inodes:?}")
             }
             Op::UnsetQuota { ino } => write!(f, "unset-quota {ino}"),
-            Op::SnapshotCreate { dir, name: n } => write!(f, "snapshot {dir} as {}", name(n)),
+            Op::SnapshotCreate { dir, name: n, .. } => {
+                write!(f, "snapshot {dir} as {}", name(n))
+            }
+            Op::SnapshotStep { job, budget } => write!(f, "snapshot job {job}: copy {budget}"),
             Op::SnapshotDelete { dir, name: n } => {
                 write!(f, "delete snapshot {} of {dir}", name(n))
             }

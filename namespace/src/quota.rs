@@ -160,7 +160,10 @@ fn footprint<S: StoreRead + ?Sized>(
 }
 
 /// The directories holding a name of the non-directory `ino`.
-fn link_parents<S: StoreRead + ?Sized>(s: &S, ino: Ino) -> Result<Vec<Ino>, NamespaceError> {
+pub(crate) fn link_parents<S: StoreRead + ?Sized>(
+    s: &S,
+    ino: Ino,
+) -> Result<Vec<Ino>, NamespaceError> {
     let rows = scan_prefix(s, Table::FileLinks, &keys::inode(ino))?;
     let mut out: Vec<Ino> = rows
         .iter()

@@ -20,7 +20,7 @@
 //! so `readdir` of `DIR` does not show it. Snapshots do not count in quotas (quota walks go
 //! by entries, and the holder is none); a restore makes live files and counts.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tessera_proto::fs::{COOKIE_FIRST, FileKind, FsError, INODE_READ_ONLY, Ino};
@@ -28,12 +28,12 @@ pub(crate) use tessera_proto::meta::SNAPSHOTS_NAME;
 use tessera_proto::meta::{Op, Response, SnapshotEntry};
 
 use super::codec::{Key, decode, key_u64};
-use super::data;
 use super::flags;
 use super::names::check_name;
 use super::nodes::{add_entry, free_inode, remove_entry};
 use super::overlay::Writes;
-use super::records::{ChunkRec, DentryRec, InodeRec, OrphanRec};
+use super::records::{DentryRec, InodeRec, OrphanRec};
+use super::snapshot_copy::{self, JobRec, copy_inode};
 use super::state::{OpError, OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, scan_prefix};
 use super::trash::dir_path;
@@ -52,6 +52,8 @@ pub struct SnapshotRec {
     pub dirs: u64,
     pub files: u64,
     pub bytes: u64,
+    /// The job still copying it (`snapshot_copy.rs`); `None` once it is complete.
+    pub job: Option<u64>,
 }
 
 fn snapshot_key(dir: Ino, name: &[u8]) -> Vec<u8> {
@@ -66,7 +68,10 @@ fn is_snapshot(rec: &InodeRec) -> bool {
 pub(crate) fn is_snapshot_op(op: &Op) -> bool {
     matches!(
         op,
-        Op::SnapshotCreate { .. } | Op::SnapshotDelete { .. } | Op::SnapshotRestore { .. }
+        Op::SnapshotCreate { .. }
+            | Op::SnapshotStep { .. }
+            | Op::SnapshotDelete { .. }
+            | Op::SnapshotRestore { .. }
     )
 }
 
@@ -87,81 +92,14 @@ pub(crate) fn need_no_snapshots<S: StoreRead + ?Sized>(s: &S, dir: Ino) -> OpRes
     Ok(())
 }
 
-/// What a copy made.
-#[derive(Default)]
-struct Copier {
-    /// Marks the copies as snapshot inodes (a snapshot) or as live ones (a restore).
-    snapshot: bool,
+/// A restore's copy: the whole subtree in the one command, as live files.
+struct Restorer {
     now: i64,
     /// Non-directories copied so far: a second name of the same inode links the same copy.
     made: HashMap<Ino, Ino>,
-    dirs: u64,
-    files: u64,
-    bytes: u64,
 }
 
-impl Copier {
-    /// A new inode like `from` (attributes, times, xattrs, chunk rows with a stripe
-    /// reference per slice), not yet linked anywhere: one link for a non-directory (the
-    /// caller adds its entry), "." and its entry for a directory (entries come as added).
-    fn copy_inode<S: Store + ?Sized>(
-        &mut self,
-        s: &mut S,
-        from: Ino,
-        rec: &InodeRec,
-        parent: Ino,
-    ) -> OpResult<Ino> {
-        let ino = s.counter(counter::NEXT_INO)?;
-        s.put_counter(counter::NEXT_INO, ino + 1)?;
-        s.add_counter(counter::INODES, 1)?;
-        let is_dir = rec.kind.is_dir();
-        let mut copy = rec.clone();
-        copy.nlink = if is_dir { 2 } else { 1 };
-        copy.parent = if is_dir { parent } else { 0 };
-        if is_dir {
-            copy.size = 0;
-            copy.next_cookie = COOKIE_FIRST;
-        }
-        copy.opens = 0;
-        // Preallocated, unwritten ranges read as zeros either way; the copy holds none.
-        copy.reserved = Vec::new();
-        copy.generation = s.counter(counter::GENERATION)?;
-        copy.flags = if self.snapshot {
-            rec.flags | SNAPSHOT
-        } else {
-            rec.flags & !SNAPSHOT
-        } & !flags::UNNAMED;
-        s.put_inode(ino, &copy)?;
-        let new_prefix = keys::inode(ino);
-        for (key, value) in scan_prefix(s, Table::Xattrs, &keys::inode(from))? {
-            s.put(
-                Table::Xattrs,
-                &[&new_prefix[..], &key[8..]].concat(),
-                &value,
-            )?;
-        }
-        for (key, value) in scan_prefix(s, Table::Chunks, &keys::inode(from))? {
-            let chunk: ChunkRec = decode(Table::Chunks, &key, &value)?;
-            for r in chunk.slices.iter().filter_map(|sl| sl.data) {
-                data::incref(s, &r.stripe, &[])?;
-            }
-            s.put(
-                Table::Chunks,
-                &[&new_prefix[..], &key[8..]].concat(),
-                &value,
-            )?;
-        }
-        if is_dir {
-            self.dirs += 1;
-        } else {
-            self.files += 1;
-            if rec.kind == FileKind::Regular {
-                self.bytes = self.bytes.saturating_add(rec.size);
-            }
-        }
-        Ok(ino)
-    }
-
+impl Restorer {
     /// Copies `src` (and for a directory everything below it) as `to_parent`/`to_name`.
     fn copy_tree<S: Store + ?Sized>(
         &mut self,
@@ -172,7 +110,7 @@ impl Copier {
     ) -> OpResult<Ino> {
         let now = self.now;
         let rec = s.need_inode(src)?;
-        let root = self.copy_inode(s, src, &rec, to_parent)?;
+        let root = copy_inode(s, src, &rec, to_parent, false)?;
         add_entry(s, to_parent, to_name, root, rec.kind, now)?;
         if !rec.kind.is_dir() {
             return Ok(root);
@@ -192,7 +130,7 @@ impl Copier {
                             what: "directory entry names a missing inode",
                             ino: entry.ino,
                         })?;
-                        let copy = self.copy_inode(s, entry.ino, &child_rec, to_dir)?;
+                        let copy = copy_inode(s, entry.ino, &child_rec, to_dir, false)?;
                         if entry.kind.is_dir() {
                             dirs.push((entry.ino, copy, child_rec));
                         } else {
@@ -214,11 +152,15 @@ impl Copier {
     }
 }
 
-/// [`Op::SnapshotCreate`].
+/// [`Op::SnapshotCreate`]: starts the copy and copies up to `budget` entries itself (all
+/// of a small tree); the leader's [`Op::SnapshotStep`]s do the rest (`snapshot_copy.rs`).
+///
+/// [`Op::SnapshotStep`]: tessera_proto::meta::Op::SnapshotStep
 pub(crate) fn create<S: Store + ?Sized>(
     s: &mut S,
     dir: Ino,
     name: &[u8],
+    budget: u64,
     now: i64,
 ) -> OpResult<Response> {
     check_name(name)?;
@@ -233,22 +175,49 @@ pub(crate) fn create<S: Store + ?Sized>(
         Some(h) => h,
         None => make_holder(s, dir, &rec, now)?,
     };
-    let mut copier = Copier {
-        snapshot: true,
-        now,
-        ..Copier::default()
-    };
-    let root = copier.copy_tree(s, dir, holder, name)?;
+    let (job, jr) = snapshot_copy::start(s, dir, name, holder)?;
     let snap = SnapshotRec {
-        root,
+        root: jr.root,
         created_ns: now,
-        dirs: copier.dirs,
-        files: copier.files,
-        bytes: copier.bytes,
+        dirs: 0,
+        files: 0,
+        bytes: 0,
+        job: Some(job),
     };
     s.put_rec(Table::Snapshots, &snapshot_key(dir, name), &snap)?;
+    if !snapshot_copy::step(s, job, budget, now)?
+        && snapshot_copy::job(s, job)?.is_some_and(|j| j.cleaning)
+    {
+        snapshot_copy::step(s, job, budget, now)?;
+    }
+    let snap = s
+        .rec(Table::Snapshots, &snapshot_key(dir, name))?
+        .unwrap_or(snap);
     let entry = entry(s, dir, name, &snap, &mut HashMap::new())?;
     Ok(Response::Snapshots(vec![entry]))
+}
+
+/// Names a snapshot whose copy is complete (`.snapshots/NAME`), with its counts.
+pub(crate) fn finish<S: Store + ?Sized>(s: &mut S, jr: &JobRec, now: i64) -> OpResult<()> {
+    let holder = holder(s, jr.dir)?.ok_or(NamespaceError::Invariant {
+        what: "a snapshot job without a .snapshots directory",
+        ino: jr.dir,
+    })?;
+    add_entry(s, holder, &jr.name, jr.root, FileKind::Directory, now)?;
+    let key = snapshot_key(jr.dir, &jr.name);
+    let Some(mut snap) = s.rec::<SnapshotRec>(Table::Snapshots, &key)? else {
+        return Err(NamespaceError::Invariant {
+            what: "a snapshot job without its snapshot row",
+            ino: jr.dir,
+        }
+        .into());
+    };
+    snap.dirs = jr.dirs;
+    snap.files = jr.files;
+    snap.bytes = jr.bytes;
+    snap.job = None;
+    s.put_rec(Table::Snapshots, &key, &snap)?;
+    Ok(())
 }
 
 /// `dir/.snapshots`: owned like `dir`, readable by all, changed by snapshot commands only.
@@ -294,8 +263,11 @@ pub(crate) fn delete<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     let key = snapshot_key(dir, name);
-    if s.get(Table::Snapshots, &key)?.is_none() {
+    let Some(snap) = s.rec::<SnapshotRec>(Table::Snapshots, &key)? else {
         return Err(FsError::NotFound.into());
+    };
+    if snap.job.is_some() {
+        return Err(FsError::Busy.into());
     }
     let holder = holder(s, dir)?.ok_or(NamespaceError::Invariant {
         what: "a snapshot row without a .snapshots directory",
@@ -306,49 +278,31 @@ pub(crate) fn delete<S: Store + ?Sized>(
         ino: holder,
     })?;
     remove_entry(s, holder, name, &entry, now)?;
-    free_tree(s, entry.ino, now)?;
     s.delete(Table::Snapshots, &key)?;
-    if s.need_inode(holder)?.size == 0 {
+    // Gone from view at once; freed in steps like a copy (`snapshot_copy.rs`).
+    snapshot_copy::start_freeing(s, dir, name, entry.ino, DELETE_BUDGET, now)?;
+    if scan_prefix(s, Table::Snapshots, &keys::inode(dir))?.is_empty() {
         s.delete(Table::SnapshotDirs, &keys::inode(dir))?;
-        free_tree(s, holder, now)?;
+        let rec = s.update_inode(holder, |r| {
+            r.nlink = 0;
+            r.ctime = now;
+        })?;
+        if rec.opens > 0 {
+            s.put_rec(
+                Table::Orphans,
+                &keys::inode(holder),
+                &OrphanRec { since: now },
+            )?;
+        } else {
+            free_inode(s, holder, now)?;
+        }
     }
     Ok(Response::Done)
 }
 
-/// Frees `root` (its entry already removed) and everything below it: inodes still open
-/// somewhere become orphans, freed at their last release like any unlinked file.
-fn free_tree<S: Store + ?Sized>(s: &mut S, root: Ino, now: i64) -> OpResult<()> {
-    let mut inos = BTreeSet::from([root]);
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        for (key, value) in scan_prefix(s, Table::Dentries, &keys::inode(d))? {
-            let entry: DentryRec = decode(Table::Dentries, &key, &value)?;
-            s.delete(Table::Dentries, &key)?;
-            s.delete(Table::DirCookies, &keys::cookie(d, entry.cookie))?;
-            if entry.kind.is_dir() {
-                dirs.push(entry.ino);
-            } else {
-                super::quota::remove_link(s, entry.ino, d, &key[8..])?;
-            }
-            inos.insert(entry.ino);
-        }
-    }
-    for ino in inos {
-        let rec = s.update_inode(ino, |r| {
-            r.nlink = 0;
-            if r.kind.is_dir() {
-                r.size = 0;
-            }
-            r.ctime = now;
-        })?;
-        if rec.opens > 0 {
-            s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
-        } else {
-            free_inode(s, ino, now)?;
-        }
-    }
-    Ok(())
-}
+/// Entries a delete frees itself before the leader's steps take over (a few in unit tests,
+/// so they go through the steps).
+const DELETE_BUDGET: u64 = if cfg!(test) { 2 } else { 1000 };
 
 /// [`Op::SnapshotRestore`].
 pub(crate) fn restore<S: Store + ?Sized>(
@@ -372,10 +326,9 @@ pub(crate) fn restore<S: Store + ?Sized>(
     if s.dentry(to_parent, to_name)?.is_some() {
         return Err(FsError::Exists.into());
     }
-    let mut copier = Copier {
-        snapshot: false,
+    let mut copier = Restorer {
         now,
-        ..Copier::default()
+        made: HashMap::new(),
     };
     let ino = copier.copy_tree(s, from, to_parent, to_name)?;
     Ok(Response::Attr(s.need_inode(ino)?.attr(ino)))
@@ -405,15 +358,23 @@ fn entry<S: StoreRead + ?Sized>(
     snap: &SnapshotRec,
     paths: &mut HashMap<Ino, Option<Vec<u8>>>,
 ) -> OpResult<SnapshotEntry> {
+    // While copying, what is copied so far.
+    let counts = match snap.job {
+        Some(job) => snapshot_copy::job(s, job)?.map(|j| (j.dirs, j.files, j.bytes)),
+        None => None,
+    };
+    let (dirs, files, bytes) = counts.unwrap_or((snap.dirs, snap.files, snap.bytes));
     Ok(SnapshotEntry {
         dir,
         dir_path: dir_path(s, dir, paths, 0)?,
         name: name.to_vec(),
         root: snap.root,
         created_ns: snap.created_ns,
-        dirs: snap.dirs,
-        files: snap.files,
-        bytes: snap.bytes,
+        dirs,
+        files,
+        bytes,
+        ready: snap.job.is_none(),
+        job: snap.job,
     })
 }
 

@@ -75,22 +75,52 @@ fn data_stripe(ns: &Ns, ino: Ino) -> Option<StripeId> {
     }
 }
 
+/// Takes a snapshot and, as the leader would, steps its copy to the end.
 fn snapshot(ns: &mut Ns, dir: Ino, name: &str) -> Result<SnapshotEntry, FsError> {
-    match ns.cmd(Op::SnapshotCreate {
+    let taken = match ns.cmd(Op::SnapshotCreate {
         dir,
         name: name.into(),
+        budget: 4,
     })? {
-        Response::Snapshots(mut s) => Ok(s.remove(0)),
+        Response::Snapshots(mut s) => s.remove(0),
         other => panic!("snapshot: {other:?}"),
+    };
+    settle(ns);
+    let all = listed(ns, Some(dir));
+    let done = all.into_iter().find(|s| s.name == taken.name).unwrap();
+    assert!(done.ready, "{done:?}");
+    Ok(done)
+}
+
+/// Proposes steps for every unfinished copy until none is left.
+fn settle(ns: &mut Ns) {
+    for _ in 0..100_000 {
+        let jobs = crate::snapshot_copy::unfinished(&ns.store).unwrap();
+        if jobs.is_empty() {
+            return;
+        }
+        for job in jobs {
+            ns.sys(Op::SnapshotStep { job, budget: 3 }).unwrap();
+        }
+    }
+    panic!("snapshot copies never finished");
+}
+
+fn listed(ns: &Ns, dir: Option<Ino>) -> Vec<SnapshotEntry> {
+    match ns.q(Query::Snapshots { dir }) {
+        Ok(Response::Snapshots(s)) => s,
+        other => panic!("{other:?}"),
     }
 }
 
+/// Deletes a snapshot and, as the leader would, steps its freeing to the end.
 fn delete(ns: &mut Ns, dir: Ino, name: &str) -> Result<(), FsError> {
     ns.cmd(Op::SnapshotDelete {
         dir,
         name: name.into(),
-    })
-    .map(|_| ())
+    })?;
+    settle(ns);
+    Ok(())
 }
 
 fn restore(ns: &mut Ns, from: Ino, to_parent: Ino, to_name: &str) -> Result<Ino, FsError> {
@@ -387,4 +417,251 @@ fn snapshots_do_not_count_in_quotas_and_restores_do() {
     );
     delete(&mut ns, t.d, "one").unwrap();
     assert_eq!(usage(&ns), (301, 7));
+}
+
+/// A small deterministic random source (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+    }
+}
+
+/// Every entry below `dir` (recursively): (parent, name, ino, kind, path).
+fn entries(ns: &Ns, dir: Ino) -> Vec<(Ino, String, Ino, FileKind, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![(dir, String::new())];
+    while let Some((d, path)) = dirs.pop() {
+        let Ok(Response::Entries(list)) = ns.q(Query::ReadDir {
+            ino: d,
+            after: 2,
+            limit: u32::MAX,
+            plus: false,
+        }) else {
+            panic!("readdir {d}")
+        };
+        for e in list {
+            let name = String::from_utf8(e.name).unwrap();
+            let p = format!("{path}/{name}");
+            if e.kind == FileKind::Directory {
+                dirs.push((e.ino, p.clone()));
+            }
+            out.push((d, name, e.ino, e.kind, p));
+        }
+    }
+    out.sort_by(|a, b| a.4.cmp(&b.4));
+    out
+}
+
+/// What a snapshot must reproduce of the tree below `dir`: per path, the inode's
+/// attributes (but its ino, and a file's link count, which counts names outside too),
+/// which earlier path names the same inode, its data layout and xattrs.
+fn describe(ns: &Ns, dir: Ino) -> std::collections::BTreeMap<String, String> {
+    let mut first: std::collections::HashMap<Ino, String> = std::collections::HashMap::new();
+    let mut out = std::collections::BTreeMap::new();
+    for (_, _, ino, kind, path) in entries(ns, dir) {
+        let a = ns.attr(ino).unwrap();
+        let same = first.entry(ino).or_insert_with(|| path.clone()).clone();
+        let layout = match kind {
+            FileKind::Regular => format!(
+                "{:?}",
+                ns.q(Query::Layout {
+                    ino,
+                    first: 0,
+                    last: u64::MAX
+                })
+            ),
+            _ => String::new(),
+        };
+        let xattrs = match ns.q(Query::ListXattr { ino }) {
+            Ok(Response::XattrNames(names)) => names
+                .into_iter()
+                .map(|n| {
+                    let v = ns.q(Query::GetXattr {
+                        ino,
+                        name: n.clone(),
+                    });
+                    format!("{n:?}={v:?}")
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let nlink = if kind == FileKind::Directory {
+            a.nlink
+        } else {
+            0
+        };
+        out.insert(
+            path,
+            format!(
+                "{kind:?} perm {:o} uid {} size {} nlink {nlink} times {} {} {} as {same} \
+                 {layout} {xattrs:?} target {:?}",
+                a.perm,
+                a.uid,
+                a.size,
+                a.atime_ns,
+                a.mtime_ns,
+                a.ctime_ns,
+                ns.q(Query::ReadLink { ino }).ok()
+            ),
+        );
+    }
+    out
+}
+
+/// One random change somewhere in the namespace (most fail harmlessly: the point is to
+/// touch what a snapshot being copied holds, in every way).
+fn random_change(ns: &mut Ns, rng: &mut Rng, n: u8) {
+    let all = entries(ns, ns.root());
+    let dirs: Vec<Ino> = std::iter::once(ns.root())
+        .chain(
+            all.iter()
+                .filter(|e| e.3 == FileKind::Directory)
+                .map(|e| e.2),
+        )
+        .collect();
+    let dir = dirs[rng.below(dirs.len())];
+    let name = format!("n{}", rng.below(12));
+    let Some(e) = all.get(rng.below(all.len())).cloned() else {
+        ns.create(ns.root(), "first");
+        return;
+    };
+    let _ = match rng.below(11) {
+        0 => ns.mknod(dir, &name, FileKind::Regular).map(|_| ()),
+        1 => ns.mkdir_r(dir, name.as_bytes()).map(|_| ()),
+        2 if e.3 == FileKind::Regular => write(ns, e.2, n, 100 + u64::from(n)),
+        3 if e.3 == FileKind::Directory => ns
+            .cmd(Op::Rmdir {
+                parent: e.0,
+                name: e.1.clone().into(),
+            })
+            .map(|_| ()),
+        3 | 4 => ns
+            .cmd(Op::Unlink {
+                parent: e.0,
+                name: e.1.clone().into(),
+            })
+            .map(|_| ()),
+        5 | 6 => ns.rename(e.0, &e.1, dir, &name, Default::default()),
+        7 => ns
+            .cmd(Op::Link {
+                ino: e.2,
+                new_parent: dir,
+                new_name: name.into(),
+            })
+            .map(|_| ()),
+        8 => ns
+            .cmd(Op::SetAttr {
+                ino: e.2,
+                set: SetAttr {
+                    perm: Some(0o600 + u16::from(n % 8)),
+                    ..SetAttr::default()
+                },
+            })
+            .map(|_| ()),
+        9 => ns
+            .cmd(Op::SetXattr {
+                ino: e.2,
+                name: format!("user.x{}", n % 3).into_bytes(),
+                value: vec![n],
+                mode: tessera_proto::fs::XattrMode::Upsert,
+            })
+            .map(|_| ()),
+        _ => ns
+            .cmd(Op::SetAttr {
+                ino: e.2,
+                set: SetAttr {
+                    size: Some(u64::from(n) * 3),
+                    ..SetAttr::default()
+                },
+            })
+            .map(|_| ()),
+    };
+}
+
+/// The copy made in steps, with random changes everywhere between (and across) them,
+/// equals the tree as it was when the snapshot was taken.
+#[test]
+fn a_snapshot_copied_in_steps_under_random_changes_is_the_tree_at_its_creation() {
+    for seed in 1..=400u64 {
+        let mut ns = Ns::new();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let d = ns.mkdir(ns.root(), "d");
+        for i in 0..40u8 {
+            random_change(&mut ns, &mut rng, i);
+        }
+        // The random changes may have removed d; the tree under it gets some depth.
+        let d = match ns.attr(d) {
+            Ok(a) if a.nlink > 0 => d,
+            _ => ns.mkdir(ns.root(), "d-again"),
+        };
+        let sub = ns.mkdir_r(d, b"deep").map(|a| a.ino).unwrap_or(d);
+        if let Ok(f) = ns.mknod(sub, "f-deep", FileKind::Regular) {
+            write(&mut ns, f.ino, 200, 50).unwrap();
+        }
+        let want = describe(&ns, d);
+        let taken = ns.cmd(Op::SnapshotCreate {
+            dir: d,
+            name: "s".into(),
+            budget: rng.below(4) as u32,
+        });
+        assert!(taken.is_ok(), "seed {seed}: {taken:?}");
+        for i in 0..60u8 {
+            random_change(&mut ns, &mut rng, 40 + i);
+            if rng.below(3) == 0 {
+                for job in crate::snapshot_copy::unfinished(&ns.store).unwrap() {
+                    let budget = 1 + rng.below(3) as u32;
+                    ns.sys(Op::SnapshotStep { job, budget }).unwrap();
+                }
+            }
+        }
+        settle(&mut ns);
+        let snap = &listed(&ns, Some(d))[0];
+        assert!(snap.ready);
+        let got = describe(&ns, snap.root);
+        assert_eq!(got, want, "seed {seed}");
+        refcounts_consistent(&ns);
+        // Deleted (in steps, with more changes around), it leaves no inode behind.
+        ns.cmd(Op::SnapshotDelete {
+            dir: d,
+            name: "s".into(),
+        })
+        .unwrap();
+        for i in 0..10u8 {
+            random_change(&mut ns, &mut rng, 100 + i);
+        }
+        settle(&mut ns);
+        refcounts_consistent(&ns);
+        {
+            use crate::store::StoreRead;
+            for (key, value) in ns
+                .store
+                .scan(crate::store::Table::Inodes, &[], None, usize::MAX)
+                .unwrap()
+            {
+                let rec = crate::records::InodeRec::decode(&key, &value).unwrap();
+                assert_eq!(
+                    rec.flags & crate::snapshot::SNAPSHOT,
+                    0,
+                    "seed {seed}: {rec:?} left"
+                );
+            }
+        }
+        // The jobs left nothing behind.
+        for t in [
+            crate::store::Table::SnapshotJobs,
+            crate::store::Table::SnapshotCopied,
+            crate::store::Table::SnapshotQueue,
+        ] {
+            use crate::store::StoreRead;
+            assert!(
+                ns.store.scan(t, &[], None, 1).unwrap().is_empty(),
+                "seed {seed}: {t}"
+            );
+        }
+    }
 }

@@ -53,6 +53,8 @@ pub(crate) mod counter {
     pub const RESERVED_BYTES: &[u8] = b"reserved_bytes";
     /// Seconds a file whose last name goes is kept in the trash (0, and unset: not kept).
     pub const TRASH_RETENTION_S: &[u8] = b"trash_retention_s";
+    /// The next snapshot copy job's number (`snapshot_copy.rs`).
+    pub const NEXT_SNAPSHOT_JOB: &[u8] = b"next_snapshot_job";
 }
 
 /// Key builders, one per table, so layouts live in one place.

@@ -29,6 +29,9 @@
 //! | file_links | ino, parent, name | `()`: one row per name of a non-directory |
 //! | snapshot_dirs | directory ino | its `.snapshots` directory's ino (`snapshot.rs`) |
 //! | snapshots | directory ino, name | `SnapshotRec` |
+//! | snapshot_jobs | job | `JobRec` (`snapshot_copy.rs`) |
+//! | snapshot_copied | job, ino | the ino of its copy |
+//! | snapshot_queue | job, directory ino | cursor: the last name copied |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -57,11 +60,14 @@ pub enum Table {
     FileLinks,
     SnapshotDirs,
     Snapshots,
+    SnapshotJobs,
+    SnapshotCopied,
+    SnapshotQueue,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 23] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -82,6 +88,9 @@ impl Table {
         Table::FileLinks,
         Table::SnapshotDirs,
         Table::Snapshots,
+        Table::SnapshotJobs,
+        Table::SnapshotCopied,
+        Table::SnapshotQueue,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -107,6 +116,9 @@ impl Table {
             Table::FileLinks => "file_links",
             Table::SnapshotDirs => "snapshot_dirs",
             Table::Snapshots => "snapshots",
+            Table::SnapshotJobs => "snapshot_jobs",
+            Table::SnapshotCopied => "snapshot_copied",
+            Table::SnapshotQueue => "snapshot_queue",
         }
     }
 

@@ -282,11 +282,22 @@ pub enum Op {
     /// Takes snapshot `name` of directory `dir` (`tessera snapshot`, `namespace/src/
     /// snapshot.rs`): a read-only copy of the subtree's metadata as it is when the command
     /// applies, reached as `dir/.snapshots/name`, sharing every stripe with the live files.
-    /// `EEXIST` if the name is taken, `EROFS` for a directory inside a snapshot. Answers
-    /// [`Response::Snapshots`] with the new snapshot.
+    /// A small tree is copied by this command; a larger one by [`Op::SnapshotStep`]s after
+    /// it (until then the entry is not `ready` and not reachable). `EEXIST` if the name is
+    /// taken, `EROFS` for a directory inside a snapshot. Answers [`Response::Snapshots`]
+    /// with the new snapshot.
     SnapshotCreate {
         dir: Ino,
         name: Vec<u8>,
+        /// Entries this command copies itself (each costs about 12 us of apply time).
+        budget: u32,
+    },
+    /// Copies about `budget` more inodes of snapshot copy `job` (proposed by the leader
+    /// while [`Query::Snapshots`] lists a snapshot not `ready`). Answers
+    /// [`Response::Flag`]: whether the job is finished (or unknown).
+    SnapshotStep {
+        job: u64,
+        budget: u32,
     },
     /// Deletes snapshot `name` of `dir` (`ENOENT` if there is none): its inodes are freed
     /// (files still open somewhere live on until their last release) and its stripe
@@ -453,10 +464,14 @@ pub struct SnapshotEntry {
     /// When it was taken (ns since the epoch, the leader's clock).
     pub created_ns: i64,
     /// What it holds: directories (its root included), other inodes, and the logical bytes
-    /// of its regular files (each counted once however many names it has).
+    /// of its regular files (each counted once however many names it has); while it is
+    /// still being copied, what was copied so far.
     pub dirs: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Copied whole and reachable; `false` while the leader still copies it (its job).
+    pub ready: bool,
+    pub job: Option<u64>,
 }
 
 /// One stripe row, as [`Query::Stripes`] lists it.

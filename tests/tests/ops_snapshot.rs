@@ -150,7 +150,9 @@ async fn snapshot_under_a_writer_is_one_point_of_its_history_and_restores_bit_ex
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let taken = Instant::now();
-    let out = ok(&c, &["snapshot", "create", "/live", "s1"]);
+    // A small first step, so the leader copies the rest while the writer goes on (what it
+    // changes meanwhile is copied first).
+    let out = ok(&c, &["snapshot", "create", "/live", "s1", "--step", "20"]);
     let took = taken.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);

@@ -412,9 +412,10 @@ impl Model {
             // (`quota_tests.rs`); without one set, accounting changes nothing visible.
             Op::SetQuota { .. } | Op::UnsetQuota { .. } => Err(FsError::NotPermitted),
             // Never generated: snapshots have their own tests (`snapshot_tests.rs`).
-            Op::SnapshotCreate { .. } | Op::SnapshotDelete { .. } | Op::SnapshotRestore { .. } => {
-                Err(FsError::NotPermitted)
-            }
+            Op::SnapshotCreate { .. }
+            | Op::SnapshotStep { .. }
+            | Op::SnapshotDelete { .. }
+            | Op::SnapshotRestore { .. } => Err(FsError::NotPermitted),
             // Not generated (the model keeps no inode flags; see `flags.rs`'s unit tests).
             Op::SetFlags { .. } | Op::MakeTmpfile { .. } | Op::Reserve { .. } => {
                 Err(FsError::NotSupported)
