@@ -45,9 +45,9 @@ enum SnapshotAction {
         #[arg(long)]
         json: bool,
     },
-    /// Delete snapshot NAME of DIR: its inodes are freed and the space of stripes that only
-    /// it still named returns (through garbage collection). Files of it still open on a
-    /// mount stay readable until closed.
+    /// Delete snapshot NAME of DIR: it disappears at once; its inodes are freed in steps
+    /// by the leader and the space of stripes only it still named returns (through garbage
+    /// collection). Files of it still open on a mount stay readable until closed.
     Delete {
         /// Directory, as a path from the file system's root.
         dir: String,

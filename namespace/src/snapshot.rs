@@ -1,16 +1,17 @@
 //! Snapshots (`tessera snapshot`): a read-only image of a directory's subtree at one point
 //! of the namespace history, reached on every mount as `DIR/.snapshots/NAME`.
 //!
-//! A snapshot is a copy of the subtree's metadata made by one command, so it is the tree as
-//! it stood between two commands of the log: point in time by construction. The copy is real
-//! inodes in the ordinary tables (so every read path, cache and mount works on it unchanged)
-//! whose chunk records name the same stripes as the originals; each copied slice takes a
-//! stripe reference, so no data is copied and shard space does not change, and a live file
-//! rewritten or deleted later leaves the snapshot's stripes alive. Cost per snapshot: one
-//! inode row, its entry (name, cookie, and for files a `file_links` row), its xattrs and its
-//! chunk rows per inode of the subtree, written in the one command (so the command's apply
-//! time, during which every other command waits, grows with the subtree: see
-//! docs/design-notes.md "Snapshots").
+//! A snapshot is a copy of the subtree's metadata as it stood when `SnapshotCreate` applied:
+//! made in steps of bounded size, with what changes meanwhile copied before it changes
+//! (`snapshot_copy.rs`), so it is one point of the namespace history and no command waits
+//! long. The copy is real inodes in the ordinary tables (so every read path, cache and
+//! mount works on it unchanged) whose chunk records name the same stripes as the originals;
+//! each copied slice takes a stripe reference, so no data is copied and shard space does
+//! not change, and a live file rewritten or deleted later leaves the snapshot's stripes
+//! alive. Cost per inode of the subtree: one inode row, its entry (name, cookie, and for
+//! files a `file_links` row), its xattrs and its chunk rows (docs/design-notes.md
+//! "Snapshots"). A snapshot is named in `.snapshots` once its copy is complete; a deleted
+//! one disappears at once and is freed in steps the same way.
 //!
 //! Copies carry the internal flag [`SNAPSHOT`]; [`refuse_changes`] turns any command that
 //! would change one into `EROFS`, whatever the command (so no handler needs its own check).
