@@ -51,6 +51,7 @@ enum SnapshotAction {
     Delete {
         /// Directory, as a path from the file system's root.
         dir: String,
+        /// Name of the snapshot (see `tessera snapshot list DIR`).
         name: String,
     },
     /// Bring PATH of snapshot NAME of DIR back as live, writable files (a copy of the
@@ -58,12 +59,13 @@ enum SnapshotAction {
     Restore {
         /// Directory, as a path from the file system's root.
         dir: String,
+        /// Name of the snapshot (see `tessera snapshot list DIR`).
         name: String,
         /// What to restore, as a path inside the snapshot [default: the whole snapshot].
         path: Option<String>,
         /// Where to put it, a path from the root that must not exist yet [default: where
         /// PATH is in DIR; required when restoring the whole snapshot].
-        #[arg(long)]
+        #[arg(long, value_name = "NEWPATH")]
         to: Option<String>,
     },
 }
