@@ -9,17 +9,25 @@
 //! The snapshot is the tree as it was when the create applied, because nothing in the part
 //! not copied yet changes before it is copied: after any other command ran in its overlay,
 //! [`preserve`] looks at the rows it changed (an inode's record, xattrs, chunks; a
-//! directory's entries) and, where one belongs to the region still to copy, first copies
-//! that part from the state before the command (the command then runs again on top, so it
-//! sees, for example, the stripe references the copy took). Which part is still to copy:
-//! - a directory is *queued* (`snapshot_queue[(job, dir)]`, with a cursor) once its record
-//!   was copied and until its whole listing is; copying a listing copies each child's record
-//!   (`snapshot_copied[(job, ino)]` maps it to its copy; a second name of a file links the
-//!   same copy) and queues each child directory;
-//! - an inode not copied yet has not moved since the snapshot (moving it changes its
-//!   parent's listing, which copies it first), so it is in the region exactly when walking
-//!   up from its parent through directories not copied yet reaches a queued directory.
-//!   That walk is the cost every command pays while a job copies (none otherwise).
+//! directory entry) and, where one belongs to the region still to copy, first copies that
+//! entry (with the record it names) from the state before the command; the command then
+//! runs again on top, so it sees, for example, the stripe references the copy took. Which
+//! part is still to copy:
+//! - a directory is *queued* (`snapshot_queue[(job, dir)]`, with a cursor: the last name
+//!   the walk copied) once its record was copied and until its whole listing is; copying an
+//!   entry copies the child's record (`snapshot_copied[(job, ino)]` maps it to its copy; a
+//!   second name of a file links the same copy) and queues a child directory;
+//! - an entry of a queued directory past the cursor is copied ahead of the walk when it is
+//!   about to change (the walk then finds it in the copy and skips it); a name that did not
+//!   exist at the snapshot and is about to be made is remembered in `snapshot_excluded` so
+//!   the walk skips it;
+//! - an inode not copied yet has not moved since the snapshot (moving it changes an entry
+//!   naming it, which copies it first), so it is in the region exactly when walking up from
+//!   it through directories not copied yet reaches a queued directory; the directories on
+//!   the way are copied entry by entry (a directory's name is found by scanning its parent's
+//!   entries, once per directory and job). That walk is the cost every changing command
+//!   pays while a job copies (none otherwise); a copy ahead of the walk is one entry per
+//!   directory level, whatever the directories' sizes.
 //!
 //! When the queue is empty the snapshot's root gets its name in `.snapshots` (before that
 //! nobody can reach it), and the job's bookkeeping rows are deleted in further steps.
@@ -32,7 +40,6 @@ use super::data;
 use super::flags;
 use super::nodes::add_entry;
 use super::overlay::Writes;
-use super::quota::link_parents;
 use super::records::{ChunkRec, DentryRec, InodeRec};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table, prefix_end, scan_prefix};
@@ -175,6 +182,56 @@ pub(crate) fn start<S: Store + ?Sized>(
     Ok((job, jr))
 }
 
+fn entry_key(job: u64, dir: Ino, name: &[u8]) -> Vec<u8> {
+    Key::new().u64(job).u64(dir).bytes(name).done()
+}
+
+/// Copies entry `name` -> `entry` into `to_dir`, the copy of its directory: the inode it
+/// names is copied (and queued if a directory), or, if copied already (a second name of a
+/// file), gains a name.
+fn copy_entry<S: Store + ?Sized>(
+    s: &mut S,
+    job: u64,
+    jr: &mut JobRec,
+    to_dir: Ino,
+    name: &[u8],
+    entry: &DentryRec,
+    now: i64,
+) -> OpResult<Ino> {
+    let child = match copied(s, job, entry.ino)? {
+        Some(copy) => {
+            s.update_inode(copy, |r| r.nlink += 1)?;
+            copy
+        }
+        None => {
+            let rec = s.inode(entry.ino)?.ok_or(NamespaceError::Invariant {
+                what: "directory entry names a missing inode",
+                ino: entry.ino,
+            })?;
+            let copy = copy_inode(s, entry.ino, &rec, to_dir, true)?;
+            s.put_rec(Table::SnapshotCopied, &pair(job, entry.ino), &copy)?;
+            if entry.kind.is_dir() {
+                s.put_rec(
+                    Table::SnapshotQueue,
+                    &pair(job, entry.ino),
+                    &Vec::<u8>::new(),
+                )?;
+            }
+            jr.count(&rec);
+            copy
+        }
+    };
+    // Adding an entry stamps the directory "now"; the copy keeps the original's times.
+    let times = s.need_inode(to_dir)?;
+    add_entry(s, to_dir, name, child, entry.kind, now)?;
+    s.update_inode(to_dir, |r| {
+        r.atime = times.atime;
+        r.mtime = times.mtime;
+        r.ctime = times.ctime;
+    })?;
+    Ok(child)
+}
+
 /// Copies up to `budget` more entries of queued directory `dir` into its copy; takes it
 /// off the queue once its listing is copied whole. Returns the entries copied.
 fn copy_listing<S: Store + ?Sized>(
@@ -192,7 +249,6 @@ fn copy_listing<S: Store + ?Sized>(
         what: "a queued snapshot directory without its copy",
         ino: dir,
     })?;
-    let times = s.need_inode(to_dir)?;
     let prefix = keys::inode(dir);
     let start = if cursor.is_empty() {
         prefix.clone()
@@ -210,40 +266,17 @@ fn copy_listing<S: Store + ?Sized>(
         }
         let entry: DentryRec = decode(Table::Dentries, key, value)?;
         let name = &key[8..];
-        let child = match copied(s, job, entry.ino)? {
-            // A second name of a file: the same copy.
-            Some(copy) => {
-                s.update_inode(copy, |r| r.nlink += 1)?;
-                copy
-            }
-            None => {
-                let rec = s.inode(entry.ino)?.ok_or(NamespaceError::Invariant {
-                    what: "directory entry names a missing inode",
-                    ino: entry.ino,
-                })?;
-                let copy = copy_inode(s, entry.ino, &rec, to_dir, true)?;
-                s.put_rec(Table::SnapshotCopied, &pair(job, entry.ino), &copy)?;
-                if entry.kind.is_dir() {
-                    s.put_rec(
-                        Table::SnapshotQueue,
-                        &pair(job, entry.ino),
-                        &Vec::<u8>::new(),
-                    )?;
-                }
-                jr.count(&rec);
-                copy
-            }
-        };
-        add_entry(s, to_dir, name, child, entry.kind, now)?;
         last = Some(name.to_vec());
         done += 1;
+        // Copied ahead of the walk, or made after the snapshot.
+        if s.dentry(to_dir, name)?.is_some()
+            || s.get(Table::SnapshotExcluded, &entry_key(job, dir, name))?
+                .is_some()
+        {
+            continue;
+        }
+        copy_entry(s, job, jr, to_dir, name, &entry, now)?;
     }
-    // Adding entries stamped the copy "now"; it keeps the original's times.
-    s.update_inode(to_dir, |r| {
-        r.atime = times.atime;
-        r.mtime = times.mtime;
-        r.ctime = times.ctime;
-    })?;
     if (rows.len() as u64) <= budget {
         s.delete(Table::SnapshotQueue, &pair(job, dir))?;
     } else if let Some(last) = last {
@@ -270,20 +303,19 @@ pub(crate) fn step<S: Store + ?Sized>(
     }
     if jr.cleaning {
         let limit = usize::try_from(budget).unwrap_or(usize::MAX);
-        let rows = s.scan(
-            Table::SnapshotCopied,
-            &prefix,
-            prefix_end(&prefix).as_deref(),
-            limit,
-        )?;
-        for (key, _) in &rows {
-            s.delete(Table::SnapshotCopied, key)?;
+        let mut left = limit;
+        for table in [Table::SnapshotCopied, Table::SnapshotExcluded] {
+            let rows = s.scan(table, &prefix, prefix_end(&prefix).as_deref(), left)?;
+            for (key, _) in &rows {
+                s.delete(table, key)?;
+            }
+            left -= rows.len();
+            if left == 0 {
+                return Ok(false);
+            }
         }
-        if (rows.len() as u64) < budget {
-            s.delete(Table::SnapshotJobs, &prefix)?;
-            return Ok(true);
-        }
-        return Ok(false);
+        s.delete(Table::SnapshotJobs, &prefix)?;
+        return Ok(true);
     }
     let mut left = budget;
     loop {
@@ -440,47 +472,74 @@ const COVERED: [Table; 5] = [
     Table::Chunks,
 ];
 
-/// What `writes` change, per inode: whether its listing (entries, cookies) and whether the
-/// rest (record, xattrs, chunks). Empty unless a job is copying.
+/// A row a command changes that a snapshot being copied may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// An inode's record, xattrs or chunks.
+    Inode(Ino),
+    /// A directory entry, with what it named before the command.
+    Entry {
+        dir: Ino,
+        name: Vec<u8>,
+        was: Option<DentryRec>,
+    },
+}
+
+/// What `writes` change of what a snapshot may hold. Empty unless a job is copying.
 pub(crate) fn changed<S: StoreRead + ?Sized>(
     base: &S,
     writes: &Writes,
-) -> Result<Vec<(Ino, bool)>, NamespaceError> {
+) -> Result<Vec<Change>, NamespaceError> {
     if base.scan(Table::SnapshotJobs, &[], None, 1)?.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for ((table, key), value) in writes {
-        if !COVERED.contains(table) {
+        // A cookie row changes with its entry.
+        if !COVERED.contains(table) || *table == Table::DirCookies {
             continue;
         }
-        let listing = matches!(table, Table::Dentries | Table::DirCookies);
+        let was = base.get(*table, key)?;
+        if was.as_deref() == value.as_deref() {
+            continue;
+        }
         let ino = key_u64(*table, key, 0)?;
-        if out.contains(&(ino, listing)) {
-            continue;
-        }
-        if base.get(*table, key)?.as_deref() != value.as_deref() {
-            out.push((ino, listing));
+        let change = if *table == Table::Dentries {
+            let was = match was {
+                Some(bytes) => Some(decode(Table::Dentries, key, &bytes)?),
+                None => None,
+            };
+            Change::Entry {
+                dir: ino,
+                name: key[8..].to_vec(),
+                was,
+            }
+        } else {
+            Change::Inode(ino)
+        };
+        if !out.contains(&change) {
+            out.push(change);
         }
     }
     Ok(out)
 }
 
-/// Copies, for every job still copying, the parts of its region that `changed` rows (of
-/// the state `s` holds now, before the command) belong to. Whether anything was copied.
+/// Copies, for every job still copying, what `changed` rows (of the state `s` holds now,
+/// before the command) hold of its region and is not copied yet. Whether anything was.
 pub(crate) fn preserve<S: Store + ?Sized>(
     s: &mut S,
-    changed: &[(Ino, bool)],
+    changed: &[Change],
     now: i64,
 ) -> OpResult<bool> {
     let mut any = false;
     for (job_id, mut jr) in copying(s)? {
         let before = jr.clone();
-        for &(ino, listing) in changed {
-            any |= if listing {
-                ensure_listing(s, job_id, &mut jr, ino, now)?
-            } else {
-                ensure_record(s, job_id, &mut jr, ino, now)?
+        for change in changed {
+            any |= match change {
+                Change::Inode(ino) => ensure_inode(s, job_id, &mut jr, *ino, now)?,
+                Change::Entry { dir, name, was } => {
+                    ensure_entry(s, job_id, &mut jr, *dir, name, was.as_ref(), now)?
+                }
             };
         }
         if jr != before {
@@ -490,44 +549,102 @@ pub(crate) fn preserve<S: Store + ?Sized>(
     Ok(any)
 }
 
-/// Copies `dir`'s listing now if it belongs to the job's region and is not copied yet:
-/// first the listings above it that are not (each copies the next directory down).
-fn ensure_listing<S: Store + ?Sized>(
+/// Whether the walk of a directory with `cursor` (the last name it copied, empty for
+/// none) has passed `name`.
+fn walked(cursor: &[u8], name: &[u8]) -> bool {
+    !cursor.is_empty() && name <= cursor
+}
+
+/// The copy of directory `dir` if it is in the job's region, copying it (entry by entry
+/// down from the nearest queued directory above) if it is not copied yet. `None` for a
+/// directory outside the region.
+fn ensure_dir_copy<S: Store + ?Sized>(
     s: &mut S,
     job: u64,
     jr: &mut JobRec,
     dir: Ino,
     now: i64,
-) -> OpResult<bool> {
+) -> OpResult<Option<Ino>> {
+    // Up from `dir` through directories not copied yet, to one that is.
     let mut chain = Vec::new();
     let mut d = dir;
     let limit = s.counter(counter::INODES)? + 1;
-    loop {
-        if queued(s, job, d)?.is_some() {
-            break;
+    let mut copy = loop {
+        if let Some(copy) = copied(s, job, d)? {
+            break copy;
         }
-        // Listing copied already, or not in the region.
-        if copied(s, job, d)?.is_some() || d == ROOT_INO || chain.len() as u64 > limit {
-            return Ok(false);
+        if d == ROOT_INO || chain.len() as u64 > limit {
+            return Ok(None);
         }
         match s.inode(d)? {
-            Some(rec) if rec.kind.is_dir() => {
-                chain.push(d);
+            Some(rec) if rec.kind.is_dir() && rec.nlink > 0 => {
+                chain.push((d, rec.parent));
                 d = rec.parent;
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
         }
+    };
+    // Down again, one entry per level: each directory on the way must be in a listing the
+    // walk has not passed (else it was not in the tree at the snapshot).
+    for &(below, parent) in chain.iter().rev() {
+        let Some(cursor) = queued(s, job, parent)? else {
+            return Ok(None);
+        };
+        // Not named there: a `.snapshots` directory or a snapshot's root, not in the tree.
+        let Some(name) = super::trash::name_in(s, parent, below)? else {
+            return Ok(None);
+        };
+        if walked(&cursor, &name)
+            || s.get(Table::SnapshotExcluded, &entry_key(job, parent, &name))?
+                .is_some()
+        {
+            return Ok(None);
+        }
+        let entry = s.dentry(parent, &name)?.ok_or(NamespaceError::Invariant {
+            what: "a directory entry vanished during a command",
+            ino: parent,
+        })?;
+        copy = copy_entry(s, job, jr, copy, &name, &entry, now)?;
     }
-    copy_listing(s, job, jr, d, u64::MAX, now)?;
-    for &below in chain.iter().rev() {
-        copy_listing(s, job, jr, below, u64::MAX, now)?;
+    Ok(Some(copy))
+}
+
+/// Copies entry `name` of `dir` as it was (`was`; `None`: it did not exist, so the walk
+/// must skip the name) if `dir` is in the job's region and the walk has not reached it.
+fn ensure_entry<S: Store + ?Sized>(
+    s: &mut S,
+    job: u64,
+    jr: &mut JobRec,
+    dir: Ino,
+    name: &[u8],
+    was: Option<&DentryRec>,
+    now: i64,
+) -> OpResult<bool> {
+    let Some(to_dir) = ensure_dir_copy(s, job, jr, dir, now)? else {
+        return Ok(false);
+    };
+    let Some(cursor) = queued(s, job, dir)? else {
+        return Ok(false);
+    };
+    if walked(&cursor, name) || s.dentry(to_dir, name)?.is_some() {
+        return Ok(false);
+    }
+    let excluded = entry_key(job, dir, name);
+    if s.get(Table::SnapshotExcluded, &excluded)?.is_some() {
+        return Ok(false);
+    }
+    match was {
+        Some(entry) => {
+            copy_entry(s, job, jr, to_dir, name, entry, now)?;
+        }
+        None => s.put_rec(Table::SnapshotExcluded, &excluded, &())?,
     }
     Ok(true)
 }
 
-/// Copies `ino`'s record now (with its parent's listing) if it belongs to the job's region
-/// and is not copied yet.
-fn ensure_record<S: Store + ?Sized>(
+/// Copies inode `ino` (with one entry naming it) if it is in the job's region and not
+/// copied yet.
+fn ensure_inode<S: Store + ?Sized>(
     s: &mut S,
     job: u64,
     jr: &mut JobRec,
@@ -540,13 +657,14 @@ fn ensure_record<S: Store + ?Sized>(
     let Some(rec) = s.inode(ino)? else {
         return Ok(false);
     };
-    let parents = if rec.kind.is_dir() {
-        vec![rec.parent]
-    } else {
-        link_parents(s, ino)?
-    };
-    for p in parents {
-        if ensure_listing(s, job, jr, p, now)? {
+    if rec.kind.is_dir() {
+        return Ok(ensure_dir_copy(s, job, jr, ino, now)?.is_some());
+    }
+    for (key, _) in scan_prefix(s, Table::FileLinks, &keys::inode(ino))? {
+        let dir = key_u64(Table::FileLinks, &key, 8)?;
+        let name = key[16..].to_vec();
+        let entry = s.dentry(dir, &name)?;
+        if ensure_entry(s, job, jr, dir, &name, entry.as_ref(), now)? {
             return Ok(true);
         }
     }

@@ -530,7 +530,19 @@ fn random_change(ns: &mut Ns, rng: &mut Rng, n: u8) {
         ns.create(ns.root(), "first");
         return;
     };
-    let _ = match rng.below(11) {
+    let _ = match rng.below(13) {
+        // What reading does: opens (also of `.snapshots`) and access times.
+        11 => {
+            let target = ns.lookup(dir, ".snapshots").map_or(e.2, |a| a.ino);
+            let _ = ns.cmd(Op::Open { ino: target });
+            ns.cmd(Op::Release { ino: target }).map(|_| ())
+        }
+        12 => ns
+            .cmd(Op::Accessed {
+                inos: vec![e.2],
+                strict: true,
+            })
+            .map(|_| ()),
         0 => ns.mknod(dir, &name, FileKind::Regular).map(|_| ()),
         1 => ns.mkdir_r(dir, name.as_bytes()).map(|_| ()),
         2 if e.3 == FileKind::Regular => write(ns, e.2, n, 100 + u64::from(n)),
@@ -656,6 +668,7 @@ fn a_snapshot_copied_in_steps_under_random_changes_is_the_tree_at_its_creation()
             crate::store::Table::SnapshotJobs,
             crate::store::Table::SnapshotCopied,
             crate::store::Table::SnapshotQueue,
+            crate::store::Table::SnapshotExcluded,
         ] {
             use crate::store::StoreRead;
             assert!(

@@ -32,6 +32,7 @@
 //! | snapshot_jobs | job | `JobRec` (`snapshot_copy.rs`) |
 //! | snapshot_copied | job, ino | the ino of its copy |
 //! | snapshot_queue | job, directory ino | cursor: the last name copied |
+//! | snapshot_excluded | job, directory ino, name | `()`: made after the snapshot |
 
 use crate::error::NamespaceError;
 use std::collections::BTreeMap;
@@ -63,11 +64,12 @@ pub enum Table {
     SnapshotJobs,
     SnapshotCopied,
     SnapshotQueue,
+    SnapshotExcluded,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 24] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -91,6 +93,7 @@ impl Table {
         Table::SnapshotJobs,
         Table::SnapshotCopied,
         Table::SnapshotQueue,
+        Table::SnapshotExcluded,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -119,6 +122,7 @@ impl Table {
             Table::SnapshotJobs => "snapshot_jobs",
             Table::SnapshotCopied => "snapshot_copied",
             Table::SnapshotQueue => "snapshot_queue",
+            Table::SnapshotExcluded => "snapshot_excluded",
         }
     }
 

@@ -255,7 +255,7 @@ pub(crate) fn dir_path<S: StoreRead + ?Sized>(
 }
 
 /// The name under which `parent` lists `ino`.
-fn name_in<S: StoreRead + ?Sized>(
+pub(crate) fn name_in<S: StoreRead + ?Sized>(
     s: &S,
     parent: Ino,
     ino: Ino,
