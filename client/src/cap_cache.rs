@@ -159,10 +159,14 @@ impl CapCache {
     }
 
     /// `session`'s lease was renewed (or opened) by a request sent at `sent`. A new session
-    /// starts empty: the caps of another one are not this client's any more.
+    /// starts empty: the caps of another one are not this client's any more. So does one
+    /// whose cache stopped being usable since the last renewal: meanwhile the leader may
+    /// have counted the lease as run out and let other sessions change what it holds
+    /// without a recall.
     pub fn renewed(&self, session: u64, sent: Instant) {
         let mut s = self.state();
-        if s.session != session {
+        let lapsed = s.renewed.is_some_and(|t| t.elapsed() >= self.lease * 3 / 4);
+        if s.session != session || lapsed {
             s.clear();
             s.session = session;
             s.renewed = None;
@@ -551,6 +555,9 @@ mod tests {
         c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_some());
         std::thread::sleep(Duration::from_millis(35));
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
+        // Renewed again after the gap: what was cached may have changed without a recall.
+        c.renewed(1, Instant::now());
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
         // A new session starts empty.
         c.renewed(2, Instant::now());

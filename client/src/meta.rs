@@ -231,6 +231,7 @@ impl MetaClient {
         if entries.len() >= cap_cache::FILL_LIMIT as usize {
             return None;
         }
+        tracing::trace!(dir, epoch, granted, n = entries.len(), "fill");
         cache.fill(epoch, session, dir, entries.clone());
         Some(entries)
     }
@@ -452,6 +453,7 @@ impl MetaClient {
                 if inos.is_empty() {
                     continue;
                 }
+                tracing::trace!(?inos, "recalled");
                 cache.recalled(&inos);
                 match client.release_caps(inos).await {
                     Ok(Ok(_)) => {}

@@ -61,7 +61,10 @@ impl Mount {
                 args,
                 &[(
                     "RUST_LOG",
-                    "info,tessera_client=debug,tessera_fuse_client=debug",
+                    // TESSERA_MOUNT_RUST_LOG overrides it, e.g. to trace the caps cache.
+                    &std::env::var("TESSERA_MOUNT_RUST_LOG").unwrap_or_else(|_| {
+                        "info,tessera_client=debug,tessera_fuse_client=debug".to_string()
+                    }),
                 )],
             )),
         };
