@@ -455,11 +455,15 @@ impl MetaClient {
                 }
                 tracing::trace!(?inos, "recalled");
                 cache.recalled(&inos);
-                match client.release_caps(inos).await {
+                match client.release_caps(inos.clone()).await {
                     Ok(Ok(_)) => {}
                     // The leader asks again while it waits; the next poll brings it back.
                     other => tracing::warn!("giving recalled caps back failed: {other:?}"),
                 }
+                // A grant this mount sent meanwhile (a listing being filled) may have been
+                // applied before the release, which then took the new caps back too: what
+                // such a fill stored, or is about to store, is not covered. Drop it again.
+                cache.recalled(&inos);
             }
         });
         Some(RecallAnswerer { task })
