@@ -224,20 +224,28 @@ async fn snapshot_under_a_writer_is_one_point_of_its_history_and_restores_bit_ex
         "a refused change changed the snapshot"
     );
 
-    // Quiet now (the stripes the writer's changes freed collected, shard bytes steady): a
-    // second snapshot stores no shard bytes.
+    // Quiet now: a second snapshot stores no shard bytes. Quiet means the stripes the
+    // writer's changes freed are collected (also those of replaced files whose last open,
+    // on either mount, was released late) and stray shards swept: the shard bytes stayed
+    // the same for longer than the orphan sweep's grace and interval (5 s + 2 s here).
     let dirs: Vec<PathBuf> = c.chunks.iter().map(|s| s.data.clone()).collect();
     let shards = || shard_bytes(dirs.iter().map(|d| d.as_path()));
     ok(&c, &["gc", "--wait-ms", "60000"]);
     let mut before = shards();
-    for _ in 0..60 {
+    let mut steady = 0;
+    for _ in 0..240 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = shards();
         if now == before {
-            break;
+            steady += 1;
+            if steady >= 16 {
+                break;
+            }
+        } else {
+            (before, steady) = (now, 0);
         }
-        before = now;
     }
+    assert!(steady >= 16, "the shard bytes never settled");
     let live_now = manifest(&a.join("live"));
     ok(&c, &["snapshot", "create", "/live", "s2"]);
     assert_eq!(
