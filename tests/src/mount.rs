@@ -61,7 +61,8 @@ impl Mount {
                 args,
                 &[(
                     "RUST_LOG",
-                    // TESSERA_MOUNT_RUST_LOG overrides it, e.g. to trace the caps cache.
+                    // TESSERA_MOUNT_RUST_LOG overrides it, e.g. to trace the caps cache; both
+                    // take effect only when the runner sets RUST_LOG (see `process.rs`).
                     &std::env::var("TESSERA_MOUNT_RUST_LOG").unwrap_or_else(|_| {
                         "info,tessera_client=debug,tessera_fuse_client=debug".to_string()
                     }),
