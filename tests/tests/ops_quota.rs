@@ -291,3 +291,32 @@ async fn snapshots_count_in_no_quota_and_restores_count_like_new_files() {
         "deleting a snapshot moved usage"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn truncate_and_extend_move_usage_by_the_size_change() {
+    let c = cluster("quota-truncate", 1).await;
+    let m = c.mount(0).path();
+    std::fs::create_dir(m.join("q")).unwrap();
+    ok(&c, &["quota", "set", "/q", "--bytes", "3M"]);
+    std::fs::write(m.join("q/f"), vec![3u8; 500_000]).unwrap();
+    assert_eq!(usage(&c, "/q"), (500_000, 1));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("q/f"))
+        .unwrap();
+    f.set_len(100).unwrap();
+    assert_eq!(usage(&c, "/q"), (100, 1), "truncated");
+    f.set_len(2_000_000).unwrap();
+    assert_eq!(
+        usage(&c, "/q"),
+        (2_000_000, 1),
+        "extended (a hole counts: sizes count)"
+    );
+    let past = f.set_len(4 << 20).unwrap_err();
+    assert_eq!(errno(&past), EDQUOT, "{past}");
+    assert_eq!(
+        usage(&c, "/q"),
+        (2_000_000, 1),
+        "a refused extension moved usage"
+    );
+}
