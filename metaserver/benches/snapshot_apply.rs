@@ -27,6 +27,21 @@ struct Log {
 }
 
 impl Log {
+    /// Applies the leader's `SnapshotStep`s for `job` until it is finished: how many, and
+    /// the longest one (applied and committed).
+    fn steps(&mut self, job: u64) -> (usize, std::time::Duration) {
+        let (mut n, mut longest) = (0, std::time::Duration::ZERO);
+        loop {
+            let one = Instant::now();
+            let r = self.apply(vec![Op::SnapshotStep { job, budget: 1000 }]);
+            longest = longest.max(one.elapsed());
+            n += 1;
+            if r[0] == Response::Flag(true) {
+                return (n, longest);
+            }
+        }
+    }
+
     fn apply(&mut self, ops: Vec<Op>) -> Vec<Response> {
         let entries: Vec<(LogPos, Command)> = ops
             .into_iter()
@@ -192,15 +207,9 @@ fn main() {
     };
     let mut steps = 0;
     if let Some(job) = s[0].job {
-        loop {
-            let one = Instant::now();
-            let r = log.apply(vec![Op::SnapshotStep { job, budget: 1000 }]);
-            longest = longest.max(one.elapsed());
-            steps += 1;
-            if r[0] == Response::Flag(true) {
-                break;
-            }
-        }
+        let (n, step_longest) = log.steps(job);
+        steps += n;
+        longest = longest.max(step_longest);
     }
     let took = started.elapsed();
     let view = log.store.read_view().unwrap();
@@ -236,15 +245,9 @@ fn main() {
     let mut steps = 0;
     let jobs = tessera_namespace::unfinished_snapshots(&log.store.read_view().unwrap()).unwrap();
     for job in jobs {
-        loop {
-            let one = Instant::now();
-            let r = log.apply(vec![Op::SnapshotStep { job, budget: 1000 }]);
-            longest = longest.max(one.elapsed());
-            steps += 1;
-            if r[0] == Response::Flag(true) {
-                break;
-            }
-        }
+        let (n, step_longest) = log.steps(job);
+        steps += n;
+        longest = longest.max(step_longest);
     }
     println!(
         "snapshot delete: delete + {steps} steps in {:.0} ms, longest command {:.1} ms",

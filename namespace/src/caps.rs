@@ -21,7 +21,7 @@ use super::codec::{decode, key_u64};
 use super::overlay::Writes;
 use super::records::{CapRec, DentryRec};
 use super::state::{OpError, OpResult, Tables, TablesMut};
-use super::store::{Store, StoreRead, Table, prefix_end, scan_prefix};
+use super::store::{INODE_TABLES, Store, StoreRead, Table, prefix_end, scan_prefix};
 use crate::error::NamespaceError;
 use std::collections::BTreeSet;
 use tessera_proto::fs::Ino;
@@ -148,16 +148,6 @@ pub(crate) fn query_holders<S: StoreRead + ?Sized>(
     Ok(Response::Caps(out))
 }
 
-/// Tables whose keys start with the inode they describe (for entries and cookies, the
-/// directory): a change there is a change to what a cap on that inode covers.
-const COVERED: [Table; 5] = [
-    Table::Inodes,
-    Table::Dentries,
-    Table::DirCookies,
-    Table::Xattrs,
-    Table::Chunks,
-];
-
 /// The inodes whose cached state `writes` would change: keys of covered tables whose value
 /// differs from what `base` holds (rewriting a record unchanged is no change).
 fn changed_inodes<S: StoreRead + ?Sized>(
@@ -166,7 +156,7 @@ fn changed_inodes<S: StoreRead + ?Sized>(
 ) -> Result<BTreeSet<Ino>, NamespaceError> {
     let mut out = BTreeSet::new();
     for ((table, key), value) in writes {
-        if !COVERED.contains(table) {
+        if !INODE_TABLES.contains(table) {
             continue;
         }
         let ino = key_u64(*table, key, 0)?;

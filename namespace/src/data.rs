@@ -464,27 +464,10 @@ mod tests {
     use crate::command::{GcItem, Op, Query, Response};
     use crate::testkit::Ns;
     use tessera_proto::fs::{
-        CHUNK_SIZE, ChunkSlice, FileLayout, FsError, Ino, SetAttr, ShardId, ShardPlace, Slice,
-        StripeId, StripeInfo, StripeLayout, StripeRef,
+        CHUNK_SIZE, ChunkSlice, FileLayout, FsError, Ino, SetAttr, Slice, StripeInfo, StripeRef,
     };
 
-    fn stripe(n: u8, data_len: u64) -> StripeInfo {
-        StripeInfo {
-            id: StripeId([n; 32]),
-            layout: StripeLayout {
-                k: 2,
-                m: 1,
-                shard_len: data_len.div_ceil(2),
-                data_len,
-                shards: (0..3)
-                    .map(|i| ShardPlace {
-                        shard: ShardId([n.wrapping_add(i); 32]),
-                        server: u64::from(i),
-                    })
-                    .collect(),
-            },
-        }
-    }
+    use crate::testkit::stripe;
 
     fn write(
         ns: &mut Ns,

@@ -33,9 +33,7 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
     parent: Ino,
     now: i64,
 ) -> Result<(Ino, InodeRec), NamespaceError> {
-    let ino = s.counter(counter::NEXT_INO)?;
-    s.put_counter(counter::NEXT_INO, ino + 1)?;
-    s.add_counter(counter::INODES, 1)?;
+    let ino = next_ino(s)?;
     let is_dir = new.kind.is_dir();
     let rec = InodeRec {
         kind: new.kind,
@@ -62,6 +60,29 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
     };
     s.put_inode(ino, &rec)?;
     Ok((ino, rec))
+}
+
+/// Allocates the next inode number (never reused) and counts one more inode.
+pub(crate) fn next_ino<S: Store + ?Sized>(s: &mut S) -> Result<Ino, NamespaceError> {
+    let ino = s.counter(counter::NEXT_INO)?;
+    s.put_counter(counter::NEXT_INO, ino + 1)?;
+    s.add_counter(counter::INODES, 1)?;
+    Ok(ino)
+}
+
+/// An inode whose last name went: freed now, or kept as an orphan until its last release
+/// while some session has it open.
+pub(crate) fn free_or_orphan<S: Store + ?Sized>(
+    s: &mut S,
+    ino: Ino,
+    opens: u32,
+    now: i64,
+) -> Result<(), NamespaceError> {
+    if opens > 0 {
+        s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })
+    } else {
+        free_inode(s, ino, now)
+    }
 }
 
 /// Writes the root directory of an empty namespace and initialises the counters.
@@ -229,11 +250,7 @@ pub(crate) fn drop_link<S: Store + ?Sized>(
         r.ctime = now;
     })?;
     if rec.nlink == 0 && !trash::keep(s, ino, rec.kind.is_dir(), from, now)? {
-        if rec.opens > 0 {
-            s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
-        } else {
-            free_inode(s, ino, now)?;
-        }
+        free_or_orphan(s, ino, rec.opens, now)?;
     }
     Ok(())
 }

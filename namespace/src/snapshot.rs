@@ -24,19 +24,19 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tessera_proto::fs::{COOKIE_FIRST, FileKind, FsError, INODE_READ_ONLY, Ino};
+use tessera_proto::fs::{FileKind, FsError, INODE_READ_ONLY, Ino};
 pub(crate) use tessera_proto::meta::SNAPSHOTS_NAME;
 use tessera_proto::meta::{Op, Response, SnapshotEntry};
 
 use super::codec::{Key, decode, key_u64};
 use super::flags;
 use super::names::check_name;
-use super::nodes::{add_entry, free_inode, remove_entry};
+use super::nodes::{NewInode, add_entry, create_inode, free_or_orphan, remove_entry};
 use super::overlay::Writes;
-use super::records::{DentryRec, InodeRec, OrphanRec};
-use super::snapshot_copy::{self, JobRec, copy_inode};
-use super::state::{OpError, OpResult, Tables, TablesMut, counter, keys};
-use super::store::{Store, StoreRead, Table, scan_prefix};
+use super::records::{DentryRec, InodeRec};
+use super::snapshot_copy::{self, JobRec, add_entry_keeping_times, copy_inode};
+use super::state::{OpError, OpResult, Tables, TablesMut, keys};
+use super::store::{INODE_TABLES, Store, StoreRead, Table, scan_prefix};
 use super::trash::dir_path;
 use crate::error::NamespaceError;
 
@@ -116,8 +116,8 @@ impl Restorer {
         if !rec.kind.is_dir() {
             return Ok(root);
         }
-        let mut dirs = vec![(src, root, rec)];
-        while let Some((from_dir, to_dir, from_rec)) = dirs.pop() {
+        let mut dirs = vec![(src, root)];
+        while let Some((from_dir, to_dir)) = dirs.pop() {
             for (key, value) in scan_prefix(s, Table::Dentries, &keys::inode(from_dir))? {
                 let entry: DentryRec = decode(Table::Dentries, &key, &value)?;
                 let name = &key[8..];
@@ -133,21 +133,15 @@ impl Restorer {
                         })?;
                         let copy = copy_inode(s, entry.ino, &child_rec, to_dir, false)?;
                         if entry.kind.is_dir() {
-                            dirs.push((entry.ino, copy, child_rec));
+                            dirs.push((entry.ino, copy));
                         } else {
                             self.made.insert(entry.ino, copy);
                         }
                         copy
                     }
                 };
-                add_entry(s, to_dir, name, child, entry.kind, now)?;
+                add_entry_keeping_times(s, to_dir, name, child, entry.kind, now)?;
             }
-            // Adding the entries stamped the copy "now"; it keeps the original's times.
-            s.update_inode(to_dir, |r| {
-                r.atime = from_rec.atime;
-                r.mtime = from_rec.mtime;
-                r.ctime = from_rec.ctime;
-            })?;
         }
         Ok(root)
     }
@@ -228,30 +222,16 @@ fn make_holder<S: Store + ?Sized>(
     dir_rec: &InodeRec,
     now: i64,
 ) -> OpResult<Ino> {
-    let ino = s.counter(counter::NEXT_INO)?;
-    s.put_counter(counter::NEXT_INO, ino + 1)?;
-    s.add_counter(counter::INODES, 1)?;
-    let rec = InodeRec {
+    let new = NewInode {
         kind: FileKind::Directory,
         perm: 0o555,
-        nlink: 2,
         uid: dir_rec.uid,
         gid: dir_rec.gid,
         rdev: 0,
-        size: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        generation: s.counter(counter::GENERATION)?,
-        parent: dir,
-        next_cookie: COOKIE_FIRST,
         target: Vec::new(),
-        opens: 0,
-        blocks: 0,
-        flags: SNAPSHOT,
-        reserved: Vec::new(),
     };
-    s.put_inode(ino, &rec)?;
+    let (ino, _) = create_inode(s, new, dir, now)?;
+    s.update_inode(ino, |r| r.flags = SNAPSHOT)?;
     s.put_rec(Table::SnapshotDirs, &keys::inode(dir), &ino)?;
     Ok(ino)
 }
@@ -288,15 +268,7 @@ pub(crate) fn delete<S: Store + ?Sized>(
             r.nlink = 0;
             r.ctime = now;
         })?;
-        if rec.opens > 0 {
-            s.put_rec(
-                Table::Orphans,
-                &keys::inode(holder),
-                &OrphanRec { since: now },
-            )?;
-        } else {
-            free_inode(s, holder, now)?;
-        }
+        free_or_orphan(s, holder, rec.opens, now)?;
     }
     Ok(Response::Done)
 }
@@ -389,7 +361,7 @@ pub(crate) fn refuse_changes<S: StoreRead + ?Sized>(base: &S, writes: &mut Write
     }
     let mut frozen: HashMap<Ino, Option<InodeRec>> = HashMap::new();
     for ((table, key), value) in writes.iter_mut() {
-        if !COVERED.contains(table) {
+        if !INODE_TABLES.contains(table) {
             continue;
         }
         let ino = key_u64(*table, key, 0)?;
@@ -426,15 +398,6 @@ pub(crate) fn refuse_changes<S: StoreRead + ?Sized>(base: &S, writes: &mut Write
     }
     Ok(())
 }
-
-/// Tables whose rows belong to one inode (the key starts with its number).
-const COVERED: [Table; 5] = [
-    Table::Inodes,
-    Table::Dentries,
-    Table::DirCookies,
-    Table::Xattrs,
-    Table::Chunks,
-];
 
 #[cfg(test)]
 #[path = "snapshot_tests.rs"]

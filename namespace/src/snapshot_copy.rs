@@ -42,7 +42,7 @@ use super::nodes::add_entry;
 use super::overlay::Writes;
 use super::records::{ChunkRec, DentryRec, InodeRec};
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
-use super::store::{Store, StoreRead, Table, prefix_end, scan_prefix};
+use super::store::{INODE_TABLES, Store, StoreRead, Table, prefix_end, scan_prefix};
 use crate::error::NamespaceError;
 
 /// `snapshot_jobs[job]`.
@@ -96,9 +96,7 @@ pub(crate) fn copy_inode<S: Store + ?Sized>(
     parent: Ino,
     snapshot: bool,
 ) -> OpResult<Ino> {
-    let ino = s.counter(counter::NEXT_INO)?;
-    s.put_counter(counter::NEXT_INO, ino + 1)?;
-    s.add_counter(counter::INODES, 1)?;
+    let ino = super::nodes::next_ino(s)?;
     let is_dir = rec.kind.is_dir();
     let mut copy = rec.clone();
     copy.nlink = if is_dir { 2 } else { 1 };
@@ -153,6 +151,25 @@ impl JobRec {
     }
 }
 
+fn next_job<S: Store + ?Sized>(s: &mut S) -> Result<u64, NamespaceError> {
+    let job = s.counter(counter::NEXT_SNAPSHOT_JOB)?.max(1);
+    s.put_counter(counter::NEXT_SNAPSHOT_JOB, job + 1)?;
+    Ok(job)
+}
+
+/// The first directory still queued in `job`.
+fn next_queued<S: StoreRead + ?Sized>(s: &S, job: u64) -> Result<Option<Ino>, NamespaceError> {
+    let prefix = keys::inode(job);
+    let end = prefix_end(&prefix);
+    match s
+        .scan(Table::SnapshotQueue, &prefix, end.as_deref(), 1)?
+        .first()
+    {
+        Some((key, _)) => key_u64(Table::SnapshotQueue, key, 8).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Starts copying `dir` as a snapshot whose root's parent is `holder`: copies the
 /// directory's record and queues its listing. Returns the job and the root's copy.
 pub(crate) fn start<S: Store + ?Sized>(
@@ -161,9 +178,8 @@ pub(crate) fn start<S: Store + ?Sized>(
     name: &[u8],
     holder: Ino,
 ) -> OpResult<(u64, JobRec)> {
-    let job = s.counter(counter::NEXT_SNAPSHOT_JOB)?.max(1);
-    s.put_counter(counter::NEXT_SNAPSHOT_JOB, job + 1)?;
     let rec = s.need_inode(dir)?;
+    let job = next_job(s)?;
     let root = copy_inode(s, dir, &rec, holder, true)?;
     s.put_rec(Table::SnapshotCopied, &pair(job, dir), &root)?;
     s.put_rec(Table::SnapshotQueue, &pair(job, dir), &Vec::<u8>::new())?;
@@ -221,15 +237,28 @@ fn copy_entry<S: Store + ?Sized>(
             copy
         }
     };
-    // Adding an entry stamps the directory "now"; the copy keeps the original's times.
+    add_entry_keeping_times(s, to_dir, name, child, entry.kind, now)?;
+    Ok(child)
+}
+
+/// [`add_entry`] into a copied directory, which keeps the original's times (adding an entry
+/// would stamp it "now").
+pub(crate) fn add_entry_keeping_times<S: Store + ?Sized>(
+    s: &mut S,
+    to_dir: Ino,
+    name: &[u8],
+    child: Ino,
+    kind: FileKind,
+    now: i64,
+) -> OpResult<()> {
     let times = s.need_inode(to_dir)?;
-    add_entry(s, to_dir, name, child, entry.kind, now)?;
+    add_entry(s, to_dir, name, child, kind, now)?;
     s.update_inode(to_dir, |r| {
         r.atime = times.atime;
         r.mtime = times.mtime;
         r.ctime = times.ctime;
     })?;
-    Ok(child)
+    Ok(())
 }
 
 /// Copies up to `budget` more entries of queued directory `dir` into its copy; takes it
@@ -319,13 +348,7 @@ pub(crate) fn step<S: Store + ?Sized>(
     }
     let mut left = budget;
     loop {
-        let next = s.scan(
-            Table::SnapshotQueue,
-            &prefix,
-            prefix_end(&prefix).as_deref(),
-            1,
-        )?;
-        let Some((key, _)) = next.first() else {
+        let Some(dir) = next_queued(s, job_id)? else {
             super::snapshot::finish(s, &jr, now)?;
             jr.cleaning = true;
             break;
@@ -333,7 +356,6 @@ pub(crate) fn step<S: Store + ?Sized>(
         if left == 0 {
             break;
         }
-        let dir = key_u64(Table::SnapshotQueue, key, 8)?;
         let done = copy_listing(s, job_id, &mut jr, dir, left, now)?;
         left = left.saturating_sub(done.max(1));
     }
@@ -351,8 +373,7 @@ pub(crate) fn start_freeing<S: Store + ?Sized>(
     budget: u64,
     now: i64,
 ) -> OpResult<()> {
-    let job = s.counter(counter::NEXT_SNAPSHOT_JOB)?.max(1);
-    s.put_counter(counter::NEXT_SNAPSHOT_JOB, job + 1)?;
+    let job = next_job(s)?;
     let jr = JobRec {
         dir,
         name: name.to_vec(),
@@ -376,20 +397,13 @@ fn free_step<S: Store + ?Sized>(s: &mut S, job: u64, budget: u64, now: i64) -> O
     let prefix = keys::inode(job);
     let mut left = budget;
     loop {
-        let next = s.scan(
-            Table::SnapshotQueue,
-            &prefix,
-            prefix_end(&prefix).as_deref(),
-            1,
-        )?;
-        let Some((key, _)) = next.first() else {
+        let Some(dir) = next_queued(s, job)? else {
             s.delete(Table::SnapshotJobs, &prefix)?;
             return Ok(true);
         };
         if left == 0 {
             return Ok(false);
         }
-        let dir = key_u64(Table::SnapshotQueue, key, 8)?;
         let dir_prefix = keys::inode(dir);
         let limit = usize::try_from(left).unwrap_or(usize::MAX);
         let rows = s.scan(
@@ -412,7 +426,7 @@ fn free_step<S: Store + ?Sized>(s: &mut S, job: u64, budget: u64, now: i64) -> O
                 super::quota::remove_link(s, entry.ino, dir, &key[8..])?;
                 let rec = s.update_inode(entry.ino, |r| r.nlink = r.nlink.saturating_sub(1))?;
                 if rec.nlink == 0 {
-                    release_or_free(s, entry.ino, rec.opens, now)?;
+                    super::nodes::free_or_orphan(s, entry.ino, rec.opens, now)?;
                 }
             }
         }
@@ -424,23 +438,9 @@ fn free_step<S: Store + ?Sized>(s: &mut S, job: u64, budget: u64, now: i64) -> O
                 r.nlink = 0;
                 r.size = 0;
             })?;
-            release_or_free(s, dir, rec.opens, now)?;
+            super::nodes::free_or_orphan(s, dir, rec.opens, now)?;
         }
     }
-}
-
-/// An inode of a deleted snapshot with no names left: freed now, or at its last release.
-fn release_or_free<S: Store + ?Sized>(s: &mut S, ino: Ino, opens: u32, now: i64) -> OpResult<()> {
-    if opens > 0 {
-        s.put_rec(
-            Table::Orphans,
-            &keys::inode(ino),
-            &super::records::OrphanRec { since: now },
-        )?;
-    } else {
-        super::nodes::free_inode(s, ino, now)?;
-    }
-    Ok(())
 }
 
 /// Jobs with parts still to copy.
@@ -462,15 +462,6 @@ pub fn unfinished<S: StoreRead + ?Sized>(s: &S) -> Result<Vec<u64>, NamespaceErr
         .map(|(k, _)| key_u64(Table::SnapshotJobs, k, 0))
         .collect()
 }
-
-/// Rows whose keys start with an inode number.
-const COVERED: [Table; 5] = [
-    Table::Inodes,
-    Table::Dentries,
-    Table::DirCookies,
-    Table::Xattrs,
-    Table::Chunks,
-];
 
 /// A row a command changes that a snapshot being copied may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,7 +487,7 @@ pub(crate) fn changed<S: StoreRead + ?Sized>(
     let mut out = Vec::new();
     for ((table, key), value) in writes {
         // A cookie row changes with its entry.
-        if !COVERED.contains(table) || *table == Table::DirCookies {
+        if !INODE_TABLES.contains(table) || *table == Table::DirCookies {
             continue;
         }
         let was = base.get(*table, key)?;

@@ -1,32 +1,11 @@
 use crate::command::{Op, Query, Response};
 use crate::testkit::Ns;
-use tessera_proto::fs::{
-    ChunkSlice, FileKind, FsError, Ino, SetAttr, ShardId, ShardPlace, Slice, StripeId, StripeInfo,
-    StripeLayout, StripeRef,
-};
+use tessera_proto::fs::{ChunkSlice, FileKind, FsError, Ino, SetAttr, Slice, StripeId, StripeRef};
 use tessera_proto::meta::SnapshotEntry;
-
-fn stripe(n: u8, data_len: u64) -> StripeInfo {
-    StripeInfo {
-        id: StripeId([n; 32]),
-        layout: StripeLayout {
-            k: 2,
-            m: 1,
-            shard_len: data_len.div_ceil(2),
-            data_len,
-            shards: (0..3)
-                .map(|i| ShardPlace {
-                    shard: ShardId([n.wrapping_add(i); 32]),
-                    server: u64::from(i),
-                })
-                .collect(),
-        },
-    }
-}
 
 /// Writes `len` bytes at 0 of `ino` from stripe `n`.
 fn write(ns: &mut Ns, ino: Ino, n: u8, len: u64) -> Result<(), FsError> {
-    let s = stripe(n, len);
+    let s = crate::testkit::stripe(n, len);
     let slice = Slice {
         offset: 0,
         len,

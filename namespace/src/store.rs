@@ -137,6 +137,16 @@ impl fmt::Display for Table {
     }
 }
 
+/// Tables whose keys start with the inode they describe (for entries and cookies, the
+/// directory): what a cap on an inode covers, and what a snapshot copies of it.
+pub(crate) const INODE_TABLES: [Table; 5] = [
+    Table::Inodes,
+    Table::Dentries,
+    Table::DirCookies,
+    Table::Xattrs,
+    Table::Chunks,
+];
+
 /// A key and its value, as a range scan returns them.
 pub type Entry = (Vec<u8>, Vec<u8>);
 

@@ -4,7 +4,10 @@
 use super::command::{Command, Op, Query, Reply, Response, SYSTEM_SESSION};
 use super::store::MemStore;
 use super::{apply, query};
-use tessera_proto::fs::{Attr, FileKind, FsError, Ino, ROOT_INO, RenameMode};
+use tessera_proto::fs::{
+    Attr, FileKind, FsError, Ino, ROOT_INO, RenameMode, ShardId, ShardPlace, StripeId, StripeInfo,
+    StripeLayout,
+};
 
 #[derive(Debug)]
 pub(crate) struct Ns {
@@ -165,5 +168,24 @@ impl Ns {
 
     pub fn root(&self) -> Ino {
         ROOT_INO
+    }
+}
+
+/// A 2+1 stripe `n` (id, shard ids and servers derived from `n`) holding `data_len` bytes.
+pub(crate) fn stripe(n: u8, data_len: u64) -> StripeInfo {
+    StripeInfo {
+        id: StripeId([n; 32]),
+        layout: StripeLayout {
+            k: 2,
+            m: 1,
+            shard_len: data_len.div_ceil(2),
+            data_len,
+            shards: (0..3)
+                .map(|i| ShardPlace {
+                    shard: ShardId([n.wrapping_add(i); 32]),
+                    server: u64::from(i),
+                })
+                .collect(),
+        },
     }
 }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use super::codec::key_u64;
 use super::names::check_name;
-use super::nodes::{add_entry, free_inode};
-use super::records::{OrphanRec, TrashRec};
+use super::nodes::{add_entry, free_or_orphan};
+use super::records::TrashRec;
 use super::state::{OpResult, Tables, TablesMut, counter, keys};
 use super::store::{Store, StoreRead, Table};
 use crate::error::NamespaceError;
@@ -111,11 +111,8 @@ pub(crate) fn purge<S: Store + ?Sized>(
             continue;
         }
         s.delete(Table::Trash, &keys::inode(ino))?;
-        if s.need_inode(ino)?.opens > 0 {
-            s.put_rec(Table::Orphans, &keys::inode(ino), &OrphanRec { since: now })?;
-        } else {
-            free_inode(s, ino, now)?;
-        }
+        let opens = s.need_inode(ino)?.opens;
+        free_or_orphan(s, ino, opens, now)?;
     }
     Ok(Response::Done)
 }
