@@ -42,7 +42,7 @@
 #   RATIO=label     add a column tessera/label (default: the first label=DIR given)
 #   OUT=DIR         raw results (fio JSON, results.tsv, table.md); default a kept /tmp folder
 #   TESSERA_BIN     use this binary instead of building target/release/tessera
-#   EC, META, CHUNKS  passed to dev-cluster.sh (defaults 4+2, 3, 6)
+#   EC, META, CHUNKS  passed to dev-cluster.sh (defaults 4+2, 3, 6), and MOUNT_ARGS (e.g. --caps)
 # Needs root (drop_caches, mounting tmpfs), fio and python3. Quick smoke run:
 #   SIZE=64M RUNTIME=5 NFILES=500 scripts/bench.sh
 set -euo pipefail

@@ -13,7 +13,8 @@
 # TESSERA_BIN (default: <target>/debug/tessera, built with cargo if missing), TLS (0): TLS=1
 # on the first `up` of a DIR makes a CA and node certificates in DIR/tls (scripts/gen-tls.sh,
 # needs openssl) and from then on every process of that DIR runs with --tls-cert/--tls-key/
-# --tls-ca (cluster.env then exports TESSERA_TLS_* for admin commands).
+# --tls-ca (cluster.env then exports TESSERA_TLS_* for admin commands). MOUNT_ARGS: more
+# flags for the mount (e.g. MOUNT_ARGS=--caps), split on spaces.
 # `up` writes DIR/cluster.env (source it: TESSERA_META, TESSERA_SECRET_FILE, TESSERA_MOUNT)
 # and DIR/pids/{meta-N,chunk-N,mount}.pid; logs go to DIR/logs/. Ports are kept in
 # DIR/ports so a second `up` on the same DIR restarts the same cluster with its data.
@@ -24,6 +25,7 @@ dir=${2:-/tmp/tessera-dev}
 META=${META:-3}
 CHUNKS=${CHUNKS:-6}
 EC=${EC:-4+2}
+read -r -a mount_args <<<"${MOUNT_ARGS:-}"
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TESSERA_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/tessera}
 
@@ -95,7 +97,7 @@ up() {
   for i in $(seq "$chunks"); do wait_chunk "$i" "$deadline"; done
   set_tls_args client
   "$bin" mount "$dir/mnt" --supervise --meta "$addrs" --secret-file "$secret" --ec "$EC" "${tls_args[@]}" \
-    >>"$dir/logs/mount.log" 2>&1 &
+    "${mount_args[@]}" >>"$dir/logs/mount.log" 2>&1 &
   echo $! >"$dir/pids/mount.pid"
   until grep -q " $dir/mnt " /proc/self/mountinfo; do
     alive "$dir/pids/mount.pid" || die "the mount exited; see $dir/logs/mount.log"

@@ -15,11 +15,17 @@
 //! - Nothing is answered once the session's lease may have run out on the leader (the
 //!   leader then stops protecting the caps): the cache trusts a renewal for 3/4 of the
 //!   lease from when it was sent.
+//! - Opens of held files are answered here too, and counted as *unreported*: the leader
+//!   needs to know a file is open only when another session would unlink it (an orphan
+//!   must outlive its opens), or when this one locks it. The unlink changes the file's
+//!   link count, which recalls the cap first; so the opens are reported while a recall is
+//!   answered, before the caps go back (and before a lock, and at a handover). A release
+//!   drops an unreported open here, or else sends the release.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tessera_proto::fs::{Attr, DirEntry, FsError, Ino};
+use tessera_proto::fs::{Attr, DirEntry, FileKind, FsError, Ino, relatime_due};
 use tessera_proto::meta::{Op, Query, Reply, Response, SNAPSHOTS_NAME};
 
 /// Entries the first read of a listing asks for; a directory with more is not cached.
@@ -70,6 +76,19 @@ struct State {
     attrs: HashMap<Ino, Attr>,
     /// Directory -> the cached directories whose ".." it is.
     under: HashMap<Ino, HashSet<Ino>>,
+    /// Opens of held files answered here and not reported to the leader, by inode. Kept by
+    /// `clear` (they are opens, not cached facts): reported or dropped explicitly.
+    unreported: HashMap<Ino, u32>,
+    /// Inodes whose recall is being answered: no fill stores them until it is done (a grant
+    /// applied before the release would be undone by it).
+    recalling: HashSet<Ino>,
+    /// Inode -> how many cached listings name it. A listed inode has a name, so it is not
+    /// freed by anyone without this client knowing: another session's change is recalled
+    /// first, this client's own drops the listing before it is sent.
+    listed: HashMap<Ino, u32>,
+    /// This client's own changes of names (unlink, rename, ...) sent and not answered: no
+    /// open is answered here meanwhile (one could name an inode the change frees).
+    name_changes: u32,
 }
 
 impl State {
@@ -82,12 +101,25 @@ impl State {
         self.dirs.clear();
         self.attrs.clear();
         self.under.clear();
+        self.listed.clear();
+    }
+
+    /// Entries of a listing that are names of other inodes (not "." or "..").
+    fn named(listing: &Listing) -> impl Iterator<Item = Ino> + '_ {
+        listing
+            .entries
+            .iter()
+            .filter(|e| e.name != b"." && e.name != b"..")
+            .map(|e| e.ino)
     }
 
     fn insert_listing(&mut self, dir: Ino, listing: Listing) {
         self.remove_listing(dir);
         if let Some(p) = listing.parent() {
             self.under.entry(p).or_default().insert(dir);
+        }
+        for ino in Self::named(&listing) {
+            *self.listed.entry(ino).or_default() += 1;
         }
         self.dirs.insert(dir, listing);
     }
@@ -96,6 +128,14 @@ impl State {
         let Some(listing) = self.dirs.remove(&dir) else {
             return;
         };
+        for ino in Self::named(&listing) {
+            if let Some(n) = self.listed.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    self.listed.remove(&ino);
+                }
+            }
+        }
         if let Some(p) = listing.parent()
             && let Some(set) = self.under.get_mut(&p)
         {
@@ -128,6 +168,22 @@ impl State {
     fn entry(&self, dir: Ino, name: &[u8]) -> Option<Option<Ino>> {
         let listing = self.dirs.get(&dir)?;
         Some(listing.names.get(name).map(|&at| listing.entries[at].ino))
+    }
+
+    /// The unreported opens of `inos`, taken out to be reported.
+    fn take_unreported(&mut self, inos: &[Ino]) -> Vec<(Ino, u32)> {
+        inos.iter()
+            .filter_map(|ino| self.unreported.remove(ino).map(|n| (*ino, n)))
+            .collect()
+    }
+
+    /// Stops holding `inos` (a recall): drops what they covered.
+    fn give_up(&mut self, inos: &[Ino]) {
+        self.epoch += 1;
+        for &ino in inos {
+            self.held.remove(&ino);
+            self.drop_ino(ino, true);
+        }
     }
 }
 
@@ -163,9 +219,20 @@ impl CapCache {
     /// whose cache stopped being usable since the last renewal: meanwhile the leader may
     /// have counted the lease as run out and let other sessions change what it holds
     /// without a recall.
-    pub fn renewed(&self, session: u64, sent: Instant) {
+    ///
+    /// Returns the unreported opens of a session whose cache lapsed, for the caller to
+    /// report: the leader may have stopped protecting them too (a new session's opens of
+    /// another one are gone with it).
+    #[must_use = "unreported opens must be reported"]
+    pub fn renewed(&self, session: u64, sent: Instant) -> Vec<(Ino, u32)> {
         let mut s = self.state();
         let lapsed = s.renewed.is_some_and(|t| t.elapsed() >= self.lease * 3 / 4);
+        let mut report = Vec::new();
+        if s.session != session {
+            s.unreported.clear();
+        } else if lapsed {
+            report = s.unreported.drain().collect();
+        }
         if s.session != session || lapsed {
             s.clear();
             s.session = session;
@@ -174,6 +241,7 @@ impl CapCache {
         if s.renewed.is_none_or(|t| t < sent) {
             s.renewed = Some(sent);
         }
+        report
     }
 
     /// The answer to `q` from the cache, if it has one.
@@ -223,7 +291,9 @@ impl CapCache {
             || entries
                 .iter()
                 .any(|e| e.name != b".." && s.dropped_since(epoch, e.ino));
-        if changed || entries.iter().any(|e| e.attr.is_none()) {
+        let recalled =
+            s.recalling.contains(&dir) || entries.iter().any(|e| s.recalling.contains(&e.ino));
+        if changed || recalled || entries.iter().any(|e| e.attr.is_none()) {
             return;
         }
         s.misses.remove(&dir);
@@ -321,20 +391,110 @@ impl CapCache {
         }
     }
 
-    /// The leader recalled the caps on `inos`: drops what they covered (the caller then
-    /// gives them back).
-    pub fn recalled(&self, inos: &[Ino]) {
+    /// The leader recalled the caps on `inos`: drops what they covered, keeps fills from
+    /// storing them until [`recall_done`](Self::recall_done), and hands over their
+    /// unreported opens, which the caller reports before giving the caps back.
+    #[must_use = "unreported opens must be reported"]
+    pub fn recall_begins(&self, inos: &[Ino]) -> Vec<(Ino, u32)> {
         let mut s = self.state();
-        s.epoch += 1;
-        for &ino in inos {
-            s.held.remove(&ino);
-            s.drop_ino(ino, true);
+        s.give_up(inos);
+        s.recalling.extend(inos.iter().copied());
+        s.take_unreported(inos)
+    }
+
+    /// The caps on `inos` were given back. A fill that began before stores nothing about
+    /// them (its grant may have been applied before the release, which then took it back
+    /// too), and what one stored meanwhile is dropped again.
+    pub fn recall_done(&self, inos: &[Ino]) {
+        let mut s = self.state();
+        s.give_up(inos);
+        for ino in inos {
+            s.recalling.remove(ino);
         }
     }
 
-    /// Drops everything (the session was lost).
+    /// Answers an open of `ino` here if the session holds a cap on it and knows its
+    /// attributes (a regular file with a name), and the open moves no access time (`access`
+    /// as for `OpenToRead`: `Some(strict)` for an open that reads; a time that moves is a
+    /// change the leader stamps, and a `stat` right after must show it): the open is
+    /// counted as unreported. `now_ns` is this client's clock, so near the day's mark of
+    /// `relatime` the leader may differ; it then moves the time at the next open it sees.
+    pub fn open_locally(
+        &self,
+        session: u64,
+        ino: Ino,
+        access: Option<bool>,
+        now_ns: i64,
+    ) -> Option<Attr> {
+        let mut s = self.usable(session)?;
+        if !s.held.contains(&ino)
+            || s.recalling.contains(&ino)
+            || !s.listed.contains_key(&ino)
+            || s.name_changes > 0
+        {
+            return None;
+        }
+        let attr = s
+            .attrs
+            .get(&ino)
+            .filter(|a| a.kind == FileKind::Regular && a.nlink > 0)?;
+        let moves =
+            |strict| strict || relatime_due(attr.atime_ns, attr.mtime_ns, attr.ctime_ns, now_ns);
+        if access.is_some_and(moves) {
+            return None;
+        }
+        let attr = attr.clone();
+        *s.unreported.entry(ino).or_default() += 1;
+        Some(attr)
+    }
+
+    /// Drops one unreported open of `ino`; false if there is none (the leader knows every
+    /// open of it this session has: the release is sent).
+    pub fn release_locally(&self, ino: Ino) -> bool {
+        let mut s = self.state();
+        let Some(n) = s.unreported.get_mut(&ino) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            s.unreported.remove(&ino);
+        }
+        true
+    }
+
+    /// A change of names by this client is about to be sent: no open is answered here until
+    /// [`name_change_done`](Self::name_change_done), and every unreported open is handed
+    /// over to be reported first (the change may free a file this client has open, and
+    /// the leader keeps it only for opens it knows).
+    #[must_use = "unreported opens must be reported"]
+    pub fn name_change_begins(&self) -> Vec<(Ino, u32)> {
+        let mut s = self.state();
+        s.name_changes += 1;
+        s.unreported.drain().collect()
+    }
+
+    /// The change announced by [`name_change_begins`](Self::name_change_begins) was
+    /// answered (or failed).
+    pub fn name_change_done(&self) {
+        let mut s = self.state();
+        s.name_changes = s.name_changes.saturating_sub(1);
+    }
+
+    /// The unreported opens of `inos` (every one with `None`), taken out to be reported.
+    #[must_use = "unreported opens must be reported"]
+    pub fn take_unreported(&self, inos: Option<&[Ino]>) -> Vec<(Ino, u32)> {
+        let mut s = self.state();
+        match inos {
+            Some(inos) => s.take_unreported(inos),
+            None => s.unreported.drain().collect(),
+        }
+    }
+
+    /// Drops everything (the session was lost, and its opens with it).
     pub fn clear(&self) {
-        self.state().clear();
+        let mut s = self.state();
+        s.clear();
+        s.unreported.clear();
     }
 }
 
@@ -361,6 +521,12 @@ pub struct Reach {
 }
 
 impl Reach {
+    /// Whether the change may take a name away from an inode (or reaches what is not
+    /// known), so it may free one.
+    pub fn changes_names(&self) -> bool {
+        self.inos.is_none() || !self.names.is_empty()
+    }
+
     pub fn of(op: &Op) -> Reach {
         let (inos, names) = touched(op);
         Reach { inos, names }
@@ -455,7 +621,7 @@ mod tests {
     /// A cache for session 1 holding directory 10 (in 1) with files "a" (11) and "b" (12).
     fn filled() -> CapCache {
         let c = CapCache::new(Duration::from_secs(30));
-        c.renewed(1, Instant::now());
+        assert!(c.renewed(1, Instant::now()).is_empty());
         let epoch = c.begin(1).unwrap();
         let listing = vec![
             entry(".", 10, 1),
@@ -514,7 +680,8 @@ mod tests {
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
 
         let c = filled();
-        c.recalled(&[12]);
+        assert!(c.recall_begins(&[12]).is_empty());
+        c.recall_done(&[12]);
         assert!(c.answer(1, &Query::GetAttr { ino: 12 }).is_none());
         assert!(
             lookup(&c, "b").is_none(),
@@ -537,7 +704,7 @@ mod tests {
 
         // A fill that began before a drop stores nothing.
         let c = CapCache::new(Duration::from_secs(30));
-        c.renewed(1, Instant::now());
+        assert!(c.renewed(1, Instant::now()).is_empty());
         let epoch = c.begin(1).unwrap();
         c.changing(&Reach::of(&Op::SetAttr {
             ino: 11,
@@ -548,19 +715,140 @@ mod tests {
     }
 
     #[test]
+    fn opens_of_held_files_are_counted_here_until_reported_or_released() {
+        let c = filled();
+        let now = 1_000_000_000;
+        assert!(c.open_locally(1, 11, None, now).is_some());
+        assert!(c.open_locally(1, 11, None, now).is_some());
+        let dir = Attr {
+            kind: FileKind::Directory,
+            ..attr(12, 0o755)
+        };
+        let epoch = c.begin(1).unwrap();
+        c.learn(
+            epoch,
+            1,
+            &Query::GetAttr { ino: 12 },
+            &Ok(Response::Attr(dir)),
+        );
+        assert!(c.open_locally(1, 12, None, now).is_none(), "a directory");
+        assert!(c.open_locally(1, 1, None, now).is_none(), "not held");
+        assert!(
+            c.open_locally(2, 12, None, now).is_none(),
+            "another session"
+        );
+        assert!(c.release_locally(11));
+        // The recall hands the one left over for reporting; then the leader knows every
+        // open of 11, so its release is sent, and the next open asks the leader.
+        assert_eq!(c.recall_begins(&[11]), vec![(11, 1)]);
+        assert!(!c.release_locally(11));
+        assert!(c.open_locally(1, 11, None, now).is_none());
+        // A fill while the recall is answered stores nothing about 11 (its grant may be
+        // undone by the release); one that begins after it does.
+        let listing = || vec![entry(".", 10, 1), entry("a", 11, 3), entry("b", 12, 4)];
+        let epoch = c.begin(1).unwrap();
+        c.fill(epoch, 1, 10, listing());
+        assert!(c.open_locally(1, 11, None, now).is_none());
+        c.recall_done(&[11]);
+        c.fill(epoch, 1, 10, listing());
+        assert!(
+            c.open_locally(1, 11, None, now).is_none(),
+            "began before the release"
+        );
+        let epoch = c.begin(1).unwrap();
+        c.fill(epoch, 1, 10, listing());
+        assert!(c.open_locally(1, 11, None, now).is_some());
+        assert_eq!(c.take_unreported(Some(&[11, 12])), vec![(11, 1)]);
+        assert!(c.take_unreported(None).is_empty());
+
+        // This client's own change of names: its opens are reported first, and none is
+        // answered here until it is done; after it, only files still listed are.
+        assert!(c.open_locally(1, 12, None, now).is_some());
+        assert_eq!(c.name_change_begins(), vec![(12, 1)]);
+        assert!(
+            c.open_locally(1, 11, None, now).is_none(),
+            "a name change in flight"
+        );
+        c.changing(&Reach::of(&Op::Unlink {
+            parent: 10,
+            name: "b".into(),
+        }));
+        c.name_change_done();
+        let epoch = c.begin(1).unwrap();
+        c.learn(
+            epoch,
+            1,
+            &Query::GetAttr { ino: 11 },
+            &Ok(Response::Attr(attr(11, 0o644))),
+        );
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_some());
+        assert!(
+            c.open_locally(1, 11, None, now).is_none(),
+            "its listing went with the unlink"
+        );
+    }
+
+    #[test]
+    fn an_open_that_moves_the_access_time_asks_the_leader() {
+        let c = filled();
+        let day = 24 * 3600 * 1_000_000_000_i64;
+        // Never read since the change (atime == mtime == ctime): relatime moves it.
+        assert!(c.open_locally(1, 11, Some(false), day).is_none());
+        assert!(
+            c.open_locally(1, 11, None, day).is_some(),
+            "an open to write"
+        );
+        let epoch = c.begin(1).unwrap();
+        let read = Attr {
+            atime_ns: 5,
+            ..attr(11, 0o644)
+        };
+        c.learn(
+            epoch,
+            1,
+            &Query::GetAttr { ino: 11 },
+            &Ok(Response::Attr(read)),
+        );
+        assert!(
+            c.open_locally(1, 11, Some(false), day).is_some(),
+            "read after the change"
+        );
+        assert!(
+            c.open_locally(1, 11, Some(true), day).is_none(),
+            "strictatime"
+        );
+        assert!(
+            c.open_locally(1, 11, Some(false), day + 5).is_none(),
+            "a day old"
+        );
+    }
+
+    #[test]
+    fn a_lapsed_cache_hands_its_opens_over_for_reporting() {
+        let c = CapCache::new(Duration::from_millis(40));
+        assert!(c.renewed(1, Instant::now()).is_empty());
+        let epoch = c.begin(1).unwrap();
+        c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
+        assert!(c.open_locally(1, 11, None, 0).is_some());
+        std::thread::sleep(Duration::from_millis(35));
+        assert_eq!(c.renewed(1, Instant::now()), vec![(11, 1)]);
+        assert!(!c.release_locally(11));
+    }
+
+    #[test]
     fn nothing_is_answered_once_the_lease_may_have_run_out() {
         let c = CapCache::new(Duration::from_millis(40));
-        c.renewed(1, Instant::now());
+        assert!(c.renewed(1, Instant::now()).is_empty());
         let epoch = c.begin(1).unwrap();
         c.fill(epoch, 1, 10, vec![entry(".", 10, 1), entry("a", 11, 3)]);
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_some());
         std::thread::sleep(Duration::from_millis(35));
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
         // Renewed again after the gap: what was cached may have changed without a recall.
-        c.renewed(1, Instant::now());
+        assert!(c.renewed(1, Instant::now()).is_empty());
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
         // A new session starts empty.
-        c.renewed(2, Instant::now());
+        assert!(c.renewed(2, Instant::now()).is_empty());
         assert!(c.answer(2, &Query::GetAttr { ino: 11 }).is_none());
     }
 }

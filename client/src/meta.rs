@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_cluster::{CallError, ClusterClient, Retry};
-use tessera_proto::fs::{DirEntry, Ino};
+use tessera_proto::fs::{Attr, DirEntry, Ino};
 use tessera_proto::meta::{
     ChunkserverInfo, DamagedShard, ListChunkservers, MetaRead, MetaWrite, Op, PlaceRequest,
     PlaceStripes, Query, ReachabilityReport, ReadRequest, Reply, ReportReachability, ReportShards,
@@ -38,6 +38,9 @@ pub struct MetaClient {
     in_flight: Mutex<BTreeSet<u64>>,
     /// What this client caches under capabilities (`None`: nothing, every read asks).
     caps: Option<Arc<CapCache>>,
+    /// Held (written) while opens made under caps are being reported; releases wait for it
+    /// (shared), so a release never reaches the leader before the open it drops.
+    reporting: tokio::sync::RwLock<()>,
 }
 
 impl MetaClient {
@@ -51,6 +54,7 @@ impl MetaClient {
             next_seq: AtomicU64::new(1),
             in_flight: Mutex::new(BTreeSet::new()),
             caps: None,
+            reporting: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -86,7 +90,9 @@ impl MetaClient {
         match self.send(0, 0, op).await? {
             Ok(Response::Session { id, .. }) => {
                 self.session.store(id, Ordering::Relaxed);
-                self.renewed(id, sent);
+                // A session new to this cache: no open made under caps to report.
+                let none = self.renewed(id, sent);
+                debug_assert!(none.is_empty(), "a new session with unreported opens");
                 Ok(id)
             }
             other => Err(CallError::Refused {
@@ -116,7 +122,9 @@ impl MetaClient {
         let sent = Instant::now();
         match self.write(renew).await? {
             Ok(_) => {
-                self.renewed(id, sent);
+                // A session new to this cache: no open made under caps to report.
+                let none = self.renewed(id, sent);
+                debug_assert!(none.is_empty(), "a new session with unreported opens");
                 Ok(true)
             }
             Err(_) => {
@@ -126,10 +134,54 @@ impl MetaClient {
         }
     }
 
-    /// The session's lease was renewed by a request sent at `sent`.
-    fn renewed(&self, session: u64, sent: Instant) {
+    /// The session's lease was renewed by a request sent at `sent`; returns the opens made
+    /// under caps that must now be reported (see [`CapCache::renewed`]).
+    fn renewed(&self, session: u64, sent: Instant) -> Vec<(Ino, u32)> {
+        match &self.caps {
+            Some(c) => c.renewed(session, sent),
+            None => Vec::new(),
+        }
+    }
+
+    /// Answers an open of `ino` without the leader when this client holds a cap on it and
+    /// the open moves no access time (`CapCache::open_locally`): its attributes, or `None`
+    /// to ask the leader.
+    pub fn open_locally(&self, ino: Ino, access: Option<bool>) -> Option<Attr> {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        self.caps
+            .as_ref()?
+            .open_locally(self.session(), ino, access, now_ns)
+    }
+
+    /// Drops one open of `ino` made without the leader; false if there is none, and the
+    /// release must be sent.
+    pub fn release_locally(&self, ino: Ino) -> bool {
+        self.caps.as_ref().is_some_and(|c| c.release_locally(ino))
+    }
+
+    /// Reports every open made without the leader (before a planned handover: the next
+    /// process adopts the session, not this one's memory).
+    pub async fn report_all_opens(&self) {
         if let Some(c) = &self.caps {
-            c.renewed(session, sent);
+            let _reporting = self.reporting.write().await;
+            self.report_opens(c.take_unreported(None)).await;
+        }
+    }
+
+    /// Tells the leader of opens this client answered alone, one `Open` each. A failure is
+    /// logged: the file stays readable here, but the leader may free it at its unlink.
+    async fn report_opens(&self, opens: Vec<(Ino, u32)>) {
+        for (ino, n) in opens {
+            for _ in 0..n {
+                match self.write_uncached(Op::Open { ino }).await {
+                    Ok(Ok(_)) => {}
+                    other => {
+                        tracing::warn!(ino, "an open made under caps was not recorded: {other:?}")
+                    }
+                }
+            }
         }
     }
 
@@ -140,7 +192,28 @@ impl MetaClient {
         let Some(cache) = self.caps.clone() else {
             return self.write_uncached(op).await;
         };
+        let _reported = match &op {
+            Op::Release { .. } | Op::ReleaseMany { .. } => Some(self.reporting.read().await),
+            // A lock is taken by a session that has the file open, as the leader knows.
+            Op::SetLock { ino, .. } => {
+                let reporting = self.reporting.write().await;
+                self.report_opens(cache.take_unreported(Some(&[*ino])))
+                    .await;
+                drop(reporting);
+                None
+            }
+            _ => None,
+        };
         let reach = Reach::of(&op);
+        let _name_change = match reach.changes_names() {
+            true => {
+                let _reporting = self.reporting.write().await;
+                let guard = NameChange::begin(&cache);
+                self.report_opens(guard.unreported).await;
+                Some(guard.done)
+            }
+            false => None,
+        };
         cache.changing(&reach);
         let reply = self.write_uncached(op).await;
         cache.changing(&reach);
@@ -369,6 +442,30 @@ impl MetaClient {
     }
 }
 
+/// A change of names by this client in flight (`CapCache::name_change_begins`): ends when
+/// `done` is dropped, also if the write is abandoned.
+struct NameChange {
+    unreported: Vec<(Ino, u32)>,
+    done: NameChangeDone,
+}
+
+struct NameChangeDone(Arc<CapCache>);
+
+impl NameChange {
+    fn begin(cache: &Arc<CapCache>) -> NameChange {
+        NameChange {
+            unreported: cache.name_change_begins(),
+            done: NameChangeDone(cache.clone()),
+        }
+    }
+}
+
+impl Drop for NameChangeDone {
+    fn drop(&mut self) {
+        self.0.name_change_done();
+    }
+}
+
 /// Renews a session in the background; stops when dropped.
 #[derive(Debug)]
 pub struct SessionKeeper {
@@ -396,7 +493,11 @@ impl MetaClient {
                     })
                     .await;
                 match r {
-                    Ok(Ok(_)) => client.renewed(client.session(), sent),
+                    Ok(Ok(_)) => {
+                        let _reporting = client.reporting.write().await;
+                        let lapsed = client.renewed(client.session(), sent);
+                        client.report_opens(lapsed).await;
+                    }
                     Ok(Err(e)) => {
                         if let Some(c) = &client.caps {
                             c.clear();
@@ -454,16 +555,18 @@ impl MetaClient {
                     continue;
                 }
                 tracing::trace!(?inos, "recalled");
-                cache.recalled(&inos);
+                {
+                    // The leader learns of this mount's opens of the files before the
+                    // change that recalled them (an unlink then leaves them as orphans).
+                    let _reporting = client.reporting.write().await;
+                    client.report_opens(cache.recall_begins(&inos)).await;
+                }
                 match client.release_caps(inos.clone()).await {
                     Ok(Ok(_)) => {}
                     // The leader asks again while it waits; the next poll brings it back.
                     other => tracing::warn!("giving recalled caps back failed: {other:?}"),
                 }
-                // A grant this mount sent meanwhile (a listing being filled) may have been
-                // applied before the release, which then took the new caps back too: what
-                // such a fill stored, or is about to store, is not covered. Drop it again.
-                cache.recalled(&inos);
+                cache.recall_done(&inos);
             }
         });
         Some(RecallAnswerer { task })

@@ -417,7 +417,12 @@ impl Namespace {
     /// Records an open of `ino` by this session (unlink then keeps the inode alive). An open
     /// for reading is also the access: `Some(strict)` moves the access time in the same
     /// entry (always if `strict`, else under `relatime`).
+    /// Under caps (`--caps`) an open that moves no access time is answered by the mount
+    /// alone when it holds a cap on the file; the leader learns of it when it must.
     pub async fn open(&self, ino: Ino, access: Option<bool>) -> Result<Attr, FsError> {
+        if let Some(attr) = self.meta.open_locally(ino, access) {
+            return Ok(attr);
+        }
         let op = match access {
             Some(strict) => Op::OpenToRead { ino, strict },
             None => Op::Open { ino },
@@ -432,6 +437,12 @@ impl Namespace {
             self.write("accessed", Op::Accessed { inos, strict })
                 .await?,
         )
+    }
+
+    /// Drops one open of `ino` made under caps without the leader; false if the release is
+    /// to be sent ([`release_many`](Self::release_many)).
+    pub fn release_locally(&self, ino: Ino) -> bool {
+        self.meta.release_locally(ino)
     }
 
     /// Drops one open of each of `inos` by this session, in one Raft entry.

@@ -338,6 +338,9 @@ pub fn run(config: MountConfig) -> Result<Served, MountError> {
             tracing::error!("unflushed data at handover: {e}");
         }
         wait_quiet(&quiet, limit);
+        // Opens answered under caps live in this process only: the leader must know them
+        // before the next one adopts the session (its releases are sent, not counted here).
+        rt.block_on(meta.report_all_opens());
         tracing::info!(session, "handed over {}", mountpoint.display());
         return Ok(Served::HandedOver);
     }

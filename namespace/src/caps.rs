@@ -19,7 +19,7 @@
 
 use super::codec::{decode, key_u64};
 use super::overlay::Writes;
-use super::records::{CapRec, DentryRec};
+use super::records::{CapRec, DentryRec, InodeRec};
 use super::state::{OpError, OpResult, Tables, TablesMut};
 use super::store::{INODE_TABLES, Store, StoreRead, Table, prefix_end, scan_prefix};
 use crate::error::NamespaceError;
@@ -163,11 +163,40 @@ fn changed_inodes<S: StoreRead + ?Sized>(
         if out.contains(&ino) {
             continue;
         }
-        if base.get(*table, key)?.as_deref() != value.as_deref() {
+        if differs(
+            *table,
+            key,
+            base.get(*table, key)?.as_deref(),
+            value.as_deref(),
+        )? {
             out.insert(ino);
         }
     }
     Ok(out)
+}
+
+/// Whether a row changing from `old` to `new` changes what a holder may cache. An inode
+/// record's count of opens is in no cache: opens and releases of other sessions are in no
+/// one's way. (A holder answering a recall reports the opens it made without asking the
+/// leader, `client/src/cap_cache.rs`; were those reports in the way of other holders' caps,
+/// two holders reporting at once would wait for each other.)
+fn differs(
+    table: Table,
+    key: &[u8],
+    old: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> Result<bool, NamespaceError> {
+    match (table, old, new) {
+        (Table::Inodes, Some(old), Some(new)) if old != new => {
+            let old = InodeRec::decode(key, old)?;
+            let new = InodeRec::decode(key, new)?;
+            Ok(InodeRec {
+                opens: old.opens,
+                ..new
+            } != old)
+        }
+        _ => Ok(old != new),
+    }
 }
 
 /// Caps of other sessions on what `writes` (of a command of `session`, at time `now`)
@@ -347,6 +376,33 @@ mod tests {
             mode: tessera_proto::fs::XattrMode::Upsert,
         };
         assert_eq!(recall_of(ns.cmd(setxattr)), vec![(f, b)]);
+    }
+
+    #[test]
+    fn opens_and_releases_are_in_no_ones_way_but_the_unlink_of_an_open_file_is() {
+        let mut ns = Ns::new();
+        let b = other_session(&mut ns);
+        let f = ns.create(ns.root(), "f");
+        grant(&mut ns, b, f, false).unwrap();
+        // a's open and release change f's count of opens only: b is not recalled.
+        assert!(matches!(ns.cmd(Op::Open { ino: f }), Ok(Response::Attr(_))));
+        assert_eq!(ns.cmd(Op::Release { ino: f }), Ok(Response::Done));
+        // b's own opens (what it reports on a recall) need no one either.
+        as_session(&mut ns, b, Op::Open { ino: f }).unwrap();
+        // The unlink changes the link count b caches: b is recalled, f keeps its name.
+        let unlink = Op::Unlink {
+            parent: ns.root(),
+            name: "f".into(),
+        };
+        assert_eq!(recall_of(ns.cmd(unlink.clone())), vec![(f, b)]);
+        assert_eq!(ns.names(ns.root()), vec!["f"]);
+        // Given back, the unlink applies and b's open keeps f as an orphan until released.
+        as_session(&mut ns, b, Op::ReleaseCaps { inos: vec![f] }).unwrap();
+        assert_eq!(ns.cmd(unlink), Ok(Response::Done));
+        assert!(ns.names(ns.root()).is_empty());
+        assert!(ns.attr(f).is_ok());
+        as_session(&mut ns, b, Op::Release { ino: f }).unwrap();
+        assert_eq!(ns.attr(f), Err(FsError::NotFound));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! a batch is one Raft entry: one proposal, one apply, one share of an fsync. An open is
 //! always recorded before its release is queued (the kernel had the handle), and opens are
 //! counted, so order among them does not matter. Releases still queued at unmount are
-//! covered by closing the session, which drops all its opens.
+//! covered by closing the session, which drops all its opens. An open the mount answered
+//! alone under caps (`Namespace::open`) and never reported is released here alone too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,7 @@ const BATCH: usize = 1024;
 /// Queues releases for the background sender.
 #[derive(Debug, Clone)]
 pub(crate) struct Releases {
+    ns: Namespace,
     tx: mpsc::UnboundedSender<Ino>,
     /// Queued and not sent yet (a planned handover waits for 0: the session lives on, so
     /// nothing else would ever drop those opens).
@@ -37,7 +39,7 @@ impl Releases {
     pub(crate) fn start(ns: Namespace, rt: &tokio::runtime::Handle) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ino>();
         let pending = Arc::new(AtomicUsize::new(0));
-        let sent = pending.clone();
+        let (sent, sender_ns) = (pending.clone(), ns.clone());
         rt.spawn(async move {
             while let Some(first) = rx.recv().await {
                 tokio::time::sleep(GATHER).await;
@@ -46,17 +48,20 @@ impl Releases {
                     batch.push(more);
                 }
                 for inos in batch.chunks(BATCH) {
-                    if let Err(e) = ns.release_many(inos.to_vec()).await {
+                    if let Err(e) = sender_ns.release_many(inos.to_vec()).await {
                         tracing::warn!(count = inos.len(), "releases failed: {e}");
                     }
                     sent.fetch_sub(inos.len(), Ordering::SeqCst);
                 }
             }
         });
-        Self { tx, pending }
+        Self { ns, tx, pending }
     }
 
     pub(crate) fn queue(&self, ino: Ino) {
+        if self.ns.release_locally(ino) {
+            return;
+        }
         self.pending.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(ino).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
