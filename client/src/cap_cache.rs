@@ -89,6 +89,9 @@ struct State {
     /// This client's own changes of names (unlink, rename, ...) sent and not answered: no
     /// open is answered here meanwhile (one could name an inode the change frees).
     name_changes: u32,
+    /// Access times this client moved in opens it answered and has not sent yet
+    /// (`open_locally`): shown in every answer about the inode until sent.
+    accessed: HashMap<Ino, i64>,
 }
 
 impl State {
@@ -168,6 +171,15 @@ impl State {
     fn entry(&self, dir: Ino, name: &[u8]) -> Option<Option<Ino>> {
         let listing = self.dirs.get(&dir)?;
         Some(listing.names.get(name).map(|&at| listing.entries[at].ino))
+    }
+
+    /// Shows a pending access of `a`'s inode in it.
+    fn overlay(&self, a: &mut Attr) {
+        if let Some(&time) = self.accessed.get(&a.ino)
+            && a.atime_ns < time
+        {
+            a.atime_ns = time;
+        }
     }
 
     /// The unreported opens of `inos`, taken out to be reported.
@@ -414,18 +426,19 @@ impl CapCache {
     }
 
     /// Answers an open of `ino` here if the session holds a cap on it and knows its
-    /// attributes (a regular file with a name), and the open moves no access time (`access`
-    /// as for `OpenToRead`: `Some(strict)` for an open that reads; a time that moves is a
-    /// change the leader stamps, and a `stat` right after must show it): the open is
-    /// counted as unreported. `now_ns` is this client's clock, so near the day's mark of
-    /// `relatime` the leader may differ; it then moves the time at the next open it sees.
+    /// attributes (a regular file with a name): the open is counted as unreported. An open
+    /// to read (`access` as for `OpenToRead`: `Some(strict)`) that moves the access time
+    /// moves it here, to `now_ns` (this client's clock), and returns that time: the caller
+    /// sends it (`Op::AccessedAt`), and until it is recorded every attribute of the file
+    /// this client answers carries it ([`overlay`](Self::overlay)), so a `stat` right
+    /// after the read shows the time the leader will store.
     pub fn open_locally(
         &self,
         session: u64,
         ino: Ino,
         access: Option<bool>,
         now_ns: i64,
-    ) -> Option<Attr> {
+    ) -> Option<(Attr, Option<i64>)> {
         let mut s = self.usable(session)?;
         if !s.held.contains(&ino)
             || s.recalling.contains(&ino)
@@ -434,18 +447,50 @@ impl CapCache {
         {
             return None;
         }
-        let attr = s
+        let mut attr = s
             .attrs
             .get(&ino)
-            .filter(|a| a.kind == FileKind::Regular && a.nlink > 0)?;
+            .filter(|a| a.kind == FileKind::Regular && a.nlink > 0)?
+            .clone();
+        s.overlay(&mut attr);
         let moves =
             |strict| strict || relatime_due(attr.atime_ns, attr.mtime_ns, attr.ctime_ns, now_ns);
-        if access.is_some_and(moves) {
-            return None;
+        let accessed = access.is_some_and(moves) && attr.atime_ns < now_ns;
+        if accessed {
+            attr.atime_ns = now_ns;
+            s.accessed.insert(ino, now_ns);
         }
-        let attr = attr.clone();
         *s.unreported.entry(ino).or_default() += 1;
-        Some(attr)
+        Some((attr, accessed.then_some(now_ns)))
+    }
+
+    /// Shows this client's accesses not sent yet in the attributes `reply` carries, from
+    /// the cache or from the leader.
+    pub fn overlay(&self, reply: &mut Reply) {
+        let s = self.state();
+        if s.accessed.is_empty() {
+            return;
+        }
+        match reply {
+            Ok(Response::Attr(a)) => s.overlay(a),
+            Ok(Response::Entries(entries)) => {
+                for a in entries.iter_mut().filter_map(|e| e.attr.as_mut()) {
+                    s.overlay(a);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The accesses `at` were sent (recorded, or failed: either way the leader's answer is
+    /// the one to show from now on).
+    pub fn accesses_sent(&self, at: &[(Ino, i64)]) {
+        let mut s = self.state();
+        for (ino, time) in at {
+            if s.accessed.get(ino) == Some(time) {
+                s.accessed.remove(ino);
+            }
+        }
     }
 
     /// Drops one unreported open of `ino`; false if there is none (the leader knows every
@@ -574,6 +619,7 @@ fn touched(op: &Op) -> Parts {
         | Op::SetFlags { ino, .. }
         | Op::Reserve { ino, .. } => inos(&[*ino]),
         Op::ReleaseMany { inos: v } | Op::Accessed { inos: v, .. } => inos(v),
+        Op::AccessedAt { at, .. } => (Some(at.iter().map(|&(ino, _)| ino).collect()), Vec::new()),
         // Locks, sessions and caps change nothing this cache holds.
         Op::SetLock { .. }
         | Op::OpenSession { .. }
@@ -789,37 +835,43 @@ mod tests {
     }
 
     #[test]
-    fn an_open_that_moves_the_access_time_asks_the_leader() {
+    fn an_open_that_moves_the_access_time_moves_it_here_until_sent() {
         let c = filled();
         let day = 24 * 3600 * 1_000_000_000_i64;
-        // Never read since the change (atime == mtime == ctime): relatime moves it.
-        assert!(c.open_locally(1, 11, Some(false), day).is_none());
-        assert!(
-            c.open_locally(1, 11, None, day).is_some(),
-            "an open to write"
-        );
-        let epoch = c.begin(1).unwrap();
-        let read = Attr {
-            atime_ns: 5,
-            ..attr(11, 0o644)
+        let getattr = |c: &CapCache| {
+            let mut reply = c.answer(1, &Query::GetAttr { ino: 11 }).unwrap();
+            c.overlay(&mut reply);
+            match reply {
+                Ok(Response::Attr(a)) => a.atime_ns,
+                other => panic!("{other:?}"),
+            }
         };
-        c.learn(
-            epoch,
-            1,
-            &Query::GetAttr { ino: 11 },
-            &Ok(Response::Attr(read)),
+        // Never read since the change (atime == mtime == ctime): relatime moves it, to this
+        // client's time, shown at once.
+        let (a, moved) = c.open_locally(1, 11, Some(false), day).unwrap();
+        assert_eq!((a.atime_ns, moved), (day, Some(day)));
+        assert_eq!(getattr(&c), day);
+        // Read since the change: the next open moves nothing; an open to write never does.
+        assert_eq!(c.open_locally(1, 11, Some(false), day + 5).unwrap().1, None);
+        assert_eq!(c.open_locally(1, 11, None, day + 6).unwrap().1, None);
+        // strictatime: every read; and a leader's answer without the access shows it too.
+        assert_eq!(
+            c.open_locally(1, 11, Some(true), day + 7).unwrap().1,
+            Some(day + 7)
         );
+        let mut from_leader = Ok(Response::Entries(vec![entry("a", 11, 3)]));
+        c.overlay(&mut from_leader);
         assert!(
-            c.open_locally(1, 11, Some(false), day).is_some(),
-            "read after the change"
+            matches!(&from_leader, Ok(Response::Entries(e)) if e[0].attr.as_ref().unwrap().atime_ns == day + 7)
         );
-        assert!(
-            c.open_locally(1, 11, Some(true), day).is_none(),
-            "strictatime"
-        );
-        assert!(
-            c.open_locally(1, 11, Some(false), day + 5).is_none(),
-            "a day old"
+        // Sent: the leader's answer is the one shown again (an older send changes nothing).
+        c.accesses_sent(&[(11, day)]);
+        assert_eq!(getattr(&c), day + 7);
+        c.accesses_sent(&[(11, day + 7)]);
+        assert_eq!(
+            getattr(&c),
+            0,
+            "the cached attributes, as the leader last said"
         );
     }
 

@@ -146,7 +146,7 @@ impl MetaClient {
     /// Answers an open of `ino` without the leader when this client holds a cap on it and
     /// the open moves no access time (`CapCache::open_locally`): its attributes, or `None`
     /// to ask the leader.
-    pub fn open_locally(&self, ino: Ino, access: Option<bool>) -> Option<Attr> {
+    pub fn open_locally(&self, ino: Ino, access: Option<bool>) -> Option<(Attr, Option<i64>)> {
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
@@ -214,9 +214,16 @@ impl MetaClient {
             }
             false => None,
         };
+        let accesses = match &op {
+            Op::AccessedAt { at, .. } => Some(at.clone()),
+            _ => None,
+        };
         cache.changing(&reach);
         let reply = self.write_uncached(op).await;
         cache.changing(&reach);
+        if let Some(at) = accesses {
+            cache.accesses_sent(&at);
+        }
         reply
     }
 
@@ -247,6 +254,16 @@ impl MetaClient {
         let Some(cache) = self.caps.clone() else {
             return self.read_uncached(query).await;
         };
+        let mut reply = self.read_cached(&cache, query).await?;
+        cache.overlay(&mut reply);
+        Ok(reply)
+    }
+
+    async fn read_cached(
+        &self,
+        cache: &Arc<CapCache>,
+        query: Query,
+    ) -> Result<Reply, MetaClientError> {
         let session = self.session();
         if let Some(reply) = cache.answer(session, &query) {
             return Ok(reply);

@@ -65,6 +65,15 @@ pub struct Caller {
 }
 
 /// The namespace half of the client: POSIX operations over a [`MetaClient`].
+/// What [`Namespace::open`] answers.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The file's attributes as of the open.
+    pub attr: Attr,
+    /// The access time the open moved without the leader (under caps), to be sent.
+    pub accessed_at: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Namespace {
     meta: Arc<MetaClient>,
@@ -417,17 +426,33 @@ impl Namespace {
     /// Records an open of `ino` by this session (unlink then keeps the inode alive). An open
     /// for reading is also the access: `Some(strict)` moves the access time in the same
     /// entry (always if `strict`, else under `relatime`).
-    /// Under caps (`--caps`) an open that moves no access time is answered by the mount
-    /// alone when it holds a cap on the file; the leader learns of it when it must.
-    pub async fn open(&self, ino: Ino, access: Option<bool>) -> Result<Attr, FsError> {
-        if let Some(attr) = self.meta.open_locally(ino, access) {
-            return Ok(attr);
+    /// Under caps (`--caps`) the mount answers the open alone when it holds a cap on the
+    /// file (the leader learns of it when it must); an access time it moves is in the
+    /// answer's attributes and in [`Opened::accessed_at`], for the caller to send
+    /// ([`accessed_at`](Self::accessed_at)).
+    pub async fn open(&self, ino: Ino, access: Option<bool>) -> Result<Opened, FsError> {
+        if let Some((attr, accessed_at)) = self.meta.open_locally(ino, access) {
+            return Ok(Opened { attr, accessed_at });
         }
         let op = match access {
             Some(strict) => Op::OpenToRead { ino, strict },
             None => Op::Open { ino },
         };
-        attr_of("open", self.write("open", op).await?).map_err(stale)
+        let attr = attr_of("open", self.write("open", op).await?).map_err(stale)?;
+        Ok(Opened {
+            attr,
+            accessed_at: None,
+        })
+    }
+
+    /// Records accesses timed by this mount (opens it answered under caps), in one Raft
+    /// entry.
+    pub async fn accessed_at(&self, at: Vec<(Ino, i64)>, strict: bool) -> Result<(), FsError> {
+        done(
+            "accessed",
+            self.write("accessed", Op::AccessedAt { at, strict })
+                .await?,
+        )
     }
 
     /// Records reads of files and listings of directories (access times), in one Raft entry.

@@ -278,6 +278,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
         Op::Release { ino } => session::release(s, client()?, *ino, now),
         Op::ReleaseMany { inos } => session::release_many(s, client()?, inos, now),
         Op::Accessed { inos, strict } => attr::accessed(s, inos, *strict, now),
+        Op::AccessedAt { at, strict } => attr::accessed_at(s, at, *strict),
         Op::MakeNode {
             parent,
             name,

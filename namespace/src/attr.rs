@@ -95,13 +95,41 @@ pub(crate) fn accessed<S: Store + ?Sized>(
     now: i64,
 ) -> OpResult<Response> {
     for &ino in inos {
-        let Some(rec) = s.inode(ino)? else { continue };
-        let moves = strict || relatime_due(rec.atime, rec.mtime, rec.ctime, now);
-        if moves && rec.atime != now {
-            s.update_inode(ino, |r| r.atime = now)?;
-        }
+        access(s, ino, now, strict, |atime| atime != now)?;
     }
     Ok(Response::Done)
+}
+
+/// Records accesses each at the time given with it (see `Op::AccessedAt`): never moves an
+/// access time back.
+pub(crate) fn accessed_at<S: Store + ?Sized>(
+    s: &mut S,
+    at: &[(Ino, i64)],
+    strict: bool,
+) -> OpResult<Response> {
+    for &(ino, time) in at {
+        access(s, ino, time, strict, |atime| atime < time)?;
+    }
+    Ok(Response::Done)
+}
+
+/// Sets `ino`'s access time to `time` if the access moves it (always if `strict`, else by
+/// `relatime` judged at `time`) and `replaces` the time it has.
+fn access<S: Store + ?Sized>(
+    s: &mut S,
+    ino: Ino,
+    time: i64,
+    strict: bool,
+    replaces: impl Fn(i64) -> bool,
+) -> OpResult<()> {
+    let Some(rec) = s.inode(ino)? else {
+        return Ok(());
+    };
+    let moves = strict || relatime_due(rec.atime, rec.mtime, rec.ctime, time);
+    if moves && replaces(rec.atime) {
+        s.update_inode(ino, |r| r.atime = time)?;
+    }
+    Ok(())
 }
 
 fn set_time(field: &mut i64, how: SetTime, now: i64) {
@@ -147,6 +175,38 @@ mod tests {
         ns.now += 24 * 3600 * 1_000_000_000;
         assert_eq!(read(&mut ns, false).atime_ns, ns.now);
         assert_eq!(read(&mut ns, true).atime_ns, ns.now);
+    }
+
+    #[test]
+    fn accesses_at_given_times_follow_relatime_at_that_time_and_only_move_forward() {
+        let mut ns = Ns::new();
+        let f = ns.create(ns.root(), "f");
+        let made = ns.attr(f).unwrap().ctime_ns;
+        let read_at = |ns: &mut Ns, time: i64, strict| {
+            ns.cmd(Op::AccessedAt {
+                at: vec![(f, time), (9_999, time)],
+                strict,
+            })
+            .unwrap();
+            ns.attr(f).unwrap().atime_ns
+        };
+        // The first read after the change moves it to the mount's time, not the leader's.
+        assert_eq!(read_at(&mut ns, made + 7, false), made + 7);
+        assert_eq!(
+            read_at(&mut ns, made + 9, false),
+            made + 7,
+            "read since the change"
+        );
+        // A late batch never moves it back, even with strictatime.
+        assert_eq!(read_at(&mut ns, made + 3, true), made + 7);
+        assert_eq!(read_at(&mut ns, made + 11, true), made + 11);
+        let day = 24 * 3600 * 1_000_000_000;
+        assert_eq!(read_at(&mut ns, made + 11 + day, false), made + 11 + day);
+        assert_eq!(
+            ns.attr(f).unwrap().ctime_ns,
+            made,
+            "an access leaves the change time"
+        );
     }
 
     #[test]

@@ -85,6 +85,13 @@ impl fmt::Display for Command {
             Op::Accessed { inos, strict } => {
                 write!(f, "accessed {} inodes (strict: {strict})", inos.len())
             }
+            Op::AccessedAt { at, strict } => {
+                write!(
+                    f,
+                    "accessed {} inodes at given times (strict: {strict})",
+                    at.len()
+                )
+            }
             Op::CommitSlice { ino, slices, .. } => {
                 write!(f, "commit {ino} ({} slices)", slices.len())
             }

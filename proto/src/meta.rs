@@ -314,6 +314,15 @@ pub enum Op {
         to_parent: Ino,
         to_name: Vec<u8>,
     },
+
+    /// Accesses timed by the mount that made them (a read of a file it opened under caps,
+    /// whose new access time it showed at once): each inode of `at` gets the time given
+    /// with it as its access time, by the rule of [`Op::Accessed`] judged at that time, and
+    /// only forward (a late batch does not undo a later access). Inodes gone are skipped.
+    AccessedAt {
+        at: Vec<(Ino, i64)>,
+        strict: bool,
+    },
 }
 
 /// A read of the state.

@@ -143,6 +143,42 @@ async fn opens_under_caps_ask_no_one_until_an_unlink_or_a_lock_needs_them() {
         "{writes} metadata writes for opens under caps"
     );
 
+    // The first read after a change moves the access time (relatime): a moves it itself,
+    // shows it at once, and sends the times in the background, in batches; the leader
+    // records exactly the times a showed.
+    for i in 20..40 {
+        let on_b = b.join("d").join(format!("f{i}"));
+        std::fs::set_permissions(on_b, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    assert_eq!(names(&dir).len(), FILES);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let atime = |md: &std::fs::Metadata| md.atime() * 1_000_000_000 + md.atime_nsec();
+    let ctime = |md: &std::fs::Metadata| md.ctime() * 1_000_000_000 + md.ctime_nsec();
+    let before = meta_writes(&metrics);
+    let mut shown = Vec::new();
+    for i in 20..40 {
+        let path = dir.join(format!("f{i}"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), content(i));
+        let md = std::fs::metadata(&path).unwrap();
+        assert!(
+            atime(&md) > ctime(&md),
+            "f{i}: the read did not move the access time"
+        );
+        shown.push(atime(&md));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writes = meta_writes(&metrics) - before;
+    eprintln!("20 first reads after a change under caps: {writes} metadata writes");
+    assert!(writes < 10.0, "{writes} metadata writes for 20 reads");
+    for (i, shown) in (20..40).zip(shown) {
+        let md = std::fs::metadata(b.join("d").join(format!("f{i}"))).unwrap();
+        assert_eq!(
+            atime(&md),
+            shown,
+            "f{i}: b sees another access time than a showed"
+        );
+    }
+
     // An unlink on b while a has the file open (an open b's leader did not hear of): the
     // recall makes a report it first, so the file lives on as an orphan until closed.
     let before = meta_writes(&metrics);

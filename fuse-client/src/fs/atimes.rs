@@ -9,13 +9,15 @@
 //! open for reading that never reads also moves the access time.
 //!
 //! An open is a metadata commit anyway, so it carries the access (`OpenToRead`): no extra
-//! entry, and its reply holds the new time. Other accesses must not make a read or listing
+//! entry, and its reply holds the new time. An open the mount answered alone under caps
+//! moved the time itself, to its own clock's, and shows it at once (`CapCache`): that time
+//! is queued here and sent as `AccessedAt`, which records it as given. Other accesses must not make a read or listing
 //! wait for a commit: they are queued, and what gathered for a moment goes out as one
 //! `Accessed` command, whose apply decides by the rule. A `stat` through this mount of an
 //! inode still queued sends that access first, so this mount reads its own access times;
 //! other mounts see them within the gathering delay.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +53,8 @@ pub(crate) struct Atimes {
     ns: Namespace,
     /// Inodes queued and not yet sent.
     pending: Arc<Mutex<HashSet<Ino>>>,
+    /// Access times moved by this mount (opens under caps), queued and not yet sent.
+    moved: Arc<Mutex<HashMap<Ino, i64>>>,
     tx: mpsc::UnboundedSender<()>,
 }
 
@@ -59,7 +63,8 @@ impl Atimes {
     pub(crate) fn start(mode: AtimeMode, ns: Namespace, rt: &tokio::runtime::Handle) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let pending: Arc<Mutex<HashSet<Ino>>> = Arc::default();
-        let (queued, sender_ns) = (pending.clone(), ns.clone());
+        let moved: Arc<Mutex<HashMap<Ino, i64>>> = Arc::default();
+        let (queued, queued_moved, sender_ns) = (pending.clone(), moved.clone(), ns.clone());
         let strict = mode == AtimeMode::Strict;
         rt.spawn(async move {
             while rx.recv().await.is_some() {
@@ -71,14 +76,33 @@ impl Atimes {
                         tracing::warn!(count = batch.len(), "access times not recorded: {e}");
                     }
                 }
+                let at: Vec<(Ino, i64)> = lock(&queued_moved).drain().collect();
+                for batch in at.chunks(BATCH) {
+                    if let Err(e) = sender_ns.accessed_at(batch.to_vec(), strict).await {
+                        tracing::warn!(count = batch.len(), "access times not recorded: {e}");
+                    }
+                }
             }
         });
         Self {
             mode,
             ns,
             pending,
+            moved,
             tx,
         }
+    }
+
+    /// An open this mount answered under caps moved `ino`'s access time to `at`: queued to
+    /// be sent. (No `settle` needed: until it is sent, this mount's answers carry it.)
+    pub(crate) fn moved_here(&self, ino: Ino, at: i64) {
+        let mut moved = lock(&self.moved);
+        let later = moved.get(&ino).is_none_or(|&t| t < at);
+        if later {
+            moved.insert(ino, at);
+        }
+        drop(moved);
+        let _ = self.tx.send(());
     }
 
     fn queue(&self, ino: Ino) {

@@ -46,7 +46,7 @@ use metrics::{Answering, FsOp, fs_metrics, timed, timed_since};
 use open_dirs::OpenDirs;
 use releases::Releases;
 use tessera_client::data::{DataPath, InodeData};
-use tessera_client::ops::{Caller, Namespace};
+use tessera_client::ops::{Caller, Namespace, Opened};
 
 /// Entries per readdir round trip.
 const READDIR_BATCH: u32 = 256;
@@ -580,14 +580,22 @@ impl Filesystem for TesseraFs {
         self.run(FsOp::Open, |i| async move {
             let access = if reads { i.atimes.open_access() } else { None };
             match i.ns.open(ino.0, access).await {
-                Ok(a) => {
+                Ok(Opened {
+                    attr: a,
+                    accessed_at,
+                }) => {
                     // Flags from the open's own (committed) attributes, so a `chattr` on
                     // another mount counts at once; the open is given back at once.
                     if let Err(e) = inode_flags::check_open(&a, writes, append, truncate) {
                         i.releases.queue(ino.0);
                         return reply.error(errno(e));
                     }
-                    if access.is_some() && i.atimes.moved_by_open(&a) {
+                    if let Some(at) = accessed_at {
+                        // Moved here (an open under caps): sent in the background, shown
+                        // by this mount at once.
+                        i.atimes.moved_here(ino.0, at);
+                        i.forget_attrs(ino.0);
+                    } else if access.is_some() && i.atimes.moved_by_open(&a) {
                         i.forget_attrs(ino.0);
                     }
                     // Close-to-open: the open saw the committed attributes; if they are not

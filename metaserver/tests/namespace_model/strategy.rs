@@ -8,6 +8,9 @@ use proptest::strategy::Union;
 use tessera_namespace::{Op, Query};
 use tessera_proto::fs::*;
 
+/// A day, in the nanoseconds of the commands' clock (access times move once a day).
+const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
+
 #[derive(Debug, Clone)]
 pub enum Step {
     /// `who`: 0 is the system session, 1 and 2 are client sessions.
@@ -319,6 +322,23 @@ fn op() -> impl Strategy<Value = Op> {
             2,
             (prop::collection::vec(file_ino(), 0..3), prop::bool::ANY)
                 .prop_map(|(inos, strict)| Op::Accessed { inos, strict })
+                .boxed(),
+        ),
+        (
+            2,
+            (
+                // Times a mount chose: around the commands' own, earlier and later, and a
+                // day on (the harness's clock starts at 1,000 and ticks once a command).
+                prop::collection::vec(
+                    (
+                        file_ino(),
+                        prop_oneof![0..20_000_i64, DAY_NS..DAY_NS + 20_000],
+                    ),
+                    0..3,
+                ),
+                prop::bool::ANY,
+            )
+                .prop_map(|(at, strict)| Op::AccessedAt { at, strict })
                 .boxed(),
         ),
         (

@@ -279,6 +279,14 @@ impl Model {
                 }
                 Ok(Response::Done)
             }
+            Op::AccessedAt { at, strict } => {
+                for &(ino, time) in at {
+                    if self.nodes.get(&ino).is_some_and(|n| n.atime < time) {
+                        self.access(ino, *strict, time);
+                    }
+                }
+                Ok(Response::Done)
+            }
             Op::OpenToRead { ino, strict } => {
                 let open = Command {
                     op: Op::Open { ino: *ino },
