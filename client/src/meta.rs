@@ -274,7 +274,7 @@ impl MetaClient {
             limit,
             plus,
         } = query
-            && let Some(entries) = self.fill(&cache, session, ino).await
+            && let Some(entries) = self.fill(cache, session, ino).await
         {
             return Ok(Ok(Response::Entries(cap_cache::page(
                 &entries, 0, limit, plus,
@@ -282,7 +282,7 @@ impl MetaClient {
         }
         if let Query::Lookup { parent, .. } = &query
             && cache.missed(session, *parent)
-            && self.fill(&cache, session, *parent).await.is_some()
+            && self.fill(cache, session, *parent).await.is_some()
             && let Some(reply) = cache.answer(session, &query)
         {
             return Ok(reply);
