@@ -190,13 +190,10 @@ async fn a_lying_chunkserver_never_gets_a_wrong_byte_through(mode: &str) {
     assert!(told > 0.0, "the liar was never asked");
     assert!(ranges > 0.0, "no ranged read was proved");
     assert_eq!(bad(&[]), caught, "bad replies from honest servers");
-    // Every lie reached the mount (the only reader so far) and was caught, but for lies on
-    // calls the mount gave up on (a read finished from parity while the liar's reply was
-    // still out): those replies are never looked at, so never used. Under load a pass may
-    // leave a few (a full run saw 261 told, 259 caught); whatever was used was checked
-    // byte for byte by `read_everything`.
+    // Every lie reached the mount (the only reader so far) and was caught; one may still
+    // be in flight on a call the mount gave up on, which nothing used.
     assert!(
-        caught <= told && caught >= told - 3.0,
+        caught <= told && caught >= told - 1.0,
         "told {told}, caught {caught}"
     );
 

@@ -41,19 +41,30 @@ fn names(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_listed_directory_is_served_by_the_mount_until_another_mount_changes_it() {
-    let mut c = DevCluster::start("mount-caps", 0).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let a = c.add_mount(&["--caps", "--attr-ttl-ms", "0", "--metrics-addr", &metrics]);
-    let b = c.add_mount(&["--caps", "--attr-ttl-ms", "0"]);
-    let (a, b) = (c.mount(a), c.mount(b));
+fn content(i: usize) -> String {
+    format!("file {i}")
+}
 
-    let dir = a.join("d");
+/// A new cluster with two `--caps` mounts, a (0, exporting metrics at the address returned)
+/// and b (1), and directory `d` holding `FILES` files `f{i}` made through a.
+async fn two_mounts_and_files(tag: &str) -> (DevCluster, String) {
+    let mut c = DevCluster::start(tag, 0).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    c.add_mount(&["--caps", "--attr-ttl-ms", "0", "--metrics-addr", &metrics]);
+    c.add_mount(&["--caps", "--attr-ttl-ms", "0"]);
+    let dir = c.mount(0).join("d");
     std::fs::create_dir(&dir).unwrap();
     for i in 0..FILES {
-        std::fs::write(dir.join(format!("f{i}")), format!("file {i}")).unwrap();
+        std::fs::write(dir.join(format!("f{i}")), content(i)).unwrap();
     }
+    (c, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_directory_is_served_by_the_mount_until_another_mount_changes_it() {
+    let (c, metrics) = two_mounts_and_files("mount-caps").await;
+    let (a, b) = (c.mount(0), c.mount(1));
+    let dir = a.join("d");
     // The listing fills the cache: caps on d and its entries, then the whole listing.
     assert_eq!(names(&dir).len(), FILES);
 
@@ -62,7 +73,7 @@ async fn a_listed_directory_is_served_by_the_mount_until_another_mount_changes_i
     for _ in 0..3 {
         for i in 0..FILES {
             let md = std::fs::metadata(dir.join(format!("f{i}"))).unwrap();
-            assert_eq!(md.len(), format!("file {i}").len() as u64);
+            assert_eq!(md.len(), content(i).len() as u64);
         }
         assert!(std::fs::metadata(dir.join("missing")).is_err());
         assert_eq!(names(&dir).len(), FILES);
@@ -104,17 +115,9 @@ async fn a_listed_directory_is_served_by_the_mount_until_another_mount_changes_i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opens_under_caps_ask_no_one_until_an_unlink_or_a_lock_needs_them() {
-    let mut c = DevCluster::start("mount-caps-opens", 0).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let a = c.add_mount(&["--caps", "--attr-ttl-ms", "0", "--metrics-addr", &metrics]);
-    let b = c.add_mount(&["--caps", "--attr-ttl-ms", "0"]);
-    let (a, b) = (c.mount(a), c.mount(b));
+    let (c, metrics) = two_mounts_and_files("mount-caps-opens").await;
+    let (a, b) = (c.mount(0), c.mount(1));
     let dir = a.join("d");
-    std::fs::create_dir(&dir).unwrap();
-    let content = |i: usize| format!("file {i}");
-    for i in 0..FILES {
-        std::fs::write(dir.join(format!("f{i}")), content(i)).unwrap();
-    }
     let read_all = || {
         for i in 0..FILES {
             let got = std::fs::read_to_string(dir.join(format!("f{i}"))).unwrap();
