@@ -37,6 +37,14 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, N
         }
     }
 
+    match &cmd.op {
+        Op::Batch { ops } => apply_batch(store, cmd, ops),
+        _ => apply_one(store, cmd),
+    }
+}
+
+/// Applies one command that is not a batch, after `apply`'s checks.
+fn apply_one<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, NamespaceError> {
     let (mut reply, mut writes) = match run_in_overlay(&*store, cmd)? {
         Ran::Done(reply, writes) => (reply, writes),
         Ran::Recall(holders) => return Ok(Ok(Response::Recall { holders })),
@@ -86,6 +94,47 @@ pub fn apply<S: Store + ?Sized>(store: &mut S, cmd: &Command) -> Result<Reply, N
     flush(store, copies)?;
     flush(store, writes)?;
 
+    if cmd.session != SYSTEM_SESSION && cmd.seq != 0 {
+        remember(store, cmd, &reply)?;
+    }
+    Ok(reply)
+}
+
+/// [`Op::Batch`]: each operation applied as a command of its own (same session and time, not
+/// deduplicated on its own: the batch is) on top of the ones before it, in an overlay that
+/// reaches the store only if no operation had to wait for a recall.
+fn apply_batch<S: Store + ?Sized>(
+    store: &mut S,
+    cmd: &Command,
+    ops: &[Op],
+) -> Result<Reply, NamespaceError> {
+    let mut batch = Overlay::new(&*store);
+    let mut replies = Vec::with_capacity(ops.len());
+    for op in ops {
+        if matches!(op, Op::Batch { .. }) {
+            replies.push(Err(FsError::Invalid));
+            continue;
+        }
+        // An operation before may have ended the session.
+        if cmd.session != SYSTEM_SESSION && batch.session(cmd.session)?.is_none() {
+            replies.push(Err(FsError::Stale));
+            continue;
+        }
+        let one = Command {
+            session: cmd.session,
+            seq: 0,
+            seq_floor: 0,
+            now_ns: cmd.now_ns,
+            op: op.clone(),
+        };
+        match apply_one(&mut batch, &one)? {
+            Ok(Response::Recall { holders }) => return Ok(Ok(Response::Recall { holders })),
+            reply => replies.push(reply),
+        }
+    }
+    let writes = batch.into_writes();
+    flush(store, writes)?;
+    let reply = Ok(Response::Batch(replies));
     if cmd.session != SYSTEM_SESSION && cmd.seq != 0 {
         remember(store, cmd, &reply)?;
     }
@@ -375,6 +424,8 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             to_parent,
             to_name,
         } => snapshot::restore(s, *from, *to_parent, to_name, now),
+        // Handled by `apply` before it gets here.
+        Op::Batch { .. } => Err(FsError::Invalid.into()),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
             _ => Err(FsError::NotPermitted.into()),

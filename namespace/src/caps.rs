@@ -470,4 +470,74 @@ mod tests {
         assert!(holders(&ns, d).is_empty() && holders(&ns, f).is_empty());
         assert_eq!(ns.attr(f), Err(FsError::NotFound));
     }
+
+    fn mkdir_op(parent: Ino, name: &str) -> Op {
+        Op::Mkdir {
+            parent,
+            name: name.into(),
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn batch_replies(reply: crate::command::Reply) -> Vec<Result<(), FsError>> {
+        match reply {
+            Ok(Response::Batch(replies)) => replies.into_iter().map(|r| r.map(|_| ())).collect(),
+            other => panic!("expected a batch reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_each_with_its_own_reply_and_once() {
+        let mut ns = Ns::new();
+        let root = ns.root();
+        let batch = ns.next(Op::Batch {
+            ops: vec![
+                mkdir_op(root, "a"),
+                mkdir_op(root, "a"),
+                Op::Batch { ops: Vec::new() },
+                mkdir_op(root, "b"),
+                Op::Rmdir {
+                    parent: root,
+                    name: "a".into(),
+                },
+            ],
+        });
+        let first = ns.send(&batch);
+        assert_eq!(
+            batch_replies(first.clone()),
+            vec![
+                Ok(()),
+                Err(FsError::Exists),
+                Err(FsError::Invalid),
+                Ok(()),
+                Ok(())
+            ]
+        );
+        assert_eq!(ns.names(root), vec!["b"]);
+        // Sent again (a retry after a lost reply): the first reply, nothing applied twice.
+        assert_eq!(ns.send(&batch), first);
+        assert_eq!(ns.names(root), vec!["b"]);
+    }
+
+    #[test]
+    fn a_batch_that_one_cap_stands_in_the_way_of_applies_nothing_until_it_is_back() {
+        let mut ns = Ns::new();
+        let (a, b) = (ns.session, other_session(&mut ns));
+        let root = ns.root();
+        let d = ns.mkdir(root, "d");
+        grant(&mut ns, b, d, false).unwrap();
+        let batch = ns.next(Op::Batch {
+            ops: vec![mkdir_op(root, "first"), mkdir_op(d, "second")],
+        });
+        assert_eq!(recall_of(ns.send(&batch)), vec![(d, b)]);
+        assert_eq!(ns.names(root), vec!["d"]);
+        assert!(ns.names(d).is_empty());
+        as_session(&mut ns, b, Op::ReleaseCaps { inos: vec![d] }).unwrap();
+        assert_eq!(ns.session, a);
+        assert_eq!(batch_replies(ns.send(&batch)), vec![Ok(()), Ok(())]);
+        assert_eq!(ns.names(root), vec!["d", "first"]);
+        assert_eq!(ns.names(d), vec!["second"]);
+    }
 }

@@ -153,6 +153,7 @@ impl fmt::Display for Command {
                 write!(f, "grant {kind} caps on {} inodes{and}", inos.len())
             }
             Op::ReleaseCaps { inos } => write!(f, "release caps on {} inodes", inos.len()),
+            Op::Batch { ops } => write!(f, "batch of {} operations", ops.len()),
         }
     }
 }

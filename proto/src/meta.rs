@@ -323,6 +323,16 @@ pub enum Op {
         at: Vec<(Ino, i64)>,
         strict: bool,
     },
+
+    /// Operations of the command's session in one Raft entry (a mount's write-back batch),
+    /// applied in order, each as if it were its own command at the command's time: each
+    /// gets its own reply in [`Response::Batch`], and one that is refused changes nothing
+    /// while the others still apply. If other sessions' caps stand in the way of any of
+    /// them, the whole batch applies nothing and waits for the recall, as one command does.
+    /// Batches do not nest (an inner one is refused, `EINVAL`).
+    Batch {
+        ops: Vec<Op>,
+    },
 }
 
 /// A read of the state.
@@ -552,6 +562,8 @@ pub enum Response {
     Quotas(Vec<QuotaEntry>),
     /// [`Query::Snapshots`], and [`Op::SnapshotCreate`] with the one it took.
     Snapshots(Vec<SnapshotEntry>),
+    /// [`Op::Batch`]: one reply per operation, in order.
+    Batch(Vec<Reply>),
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

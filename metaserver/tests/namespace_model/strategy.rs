@@ -172,7 +172,15 @@ fn flavor() -> impl Strategy<Value = LockFlavor> {
     prop::sample::select(vec![LockFlavor::Posix, LockFlavor::Flock])
 }
 
+/// A command's operation: mostly single ones, sometimes a batch of them (a mount's
+/// write-back), rarely with a batch inside (refused).
 fn op() -> impl Strategy<Value = Op> {
+    let inner = prop_oneof![30 => single_op(), 1 => Just(Op::Batch { ops: Vec::new() })];
+    let batch = prop::collection::vec(inner, 0..6).prop_map(|ops| Op::Batch { ops });
+    prop_oneof![12 => single_op(), 1 => batch]
+}
+
+fn single_op() -> impl Strategy<Value = Op> {
     let stripe_id = prop_oneof![3 => Just(1u8), 1 => 1u8..=3].prop_map(|n| StripeId([n; 32]));
     let xattr_ino = || prop_oneof![3 => Just(5u64), 1 => file_ino()];
     Union::new_weighted(vec![

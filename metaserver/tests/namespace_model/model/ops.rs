@@ -279,6 +279,21 @@ impl Model {
                 }
                 Ok(Response::Done)
             }
+            Op::Batch { ops } => {
+                let replies = ops
+                    .iter()
+                    .map(|op| match op {
+                        Op::Batch { .. } => Err(FsError::Invalid),
+                        _ => self.apply(&Command {
+                            seq: 0,
+                            seq_floor: 0,
+                            op: op.clone(),
+                            ..cmd.clone()
+                        }),
+                    })
+                    .collect();
+                Ok(Response::Batch(replies))
+            }
             Op::AccessedAt { at, strict } => {
                 for &(ino, time) in at {
                     if self.nodes.get(&ino).is_some_and(|n| n.atime < time) {
