@@ -347,7 +347,10 @@ impl MetaClient {
     }
 
     async fn read_uncached(&self, query: Query) -> Result<Reply, MetaClientError> {
-        let req = ReadRequest { query };
+        let req = ReadRequest {
+            query,
+            session: self.session(),
+        };
         self.cluster
             .call::<MetaRead, _, _>(&req, &self.options)
             .await

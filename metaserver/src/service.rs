@@ -59,7 +59,7 @@ impl MetaService {
 
     /// Reads after confirming leadership (shared with other reads queued at the same time).
     pub async fn read(&self, req: ReadRequest) -> Result<Reply, ServiceError> {
-        self.replica.read(req.query).await
+        self.replica.read_as(req.session, req.query).await
     }
 
     /// This member's view of the group.

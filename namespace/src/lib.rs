@@ -18,6 +18,7 @@ mod apply;
 mod attr;
 mod audit;
 mod caps;
+mod caps_read;
 mod chunk_codec;
 mod chunk_map;
 mod codec;
@@ -51,6 +52,7 @@ mod xattr;
 mod testkit;
 
 pub use apply::{apply, query, replayed};
+pub use caps_read::exclusive_in_the_way;
 pub use codec::{FORMAT_VERSION, decode, encode};
 pub use command::{Command, GcItem, Op, Query, Reply, Response, SYSTEM_SESSION};
 pub use digest::digest;

@@ -607,6 +607,9 @@ pub struct WriteRequest {
 pub struct ReadRequest {
     /// The read.
     pub query: Query,
+    /// The asking session (0: none). Other sessions' exclusive caps on what the read
+    /// covers are recalled before it is answered; the asker's own are not.
+    pub session: u64,
 }
 
 /// Propose a namespace change through Raft (leader only).

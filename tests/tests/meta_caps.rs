@@ -1,6 +1,7 @@
 //! Capabilities through real `tessera meta` processes and the client library: a change in
 //! the way of another session's cap waits until the leader recalled it (the holder's long
-//! poll) and the holder gave it back; a holder that does not answer loses its caps when its
+//! poll) and the holder gave it back; so does a read of what another session holds
+//! exclusively (its mount may have changed it without telling the leader yet); a holder that does not answer loses its caps when its
 //! lease runs out; grants are replicated, so a new leader recalls what the old one granted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -8,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_client::{MetaClient, MetaClientOptions};
-use tessera_proto::fs::{Ino, ROOT_INO};
+use tessera_proto::fs::{FsError, Ino, ROOT_INO};
 use tessera_proto::meta::{Op, Query, Response};
 use tessera_tests::process::write_secret;
 use tessera_tests::{MetaCluster, MetaOptions, TempDir};
@@ -153,6 +154,54 @@ async fn a_change_in_the_way_of_a_cap_waits_for_the_recall() {
         }
         other => panic!("cap holders: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_what_another_session_holds_exclusively_waits_for_the_recall() {
+    let (_dir, cluster) = start_group("caps-read").await;
+    let (a, b) = (
+        session(&cluster, Duration::from_secs(600)).await,
+        session(&cluster, Duration::from_secs(600)).await,
+    );
+    let d = mkdir(&a, ROOT_INO, "d").await;
+    let lookup = Query::Lookup {
+        parent: d,
+        name: "x".into(),
+    };
+    assert!(a.grant_caps(vec![d], true, false).await.unwrap().is_ok());
+    // The holder's own reads ask no one.
+    assert_eq!(
+        a.read(lookup.clone()).await.unwrap(),
+        Err(FsError::NotFound)
+    );
+    assert_eq!(holders(&a, d).await, 1);
+
+    // b's lookup of a name there (absent, as a knows it is) waits until a gave d back.
+    let (responder, log) = answer_recalls(a.clone(), Duration::from_millis(400));
+    let started = Instant::now();
+    assert_eq!(b.read(lookup).await.unwrap(), Err(FsError::NotFound));
+    let done = Instant::now();
+    responder.abort();
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    assert_eq!(log.recalled.len(), 1, "one recall: {log:?}");
+    assert_eq!(log.recalled[0].1, vec![d]);
+    assert!(
+        log.given_back[0] <= done,
+        "b's lookup answered before a gave its cap back"
+    );
+    eprintln!(
+        "a read waited {:?} for a holder that took 400 ms to give its cap back",
+        done - started
+    );
+    assert_eq!(holders(&b, d).await, 0);
+
+    // Shared caps are in no read's way.
+    assert!(a.grant_caps(vec![d], false, false).await.unwrap().is_ok());
+    match b.read(Query::GetAttr { ino: d }).await.unwrap() {
+        Ok(Response::Attr(attr)) => assert_eq!(attr.ino, d),
+        other => panic!("getattr: {other:?}"),
+    }
+    assert_eq!(holders(&b, d).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

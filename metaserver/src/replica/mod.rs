@@ -21,7 +21,8 @@ use recalls::Recalls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_namespace::{
-    Command, NamespaceError, Op, Query, Reply, Response, SYSTEM_SESSION, query,
+    Command, NamespaceError, Op, Query, Reply, Response, SYSTEM_SESSION, exclusive_in_the_way,
+    query,
 };
 use tessera_proto::fs::Ino;
 use tessera_proto::meta::{CapHolder, MembershipChange, ServiceError, WriteRequest};
@@ -165,10 +166,34 @@ impl Replica {
         .await
     }
 
-    /// Answers a query after confirming leadership (linearizable).
+    /// Answers a query of the metaserver itself after confirming leadership
+    /// (linearizable; see [`Replica::read_as`]).
     pub async fn read(&self, q: Query) -> Result<Reply, ServiceError> {
-        self.read_with(move |store| query(&store.read_view()?, &q))
-            .await
+        self.read_as(SYSTEM_SESSION, q).await
+    }
+
+    /// Answers `session`'s query after confirming leadership (linearizable). What another
+    /// session holds an exclusive cap on may have changed in its mount without this leader
+    /// knowing yet, so a read of it waits while the leader recalls that cap, and is read
+    /// again once it is given back (`tessera_namespace::exclusive_in_the_way`).
+    pub async fn read_as(&self, session: u64, q: Query) -> Result<Reply, ServiceError> {
+        let q = Arc::new(q);
+        loop {
+            let asked = q.clone();
+            let now = clock::now_ns();
+            let (reply, holders) = self
+                .read_with(move |store| {
+                    let view = store.read_view()?;
+                    let reply = query(&view, &asked)?;
+                    let holders = exclusive_in_the_way(&view, &asked, &reply, session, now)?;
+                    Ok((reply, holders))
+                })
+                .await?;
+            if holders.is_empty() {
+                return Ok(reply);
+            }
+            self.recall(&holders).await?;
+        }
     }
 
     /// Runs `f` over the state after confirming leadership (linearizable), on a blocking
