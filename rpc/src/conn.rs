@@ -402,6 +402,10 @@ impl Drop for CancelOnDrop<'_> {
         }
         lock(&self.conn.pending).waiters.remove(&self.id);
         self.conn.note_withdrawn();
+        crate::metrics::client_metrics()
+            .get(self.method)
+            .withdrawn
+            .inc();
         // Best effort: if the queue is full the reply is simply discarded on arrival.
         let _ = self.conn.out.try_send(OutFrame {
             header: FrameHeader::cancel(self.method, self.id),

@@ -63,6 +63,9 @@ pub struct MethodStats {
     pub bytes_in: Counter,
     /// Frame bytes sent.
     pub bytes_out: Counter,
+    /// Client calls given up on before their reply arrived (timed out, or dropped by a
+    /// caller that no longer needed them): whatever the peer answered was never read.
+    pub withdrawn: Counter,
 }
 
 impl MethodStats {
@@ -73,6 +76,7 @@ impl MethodStats {
             latency: Histogram::new(),
             bytes_in: Counter::new(),
             bytes_out: Counter::new(),
+            withdrawn: Counter::new(),
         }
     }
 
@@ -214,6 +218,18 @@ impl MethodTable {
         );
         for (m, s) in &used {
             e.sample(&name, &[("method", m)], s.bytes_out.get());
+        }
+        if side == "client" {
+            let name = "tessera_rpc_client_withdrawn_total";
+            e.family(
+                name,
+                Kind::Counter,
+                "Calls given up on before their reply arrived (timed out, or no longer \
+                 needed), whose replies were never read, by method.",
+            );
+            for (m, s) in &used {
+                e.sample(name, &[("method", m)], s.withdrawn.get());
+            }
         }
     }
 }

@@ -101,12 +101,21 @@ async fn dropping_a_call_cancels_the_work_on_the_server() {
     let client = client(&server, CLUSTER_SECRET);
     // The call's own deadline is long; the caller walks away after 200 ms.
     let slow = echo(3, 10_000);
+    let withdrawn = || {
+        tessera_rpc::client_metrics()
+            .get(<Echo as tessera_proto::body::Rpc>::METHOD)
+            .withdrawn
+            .get()
+    };
+    let withdrawn_before = withdrawn();
     let call = client.call_with::<Echo>(&slow, no_payload(), LONG);
     assert!(
         tokio::time::timeout(Duration::from_millis(200), call)
             .await
             .is_err()
     );
+    // Counted as given up on by the client (other tests of this process may add more).
+    assert!(withdrawn() > withdrawn_before);
     assert_eq!(wait_for(&server.stats().requests_cancelled, 1).await, 1);
     wait_until(|| obs.abandoned.load(Ordering::SeqCst) == 1).await;
     assert_eq!(obs.abandoned.load(Ordering::SeqCst), 1);
