@@ -609,6 +609,7 @@ fn touched(op: &Op) -> Parts {
             vec![(*parent, name.clone()), (*new_parent, new_name.clone())],
         ),
         Op::MakeTmpfile { parent, .. } => inos(&[*parent]),
+        Op::MakeNodeAs { node, .. } => touched(node),
         Op::SetAttr { ino, .. }
         | Op::SetXattr { ino, .. }
         | Op::RemoveXattr { ino, .. }

@@ -12,11 +12,11 @@ use super::records::SessionRec;
 use super::state::{OpError, OpResult, Tables, TablesMut, keys};
 use super::store::{Store, StoreRead, Table};
 use super::{
-    acl, attr, caps, data, dir, dump, flags, lock, quota, read, rename, reserve, session, snapshot,
-    snapshot_copy, stripes, trash, xattr,
+    acl, attr, caps, data, delegate, dir, dump, flags, lock, quota, read, rename, reserve, session,
+    snapshot, snapshot_copy, stripes, trash, xattr,
 };
 use crate::error::NamespaceError;
-use tessera_proto::fs::{FileKind, FsError, ROOT_INO};
+use tessera_proto::fs::{FileKind, FsError, Ino, ROOT_INO};
 
 /// Applies one command. `Err` means the store failed or holds undecodable bytes: the caller
 /// must stop applying (and abort the surrounding transaction), not reply to the client.
@@ -206,6 +206,16 @@ fn run<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
 }
 
 fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
+    dispatch_op(s, cmd, &cmd.op, None)
+}
+
+/// Runs `op` of `cmd`; a create makes inode `as_ino` when given (`Op::MakeNodeAs`).
+fn dispatch_op<S: Store + ?Sized>(
+    s: &mut S,
+    cmd: &Command,
+    op: &Op,
+    as_ino: Option<Ino>,
+) -> OpResult<Response> {
     let now = cmd.now_ns;
     // Operations that belong to a client session (opens, locks) refuse the system session.
     let client = || -> OpResult<u64> {
@@ -214,7 +224,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             id => Ok(id),
         }
     };
-    match &cmd.op {
+    match op {
         Op::Format { uid, gid, perm } => {
             if s.inode(ROOT_INO)?.is_some() {
                 return Err(FsError::Exists.into());
@@ -242,6 +252,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 gid: *gid,
                 rdev: *rdev,
                 target: Vec::new(),
+                ino: as_ino,
             };
             dir::make(s, *parent, name, new, open_in, now)
         }
@@ -259,6 +270,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 gid: *gid,
                 rdev: 0,
                 target: Vec::new(),
+                ino: as_ino,
             };
             dir::make(s, *parent, name, new, None, now)
         }
@@ -276,6 +288,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 gid: *gid,
                 rdev: 0,
                 target: target.clone(),
+                ino: as_ino,
             };
             dir::make(s, *parent, name, new, None, now)
         }
@@ -310,6 +323,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 gid: *gid,
                 rdev: 0,
                 target: Vec::new(),
+                ino: as_ino,
             };
             acl::make_unnamed(s, *parent, new, *umask, client()?, now)
         }
@@ -355,6 +369,7 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
                 gid: *gid,
                 rdev: if dir { 0 } else { *rdev },
                 target: Vec::new(),
+                ino: as_ino,
             };
             acl::make(s, *parent, name, new, *umask, open_in, now)
         }
@@ -424,6 +439,14 @@ fn dispatch<S: Store + ?Sized>(s: &mut S, cmd: &Command) -> OpResult<Response> {
             to_parent,
             to_name,
         } => snapshot::restore(s, *from, *to_parent, to_name, now),
+        Op::MakeNodeAs { ino, node } => {
+            if as_ino.is_some() || !matches!(**node, Op::MakeNode { .. } | Op::Symlink { .. }) {
+                return Err(FsError::Invalid.into());
+            }
+            delegate::take(s, client()?, *ino)?;
+            dispatch_op(s, cmd, node, Some(*ino))
+        }
+        Op::DelegateInos { count } => delegate::delegate(s, client()?, *count),
         // Handled by `apply` before it gets here.
         Op::Batch { .. } => Err(FsError::Invalid.into()),
         Op::LoadImage { image } => match cmd.session {

@@ -154,6 +154,14 @@ impl fmt::Display for Command {
             }
             Op::ReleaseCaps { inos } => write!(f, "release caps on {} inodes", inos.len()),
             Op::Batch { ops } => write!(f, "batch of {} operations", ops.len()),
+            Op::DelegateInos { count } => write!(f, "delegate {count} inode numbers"),
+            Op::MakeNodeAs { ino, node } => {
+                let node = Command {
+                    op: (**node).clone(),
+                    ..self.clone()
+                };
+                write!(f, "as {ino}: {node}")
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use tessera_proto::meta::Response;
 pub const MAGIC: &[u8] = b"tessera-dump 1\n";
 
 /// Tables that describe the running cluster, not the file system: never in an image.
-const VOLATILE: [Table; 7] = [
+const VOLATILE: [Table; 8] = [
     Table::Sessions,
     Table::OpenFiles,
     Table::Orphans,
@@ -40,6 +40,7 @@ const VOLATILE: [Table; 7] = [
     Table::Requests,
     Table::Caps,
     Table::SessionCaps,
+    Table::Delegations,
 ];
 
 /// Counters that belong to the running cluster.

@@ -24,6 +24,7 @@ mod chunk_map;
 mod codec;
 mod command;
 mod data;
+mod delegate;
 mod digest;
 mod dir;
 pub mod dump;

@@ -23,6 +23,9 @@ pub(crate) struct NewInode {
     pub gid: u32,
     pub rdev: u32,
     pub target: Vec<u8>,
+    /// A number delegated to the session that sent the create (`delegate.rs`, checked by
+    /// the caller), else `None` for the next free one.
+    pub ino: Option<Ino>,
 }
 
 /// Allocates the next inode number and writes a fresh inode (not yet linked anywhere).
@@ -33,7 +36,13 @@ pub(crate) fn create_inode<S: Store + ?Sized>(
     parent: Ino,
     now: i64,
 ) -> Result<(Ino, InodeRec), NamespaceError> {
-    let ino = next_ino(s)?;
+    let ino = match new.ino {
+        Some(ino) => {
+            s.add_counter(counter::INODES, 1)?;
+            ino
+        }
+        None => next_ino(s)?,
+    };
     let is_dir = new.kind.is_dir();
     let rec = InodeRec {
         kind: new.kind,
@@ -103,6 +112,7 @@ pub(crate) fn create_root<S: Store + ?Sized>(
         gid,
         rdev: 0,
         target: Vec::new(),
+        ino: None,
     };
     let (_, rec) = create_inode(s, new, ROOT_INO, now)?;
     Ok(rec)

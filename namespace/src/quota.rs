@@ -216,6 +216,9 @@ impl Track {
         let mut made = Vec::new();
         let mut made_trees = Vec::new();
         let mut above = Above::default();
+        if let Op::MakeNodeAs { node, .. } = op {
+            return Self::start(s, node);
+        }
         match op {
             Op::Mknod { parent, name, .. }
             | Op::Mkdir { parent, name, .. }

@@ -235,6 +235,14 @@ pub struct CapRec {
     pub exclusive: bool,
 }
 
+/// `delegations[(session, first)]`: inode numbers `first..end` handed to a session for
+/// creates it completes in its mount (`delegate.rs`); `next` is the lowest it may still use.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelegationRec {
+    pub next: Ino,
+    pub end: Ino,
+}
+
 /// `locks[(ino, flavor, session, owner, start)]`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockRec {

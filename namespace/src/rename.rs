@@ -97,6 +97,7 @@ pub(crate) fn rename<S: Store + ?Sized>(
                 gid,
                 rdev: 0,
                 target: Vec::new(),
+                ino: None,
             };
             make(s, parent, name, whiteout, None, now)?;
         }

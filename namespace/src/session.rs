@@ -7,6 +7,7 @@
 use super::caps;
 use super::codec::{decode, key_u64};
 use super::command::Response;
+use super::delegate;
 use super::lock;
 use super::nodes::free_inode;
 use super::records::{InodeRec, OpenRec, SessionRec};
@@ -69,6 +70,7 @@ pub(crate) fn end<S: Store + ?Sized>(s: &mut S, session: u64, now: i64) -> OpRes
         s.delete(Table::Requests, &key)?;
     }
     caps::drop_session(s, session)?;
+    delegate::drop_session(s, session)?;
     s.delete(Table::Sessions, &keys::session(session))?;
     Ok(Response::Done)
 }

@@ -229,6 +229,7 @@ fn make_holder<S: Store + ?Sized>(
         gid: dir_rec.gid,
         rdev: 0,
         target: Vec::new(),
+        ino: None,
     };
     let (ino, _) = create_inode(s, new, dir, now)?;
     s.update_inode(ino, |r| r.flags = SNAPSHOT)?;

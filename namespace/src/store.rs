@@ -65,11 +65,12 @@ pub enum Table {
     SnapshotCopied,
     SnapshotQueue,
     SnapshotExcluded,
+    Delegations,
 }
 
 impl Table {
     /// Every table, in the order the digest visits them.
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 25] = [
         Table::Inodes,
         Table::Dentries,
         Table::DirCookies,
@@ -94,6 +95,7 @@ impl Table {
         Table::SnapshotCopied,
         Table::SnapshotQueue,
         Table::SnapshotExcluded,
+        Table::Delegations,
     ];
 
     /// Stable name: the redb table name and the label in errors. Never rename one.
@@ -123,6 +125,7 @@ impl Table {
             Table::SnapshotCopied => "snapshot_copied",
             Table::SnapshotQueue => "snapshot_queue",
             Table::SnapshotExcluded => "snapshot_excluded",
+            Table::Delegations => "delegations",
         }
     }
 

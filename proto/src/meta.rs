@@ -333,6 +333,21 @@ pub enum Op {
     Batch {
         ops: Vec<Op>,
     },
+
+    /// Hands the command's session `count` (1 to 65,536) inode numbers no one else will
+    /// get, for creates its mount completes itself ([`Response::Inos`]). They go with the
+    /// session; numbers it never uses are skipped.
+    DelegateInos {
+        count: u32,
+    },
+    /// `node` ([`Op::MakeNode`] or [`Op::Symlink`], `EINVAL` otherwise) made as inode `ino`,
+    /// a number delegated to the command's session, instead of the next free one. `ino`
+    /// must be at least every number of its range used before (`EINVAL` otherwise), so a
+    /// number makes at most one inode.
+    MakeNodeAs {
+        ino: Ino,
+        node: Box<Op>,
+    },
 }
 
 /// A read of the state.
@@ -564,6 +579,11 @@ pub enum Response {
     Snapshots(Vec<SnapshotEntry>),
     /// [`Op::Batch`]: one reply per operation, in order.
     Batch(Vec<Reply>),
+    /// [`Op::DelegateInos`]: numbers `first..first + count`.
+    Inos {
+        first: Ino,
+        count: u32,
+    },
 }
 
 /// What the client gets back: POSIX errors are ordinary, replicated outcomes.

@@ -377,6 +377,51 @@ fn single_op() -> impl Strategy<Value = Op> {
                 })
                 .boxed(),
         ),
+        (
+            4,
+            (1u32..5)
+                .prop_map(|count| Op::DelegateInos { count })
+                .boxed(),
+        ),
+        (
+            6,
+            (2u64..14, dir_ino(), name(), kind(), any::<bool>(), 0u8..10)
+                .prop_map(|(ino, parent, name, kind, open, which)| {
+                    let node = match which {
+                        0 => Op::Symlink {
+                            parent,
+                            name,
+                            target: bytes("t"),
+                            uid: 1,
+                            gid: 1,
+                        },
+                        // Not a create that may name a number.
+                        1 => Op::Mkdir {
+                            parent,
+                            name,
+                            perm: 0o755,
+                            uid: 1,
+                            gid: 1,
+                        },
+                        _ => Op::MakeNode {
+                            parent,
+                            name,
+                            kind,
+                            perm: 0o2775,
+                            umask: 0o022,
+                            uid: 1,
+                            gid: 1,
+                            rdev: 0,
+                            open,
+                        },
+                    };
+                    Op::MakeNodeAs {
+                        ino,
+                        node: Box::new(node),
+                    }
+                })
+                .boxed(),
+        ),
         (1, Just(Op::RenewSession { lease_ns: LEASE }).boxed()),
         (1, Just(Op::CloseSession).boxed()),
         (

@@ -43,6 +43,8 @@ struct Sess {
     lease_until: i64,
     opens: BTreeMap<Ino, u32>,
     replies: BTreeMap<u64, Reply>,
+    /// Delegated inode numbers: first -> (lowest still usable, end).
+    ranges: BTreeMap<Ino, (Ino, Ino)>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,8 @@ pub struct Model {
     sessions: BTreeMap<u64, Sess>,
     stripes: BTreeMap<StripeId, StripeM>,
     locks: BTreeMap<Owner, Held>,
+    /// The number the create being run makes its inode as (`MakeNodeAs`).
+    make_as: Option<Ino>,
 }
 
 type R<T> = Result<T, FsError>;
@@ -250,8 +254,13 @@ impl Model {
     }
 
     fn new_node(&mut self, kind: FileKind, perm: u16, uid: u32, gid: u32, now: i64) -> (Ino, Node) {
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let ino = match self.make_as.take() {
+            Some(ino) => ino,
+            None => {
+                self.next_ino += 1;
+                self.next_ino - 1
+            }
+        };
         let node = Node {
             kind,
             perm: perm & 0o7777,

@@ -279,6 +279,44 @@ impl Model {
                 }
                 Ok(Response::Done)
             }
+            Op::DelegateInos { count } => {
+                let s = Self::session_of(cmd)?;
+                if *count == 0 || *count > 65_536 {
+                    return Err(FsError::Invalid);
+                }
+                let first = self.next_ino;
+                self.next_ino += u64::from(*count);
+                let end = self.next_ino;
+                let sess = self.sessions.get_mut(&s).expect("session");
+                sess.ranges.insert(first, (first, end));
+                Ok(Response::Inos {
+                    first,
+                    count: *count,
+                })
+            }
+            Op::MakeNodeAs { ino, node } => {
+                if !matches!(**node, Op::MakeNode { .. } | Op::Symlink { .. }) {
+                    return Err(FsError::Invalid);
+                }
+                let s = Self::session_of(cmd)?;
+                let sess = self.sessions.get_mut(&s).expect("session");
+                let range = sess
+                    .ranges
+                    .iter_mut()
+                    .find(|(first, (_, end))| (**first..*end).contains(ino));
+                match range {
+                    Some((_, (next, _))) if *ino >= *next => *next = *ino + 1,
+                    _ => return Err(FsError::Invalid),
+                }
+                sess.ranges.retain(|_, (next, end)| next < end);
+                self.make_as = Some(*ino);
+                let made = self.exec(&Command {
+                    op: (**node).clone(),
+                    ..cmd.clone()
+                });
+                self.make_as = None;
+                made
+            }
             Op::Batch { ops } => {
                 let replies = ops
                     .iter()
@@ -349,6 +387,7 @@ impl Model {
                         lease_until,
                         opens: BTreeMap::new(),
                         replies: BTreeMap::new(),
+                        ranges: BTreeMap::new(),
                     },
                 );
                 Ok(Response::Session { id, lease_until })
