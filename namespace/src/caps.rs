@@ -209,8 +209,7 @@ pub(crate) fn in_the_way<S: StoreRead + ?Sized>(
     session: u64,
     now: i64,
 ) -> Result<Vec<CapHolder>, NamespaceError> {
-    // Nothing to look for in the common case of a cluster where no cap is held.
-    if base.scan(Table::Caps, &[], None, 1)?.is_empty() {
+    if !any_held(base)? {
         return Ok(Vec::new());
     }
     let ending = |id: u64| {
@@ -218,16 +217,32 @@ pub(crate) fn in_the_way<S: StoreRead + ?Sized>(
             .get(&(Table::Sessions, id.to_be_bytes().to_vec()))
             .is_some_and(Option::is_none)
     };
+    live_others(base, changed_inodes(base, writes)?, session, now, |h| {
+        !ending(h.session)
+    })
+}
+
+/// Whether any session holds any cap (most clusters: none, and nothing needs looking at).
+pub(crate) fn any_held<S: StoreRead + ?Sized>(s: &S) -> Result<bool, NamespaceError> {
+    Ok(!s.scan(Table::Caps, &[], None, 1)?.is_empty())
+}
+
+/// The caps `keep` selects on `inos` of sessions other than `session` whose lease has not
+/// run out by `now`.
+pub(crate) fn live_others<S: StoreRead + ?Sized>(
+    s: &S,
+    inos: BTreeSet<Ino>,
+    session: u64,
+    now: i64,
+    keep: impl Fn(&CapHolder) -> bool,
+) -> Result<Vec<CapHolder>, NamespaceError> {
     let mut out = Vec::new();
-    for ino in changed_inodes(base, writes)? {
-        for h in holders(base, ino)? {
-            if h.session == session || ending(h.session) {
+    for ino in inos {
+        for h in holders(s, ino)? {
+            if h.session == session || !keep(&h) {
                 continue;
             }
-            if base
-                .session(h.session)?
-                .is_some_and(|s| s.lease_until > now)
-            {
+            if s.session(h.session)?.is_some_and(|r| r.lease_until > now) {
                 out.push(h);
             }
         }

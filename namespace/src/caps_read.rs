@@ -4,19 +4,19 @@
 //! own state: it recalls the cap first (the holder sends what it buffered and gives the cap
 //! back) and reads again. Shared caps are in no read's way.
 
-use super::caps::holders;
+use super::caps::{any_held, live_others};
 use super::command::{Query, Reply, Response};
-use super::state::Tables;
-use super::store::{StoreRead, Table};
+use super::store::StoreRead;
 use crate::error::NamespaceError;
+use std::collections::BTreeSet;
 use tessera_proto::fs::Ino;
 use tessera_proto::meta::CapHolder;
 
 /// The inodes `q` read: the ones it names, and the ones its answer describes (a lookup's
 /// child, a `readdirplus` page's entries).
-fn read_inos(q: &Query, reply: &Reply) -> Vec<Ino> {
-    let mut inos = match q {
-        Query::Lookup { parent, .. } => vec![*parent],
+fn read_inos(q: &Query, reply: &Reply) -> BTreeSet<Ino> {
+    let mut inos: BTreeSet<Ino> = match q {
+        Query::Lookup { parent, .. } => [*parent].into(),
         Query::GetAttr { ino }
         | Query::ReadDir { ino, .. }
         | Query::ReadLink { ino }
@@ -24,11 +24,13 @@ fn read_inos(q: &Query, reply: &Reply) -> Vec<Ino> {
         | Query::ListXattr { ino }
         | Query::Layout { ino, .. }
         | Query::GetLock { ino, .. }
-        | Query::StatFsAt { ino, .. } => vec![*ino],
-        _ => Vec::new(),
+        | Query::StatFsAt { ino, .. } => [*ino].into(),
+        _ => BTreeSet::new(),
     };
     match reply {
-        Ok(Response::Attr(attr)) => inos.push(attr.ino),
+        Ok(Response::Attr(attr)) => {
+            inos.insert(attr.ino);
+        }
         Ok(Response::Entries(entries)) => {
             inos.extend(entries.iter().filter(|e| e.attr.is_some()).map(|e| e.ino))
         }
@@ -48,25 +50,10 @@ pub fn exclusive_in_the_way<S: StoreRead + ?Sized>(
     session: u64,
     now: i64,
 ) -> Result<Vec<CapHolder>, NamespaceError> {
-    // Nothing to look for in the common case of a cluster where no cap is held.
-    if store.scan(Table::Caps, &[], None, 1)?.is_empty() {
+    if !any_held(store)? {
         return Ok(Vec::new());
     }
-    let mut out: Vec<CapHolder> = Vec::new();
-    for ino in read_inos(q, reply) {
-        for h in holders(store, ino)? {
-            if !h.exclusive || h.session == session || out.contains(&h) {
-                continue;
-            }
-            if store
-                .session(h.session)?
-                .is_some_and(|s| s.lease_until > now)
-            {
-                out.push(h);
-            }
-        }
-    }
-    Ok(out)
+    live_others(store, read_inos(q, reply), session, now, |h| h.exclusive)
 }
 
 #[cfg(test)]
