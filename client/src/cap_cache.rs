@@ -403,6 +403,51 @@ impl CapCache {
         }
     }
 
+    /// This client's own removal of `name` from `dir` (unlink, rmdir) is about to be sent
+    /// (`applied: false`), or the leader applied it (`applied: true`). Unlike
+    /// [`changing`](Self::changing), the listing of `dir` is kept and, once the removal is
+    /// applied, the name is taken out of it: so `rm -rf` does not read every directory
+    /// again after each name it removes. What the removal changes is dropped both times:
+    /// the attributes of `dir` (times, link count) and of the removed inode (its link
+    /// count; with its listing, for a directory), and a fill that began before either
+    /// drop stores nothing about `dir`. Without the listing this is `changing`.
+    pub fn removing(&self, dir: Ino, name: &[u8], applied: bool) {
+        let mut s = self.state();
+        let Some(removed) = s.entry(dir, name) else {
+            drop(s);
+            self.changing(&Reach {
+                inos: Some(vec![dir]),
+                names: vec![(dir, name.to_vec())],
+            });
+            return;
+        };
+        s.epoch += 1;
+        s.drop_ino(dir, false);
+        let Some(ino) = removed else {
+            return;
+        };
+        s.drop_ino(ino, true);
+        if !applied {
+            return;
+        }
+        if let Some(mut listing) = s.dirs.remove(&dir) {
+            listing.entries.retain(|e| e.name != name);
+            listing.names = listing
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.name.clone(), i))
+                .collect();
+            s.dirs.insert(dir, listing);
+            if let Some(n) = s.listed.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    s.listed.remove(&ino);
+                }
+            }
+        }
+    }
+
     /// The leader recalled the caps on `inos`: drops what they covered, keeps fills from
     /// storing them until [`recall_done`](Self::recall_done), and hands over their
     /// unreported opens, which the caller reports before giving the caps back.
@@ -714,6 +759,52 @@ mod tests {
         }
         // Another session's view, or none: nothing.
         assert!(c.answer(2, &Query::GetAttr { ino: 12 }).is_none());
+    }
+
+    #[test]
+    fn own_removals_keep_the_listing_and_take_the_name_out_once_applied() {
+        let c = filled();
+        let epoch = c.begin(1).unwrap();
+        c.removing(10, b"a", false);
+        assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
+        assert!(lookup(&c, "b").is_some(), "the listing stays");
+        c.removing(10, b"a", true);
+        assert_eq!(lookup(&c, "a"), Some(Err(FsError::NotFound)));
+        assert!(matches!(lookup(&c, "b"), Some(Ok(Response::Attr(a))) if a.ino == 12));
+        let all = Query::ReadDir {
+            ino: 10,
+            after: 0,
+            limit: 10,
+            plus: false,
+        };
+        match c.answer(1, &all) {
+            Some(Ok(Response::Entries(e))) => {
+                let names: Vec<&[u8]> = e.iter().map(|e| e.name.as_slice()).collect();
+                assert_eq!(names, vec![&b"."[..], b"..", b"b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A fill that began before the removal was applied (it may have read the
+        // directory before) stores nothing.
+        c.fill(
+            epoch,
+            1,
+            10,
+            vec![entry(".", 10, 1), entry("a", 11, 3), entry("b", 12, 4)],
+        );
+        assert_eq!(lookup(&c, "a"), Some(Err(FsError::NotFound)));
+        // Without the listing, a removal drops as any change does.
+        let c = filled();
+        c.removing(99, b"x", false);
+        assert!(
+            lookup(&c, "b").is_some(),
+            "another directory's listing stays"
+        );
+        c.removing(10, b"zz", true);
+        assert!(
+            lookup(&c, "b").is_some(),
+            "a name not listed takes nothing out"
+        );
     }
 
     #[test]

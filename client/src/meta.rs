@@ -218,9 +218,22 @@ impl MetaClient {
             Op::AccessedAt { at, .. } => Some(at.clone()),
             _ => None,
         };
-        cache.changing(&reach);
+        // A removal keeps the directory's listing (`CapCache::removing`).
+        let removal = match &op {
+            Op::Unlink { parent, name } | Op::Rmdir { parent, name } => {
+                Some((*parent, name.clone()))
+            }
+            _ => None,
+        };
+        match &removal {
+            Some((dir, name)) => cache.removing(*dir, name, false),
+            None => cache.changing(&reach),
+        }
         let reply = self.write_uncached(op).await;
-        cache.changing(&reach);
+        match (&removal, &reply) {
+            (Some((dir, name)), Ok(Ok(_))) => cache.removing(*dir, name, true),
+            _ => cache.changing(&reach),
+        }
         if let Some(at) = accesses {
             cache.accesses_sent(&at);
         }

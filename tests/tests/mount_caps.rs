@@ -111,6 +111,25 @@ async fn a_listed_directory_is_served_by_the_mount_until_another_mount_changes_i
     assert!(std::fs::metadata(dir.join("f6")).is_err());
     assert!(names(&dir).contains(&"g6".to_string()));
     assert!(names(&bdir).contains(&"g6".to_string()));
+
+    // a's own removals keep its listing (the name is taken out once the leader applied
+    // the unlink), so removing names one by one, each followed by a listing, does not
+    // read the directory again each time.
+    let left = names(&dir);
+    assert_eq!(left.len(), FILES);
+    let before = meta_reads(&metrics);
+    for (i, name) in left.iter().enumerate() {
+        std::fs::remove_file(dir.join(name)).unwrap();
+        assert!(std::fs::metadata(dir.join(name)).is_err());
+        assert_eq!(names(&dir).len(), left.len() - i - 1);
+    }
+    let reads = meta_reads(&metrics) - before;
+    eprintln!(
+        "{} unlinks, each with a listing: {reads} metadata reads",
+        left.len()
+    );
+    assert!(reads <= 2.0 * left.len() as f64, "{reads} metadata reads");
+    assert!(names(&bdir).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
