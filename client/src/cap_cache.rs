@@ -132,12 +132,7 @@ impl State {
             return;
         };
         for ino in Self::named(&listing) {
-            if let Some(n) = self.listed.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    self.listed.remove(&ino);
-                }
-            }
+            self.unlist(ino);
         }
         if let Some(p) = listing.parent()
             && let Some(set) = self.under.get_mut(&p)
@@ -145,6 +140,16 @@ impl State {
             set.remove(&dir);
             if set.is_empty() {
                 self.under.remove(&p);
+            }
+        }
+    }
+
+    /// One cached listing fewer names `ino`.
+    fn unlist(&mut self, ino: Ino) {
+        if let Some(n) = self.listed.get_mut(&ino) {
+            *n -= 1;
+            if *n == 0 {
+                self.listed.remove(&ino);
             }
         }
     }
@@ -410,27 +415,21 @@ impl CapCache {
     /// again after each name it removes. What the removal changes is dropped both times:
     /// the attributes of `dir` (times, link count) and of the removed inode (its link
     /// count; with its listing, for a directory), and a fill that began before either
-    /// drop stores nothing about `dir`. Without the listing this is `changing`.
-    pub fn removing(&self, dir: Ino, name: &[u8], applied: bool) {
+    /// drop stores nothing about `dir`. `false` (nothing done) when the listing of `dir`
+    /// is not cached: the caller then drops as for any change.
+    #[must_use = "without the listing the caller must drop as for any change"]
+    pub fn removing(&self, dir: Ino, name: &[u8], applied: bool) -> bool {
         let mut s = self.state();
         let Some(removed) = s.entry(dir, name) else {
-            drop(s);
-            self.changing(&Reach {
-                inos: Some(vec![dir]),
-                names: vec![(dir, name.to_vec())],
-            });
-            return;
+            return false;
         };
         s.epoch += 1;
         s.drop_ino(dir, false);
         let Some(ino) = removed else {
-            return;
+            return true;
         };
         s.drop_ino(ino, true);
-        if !applied {
-            return;
-        }
-        if let Some(mut listing) = s.dirs.remove(&dir) {
+        if applied && let Some(listing) = s.dirs.get_mut(&dir) {
             listing.entries.retain(|e| e.name != name);
             listing.names = listing
                 .entries
@@ -438,14 +437,9 @@ impl CapCache {
                 .enumerate()
                 .map(|(i, e)| (e.name.clone(), i))
                 .collect();
-            s.dirs.insert(dir, listing);
-            if let Some(n) = s.listed.get_mut(&ino) {
-                *n -= 1;
-                if *n == 0 {
-                    s.listed.remove(&ino);
-                }
-            }
+            s.unlist(ino);
         }
+        true
     }
 
     /// The leader recalled the caps on `inos`: drops what they covered, keeps fills from
@@ -765,10 +759,10 @@ mod tests {
     fn own_removals_keep_the_listing_and_take_the_name_out_once_applied() {
         let c = filled();
         let epoch = c.begin(1).unwrap();
-        c.removing(10, b"a", false);
+        assert!(c.removing(10, b"a", false));
         assert!(c.answer(1, &Query::GetAttr { ino: 11 }).is_none());
         assert!(lookup(&c, "b").is_some(), "the listing stays");
-        c.removing(10, b"a", true);
+        assert!(c.removing(10, b"a", true));
         assert_eq!(lookup(&c, "a"), Some(Err(FsError::NotFound)));
         assert!(matches!(lookup(&c, "b"), Some(Ok(Response::Attr(a))) if a.ino == 12));
         let all = Query::ReadDir {
@@ -793,14 +787,14 @@ mod tests {
             vec![entry(".", 10, 1), entry("a", 11, 3), entry("b", 12, 4)],
         );
         assert_eq!(lookup(&c, "a"), Some(Err(FsError::NotFound)));
-        // Without the listing, a removal drops as any change does.
+        // Without the listing nothing is done here (the caller drops as for any change).
         let c = filled();
-        c.removing(99, b"x", false);
+        assert!(!c.removing(99, b"x", false));
         assert!(
             lookup(&c, "b").is_some(),
             "another directory's listing stays"
         );
-        c.removing(10, b"zz", true);
+        assert!(c.removing(10, b"zz", true));
         assert!(
             lookup(&c, "b").is_some(),
             "a name not listed takes nothing out"

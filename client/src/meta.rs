@@ -225,14 +225,17 @@ impl MetaClient {
             }
             _ => None,
         };
-        match &removal {
-            Some((dir, name)) => cache.removing(*dir, name, false),
-            None => cache.changing(&reach),
+        let kept = |applied: bool| {
+            removal
+                .as_ref()
+                .is_some_and(|(dir, name)| cache.removing(*dir, name, applied))
+        };
+        if !kept(false) {
+            cache.changing(&reach);
         }
         let reply = self.write_uncached(op).await;
-        match (&removal, &reply) {
-            (Some((dir, name)), Ok(Ok(_))) => cache.removing(*dir, name, true),
-            _ => cache.changing(&reach),
+        if !(matches!(reply, Ok(Ok(_))) && kept(true)) {
+            cache.changing(&reach);
         }
         if let Some(at) = accesses {
             cache.accesses_sent(&at);

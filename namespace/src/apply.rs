@@ -111,6 +111,7 @@ fn apply_batch<S: Store + ?Sized>(
     let mut batch = Overlay::new(&*store);
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
+        // Refused before anything else about it, as the model does.
         if matches!(op, Op::Batch { .. }) {
             replies.push(Err(FsError::Invalid));
             continue;
@@ -447,7 +448,7 @@ fn dispatch_op<S: Store + ?Sized>(
             dispatch_op(s, cmd, node, Some(*ino))
         }
         Op::DelegateInos { count } => delegate::delegate(s, client()?, *count),
-        // Handled by `apply` before it gets here.
+        // Run by `apply`, and refused inside a batch, before it gets here.
         Op::Batch { .. } => Err(FsError::Invalid.into()),
         Op::LoadImage { image } => match cmd.session {
             SYSTEM_SESSION => dump::load(s, image),
